@@ -1,0 +1,19 @@
+//! podgrant's watch/grant engine: Services and their ready pods become MySQL accounts.
+//!
+//! The map (functional core first, imperative shell after):
+//! - [`model`] — pods, services and secrets reduced to the facts granting needs.
+//! - [`grant`] — accounts, privileges, desired and observed state, and [`grant::Action`] values.
+//! - [`validate`] — turns a Service's annotations into a validated [`grant::GrantSpec`].
+//! - [`desired`] — pure: cluster facts → the desired set of accounts (plus per-service problems).
+//! - [`planner`] — pure: desired + observed → actions as data. No I/O, no clock.
+//! - [`store`] — the [`store::GrantStore`] trait and its MySQL and in-memory adapters.
+//!
+//! The async shell (watchers, index, engine loop, leader election, metrics, HTTP) lives in
+//! the modules added beside these; `main.rs` is the `podgrant` binary.
+
+pub mod desired;
+pub mod grant;
+pub mod model;
+pub mod planner;
+pub mod store;
+pub mod validate;
