@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite (`cargo test --workspace`).
+#
+# MySQL: outside Nix, scripts/ensure-mariadb.sh makes sure a MariaDB answers on
+# 127.0.0.1:3306 (starting the machine's mariadbd if it is installed but down). Inside a Nix
+# build sandbox there is no such server and no network: PODGRANT_TEST_MYSQL=spawn tells the
+# harness to start its own mariadbd (from nixpkgs, on PATH) in a temp datadir on a unix
+# socket. Either way the tests themselves print which provider they used, and skip loudly
+# when there is none.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ -n "${NIX_BUILD_TOP:-}" ]]; then
+  export PODGRANT_TEST_MYSQL="${PODGRANT_TEST_MYSQL:-spawn}"
+  say "MySQL: inside a Nix sandbox; PODGRANT_TEST_MYSQL=$PODGRANT_TEST_MYSQL ($(command -v mariadbd || echo 'no mariadbd on PATH'))"
+else
+  run bash scripts/ensure-mariadb.sh
+fi
+
+say "running cargo test --workspace"
+run cargo test --workspace "$@"
+say "ok: tests"
