@@ -11,9 +11,12 @@
 //! The async shell (watchers, index, engine loop, leader election, metrics, HTTP) lives in
 //! the modules added beside these; `main.rs` is the `podgrant` binary.
 
+pub mod backoff;
 pub mod desired;
 pub mod grant;
+pub mod metrics;
 pub mod model;
 pub mod planner;
 pub mod store;
 pub mod validate;
+pub mod watch;

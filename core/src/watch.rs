@@ -1,0 +1,745 @@
+//! Guarded list/watch loops for Services, Pods and Secrets, reduced to `model` facts at once.
+//!
+//! Why not `kube::runtime::watcher`: in kube-runtime 5, when the server ends a watch cleanly
+//! the watcher's state machine goes back to `InitListed` and starts a new watch inside the same
+//! poll (`step` trampolines on `None`), so the consumer never even sees that the watch ended;
+//! and `default_backoff` is reset by every `Ok` item. A server that closes every watch at once
+//! therefore makes a bare watcher re-watch in a tight loop. This loop owns list and watch
+//! itself, so every watch end goes through a [`WatchGuard`]: a watch that lived under
+//! [`WatchConfig::min_healthy`] and delivered no new event is a failure and backs off
+//! exponentially (seeded jitter, capped); only a healthy watch resets the backoff. Like
+//! client-go's reflector.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::ResourceExt;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::metrics::{Metrics, Resource, RestartReason};
+use crate::model::{ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
+use crate::validate::ANNOTATION_PREFIX;
+
+/// Settings of one guarded watch loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchConfig {
+    /// A watch that ends sooner than this with no new event counts as a failure.
+    pub min_healthy: Duration,
+    /// Delays after failures (unhealthy watch ends, failed requests).
+    pub backoff: BackoffConfig,
+    /// `timeoutSeconds` asked of the server for each watch.
+    pub server_timeout_secs: u32,
+    /// No event nor bookmark for this long: the watch is stalled and is restarted.
+    pub idle_timeout: Duration,
+    /// A list or watch request that gets no answer in this long has failed.
+    pub request_timeout: Duration,
+    /// `limit` of each list page.
+    pub page_size: Option<u32>,
+    /// Optional label selector for the pods watch (a pod leaving it arrives as DELETED).
+    pub pod_label_selector: Option<String>,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            min_healthy: Duration::from_secs(1),
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(800),
+                max: Duration::from_secs(30),
+                factor: 2.0,
+                jitter: 0.25,
+            },
+            server_timeout_secs: 290,
+            idle_timeout: Duration::from_secs(295),
+            request_timeout: Duration::from_secs(30),
+            page_size: Some(500),
+            pod_label_selector: None,
+        }
+    }
+}
+
+/// Decides, at the end of each watch, whether it was healthy; backs off after failures.
+#[derive(Debug, Clone)]
+pub struct WatchGuard {
+    min_healthy: Duration,
+    backoff: Backoff,
+}
+
+impl WatchGuard {
+    pub fn new(min_healthy: Duration, backoff: Backoff) -> Self {
+        Self {
+            min_healthy,
+            backoff,
+        }
+    }
+
+    /// A watch ended after `lived`, having delivered `progress` new events. `None`: it was
+    /// healthy, re-watch now (and the backoff is reset). `Some(d)`: it was a failure, wait `d`.
+    pub fn watch_ended(&mut self, lived: Duration, progress: u64) -> Option<Duration> {
+        if lived >= self.min_healthy || progress > 0 {
+            self.backoff.reset();
+            None
+        } else {
+            Some(self.backoff.next_delay())
+        }
+    }
+
+    /// A request failed outright: wait this long before the next one.
+    pub fn request_failed(&mut self) -> Duration {
+        self.backoff.next_delay()
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.backoff.failures()
+    }
+}
+
+/// One list page.
+#[derive(Debug, Clone)]
+pub struct Page<K> {
+    pub items: Vec<K>,
+    pub resource_version: String,
+    pub continue_token: Option<String>,
+}
+
+/// One watch event, as the loop needs it.
+#[derive(Debug, Clone)]
+pub enum RawEvent<K> {
+    Added(K, String),
+    Modified(K, String),
+    Deleted(K, String),
+    Bookmark(String),
+    /// An in-stream `ERROR` event carrying a `Status`.
+    Error {
+        code: u16,
+        message: String,
+    },
+}
+
+/// A failed list or watch request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("API server answered {code}: {message}")]
+    Status { code: u16, message: String },
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl SourceError {
+    /// `410 Gone`: the resourceVersion or continue token is too old.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, SourceError::Status { code: 410, .. })
+    }
+}
+
+impl From<kube::Error> for SourceError {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => SourceError::Status {
+                code: s.code,
+                message: s.message,
+            },
+            other => SourceError::Transport(other.to_string()),
+        }
+    }
+}
+
+/// The stream a watch request opens.
+pub type RawStream<K> = BoxStream<'static, Result<RawEvent<K>, SourceError>>;
+
+/// Where objects are listed and watched from: the API server (via [`ApiSource`]) or a test fake.
+pub trait ListWatchSource: Send + Sync + 'static {
+    type Object: Send + 'static;
+    fn list(
+        &self,
+        limit: Option<u32>,
+        continue_token: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<Self::Object>, SourceError>>;
+    fn watch(
+        &self,
+        resource_version: String,
+        timeout_secs: u32,
+    ) -> BoxFuture<'_, Result<RawStream<Self::Object>, SourceError>>;
+}
+
+/// A [`ListWatchSource`] over a kube `Api`, with an optional label selector.
+pub struct ApiSource<K> {
+    pub api: Api<K>,
+    pub label_selector: Option<String>,
+}
+
+impl<K> ListWatchSource for ApiSource<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    type Object = K;
+
+    fn list(
+        &self,
+        limit: Option<u32>,
+        continue_token: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<K>, SourceError>> {
+        Box::pin(async move {
+            let mut lp = ListParams::default();
+            lp.label_selector = self.label_selector.clone();
+            lp.limit = limit;
+            lp.continue_token = continue_token;
+            let list = self.api.list(&lp).await?;
+            Ok(Page {
+                items: list.items,
+                resource_version: list.metadata.resource_version.unwrap_or_default(),
+                continue_token: list.metadata.continue_.filter(|c| !c.is_empty()),
+            })
+        })
+    }
+
+    fn watch(
+        &self,
+        resource_version: String,
+        timeout_secs: u32,
+    ) -> BoxFuture<'_, Result<RawStream<K>, SourceError>> {
+        Box::pin(async move {
+            let mut wp = WatchParams::default().timeout(timeout_secs);
+            wp.label_selector = self.label_selector.clone();
+            wp.bookmarks = true;
+            let stream = self.api.watch(&wp, &resource_version).await?;
+            Ok(stream
+                .map(|item| match item {
+                    Ok(WatchEvent::Added(o)) => {
+                        let rv = o.resource_version().unwrap_or_default();
+                        Ok(RawEvent::Added(o, rv))
+                    }
+                    Ok(WatchEvent::Modified(o)) => {
+                        let rv = o.resource_version().unwrap_or_default();
+                        Ok(RawEvent::Modified(o, rv))
+                    }
+                    Ok(WatchEvent::Deleted(o)) => {
+                        let rv = o.resource_version().unwrap_or_default();
+                        Ok(RawEvent::Deleted(o, rv))
+                    }
+                    Ok(WatchEvent::Bookmark(b)) => {
+                        Ok(RawEvent::Bookmark(b.metadata.resource_version))
+                    }
+                    Ok(WatchEvent::Error(s)) => Ok(RawEvent::Error {
+                        code: s.code,
+                        message: s.message,
+                    }),
+                    Err(e) => Err(SourceError::from(e)),
+                })
+                .boxed())
+        })
+    }
+}
+
+/// What a guarded watch yields, already converted to facts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<F> {
+    /// A complete (re)list: replaces everything known of this resource.
+    Relisted(Vec<F>),
+    Applied(F),
+    /// Deleted — or no longer matching a selector-scoped watch, which means the same here.
+    Deleted(F),
+}
+
+/// Whether `new` is a newer resourceVersion than `old` (numeric when both parse; else "differs").
+fn advances(old: &str, new: &str) -> bool {
+    match (old.parse::<u64>(), new.parse::<u64>()) {
+        (Ok(o), Ok(n)) => n > o,
+        _ => !new.is_empty() && new != old,
+    }
+}
+
+/// The guarded list/watch loop as a stream of [`Change`]s. Never ends; never spins.
+pub fn guarded_watch<S, F, C>(
+    source: S,
+    convert: C,
+    config: WatchConfig,
+    seed: u64,
+    resource: Resource,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Change<F>> + Send
+where
+    S: ListWatchSource,
+    F: Send + 'static,
+    C: Fn(S::Object) -> F + Send + 'static,
+{
+    async_stream::stream! {
+        let mut guard = WatchGuard::new(config.min_healthy, Backoff::new(config.backoff.clone(), seed));
+        let mut rv: Option<String> = None;
+        loop {
+            let current_rv = match rv.clone() {
+                Some(v) => v,
+                None => {
+                    // (Re)list, all pages, at one consistent resourceVersion.
+                    let mut items = Vec::new();
+                    let mut cont: Option<String> = None;
+                    let listed = loop {
+                        metrics.list_request(resource);
+                        let res = tokio::time::timeout(
+                            config.request_timeout,
+                            source.list(config.page_size, cont.clone()),
+                        )
+                        .await;
+                        match res {
+                            Ok(Ok(page)) => {
+                                items.extend(page.items.into_iter().map(&convert));
+                                match page.continue_token {
+                                    Some(c) => cont = Some(c),
+                                    None => break Ok(page.resource_version),
+                                }
+                            }
+                            Ok(Err(e)) => break Err(e.to_string()),
+                            Err(_) => break Err("list request timed out".to_string()),
+                        }
+                    };
+                    match listed {
+                        Ok(list_rv) => {
+                            metrics.event(resource, items.len() as u64);
+                            yield Change::Relisted(items);
+                            rv = Some(list_rv.clone());
+                            list_rv
+                        }
+                        Err(why) => {
+                            metrics.watch_restart(resource, RestartReason::ListFailed);
+                            let delay = guard.request_failed();
+                            tracing::warn!(resource = resource.as_str(), error = %why, ?delay, "list failed; backing off");
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+
+            metrics.watch_request(resource);
+            let started = Instant::now();
+            let opened = tokio::time::timeout(
+                config.request_timeout,
+                source.watch(current_rv.clone(), config.server_timeout_secs),
+            )
+            .await;
+            let mut stream = match opened {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) if e.is_gone() => {
+                    metrics.watch_restart(resource, RestartReason::Expired);
+                    rv = None;
+                    if let Some(delay) = guard.watch_ended(started.elapsed(), 0) {
+                        tokio::time::sleep(delay).await;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    metrics.watch_restart(resource, RestartReason::WatchFailed);
+                    let delay = guard.request_failed();
+                    tracing::warn!(resource = resource.as_str(), error = %e, ?delay, "watch request failed; backing off");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(_) => {
+                    metrics.watch_restart(resource, RestartReason::WatchFailed);
+                    let delay = guard.request_failed();
+                    tracing::warn!(resource = resource.as_str(), ?delay, "watch request timed out; backing off");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+
+            let mut progress = 0u64;
+            let mut last_rv = current_rv;
+            let reason = loop {
+                match tokio::time::timeout(config.idle_timeout, stream.next()).await {
+                    Err(_) => break RestartReason::Stalled,
+                    Ok(None) => break RestartReason::Closed,
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(resource = resource.as_str(), error = %e, "watch stream failed");
+                        break RestartReason::StreamError;
+                    }
+                    Ok(Some(Ok(ev))) => {
+                        let (change, erv) = match ev {
+                            RawEvent::Added(o, erv) | RawEvent::Modified(o, erv) => {
+                                (Some(Change::Applied(convert(o))), erv)
+                            }
+                            RawEvent::Deleted(o, erv) => (Some(Change::Deleted(convert(o))), erv),
+                            RawEvent::Bookmark(erv) => (None, erv),
+                            RawEvent::Error { code: 410, .. } => {
+                                rv = None;
+                                break RestartReason::Expired;
+                            }
+                            RawEvent::Error { code, message } => {
+                                tracing::debug!(resource = resource.as_str(), code, %message, "error event in watch");
+                                break RestartReason::StreamError;
+                            }
+                        };
+                        if advances(&last_rv, &erv) {
+                            last_rv = erv;
+                            rv = Some(last_rv.clone());
+                            if change.is_some() {
+                                progress += 1;
+                            }
+                        }
+                        if let Some(c) = change {
+                            metrics.event(resource, 1);
+                            yield c;
+                        }
+                    }
+                }
+            };
+            drop(stream);
+            let delay = guard.watch_ended(started.elapsed(), progress);
+            let reason = if reason == RestartReason::Closed && delay.is_some() {
+                RestartReason::ClosedEarly
+            } else {
+                reason
+            };
+            metrics.watch_restart(resource, reason);
+            if let Some(delay) = delay {
+                tracing::debug!(resource = resource.as_str(), reason = reason.as_str(), ?delay, failures = guard.failures(), "unhealthy watch; backing off");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Only podgrant's annotations are kept.
+pub fn service_facts(svc: Service) -> ServiceFacts {
+    let id = ObjectRef::new(svc.namespace().unwrap_or_default(), svc.name_any());
+    let uid = svc.metadata.uid.clone().unwrap_or_default();
+    let annotations = svc
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
+        .collect();
+    let selector = svc.spec.and_then(|s| s.selector);
+    ServiceFacts {
+        id,
+        uid,
+        selector,
+        annotations,
+    }
+}
+
+/// Labels, IP, phase, readiness, deletion and hostNetwork; nothing else.
+pub fn pod_facts(pod: Pod) -> PodFacts {
+    let id = ObjectRef::new(pod.namespace().unwrap_or_default(), pod.name_any());
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let labels = pod.metadata.labels.unwrap_or_default();
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let status = pod.status.unwrap_or_default();
+    let ip = status
+        .pod_ip
+        .as_deref()
+        .and_then(|s| s.parse::<IpAddr>().ok());
+    let running = status.phase.as_deref() == Some("Running");
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    PodFacts {
+        id,
+        uid,
+        labels,
+        ip,
+        running,
+        ready,
+        terminating,
+        host_network,
+    }
+}
+
+/// The decoded data of a Secret; values that are not UTF-8 are left out (MySQL passwords are text).
+pub fn secret_facts(secret: Secret) -> SecretFacts {
+    let id = ObjectRef::new(secret.namespace().unwrap_or_default(), secret.name_any());
+    let data: BTreeMap<String, Password> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|s| (k, Password::new(s))))
+        .collect();
+    SecretFacts { id, data }
+}
+
+/// `Api` for a namespace, or all namespaces.
+pub fn api_for<K>(client: kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// What the fake source does for one watch request.
+    #[derive(Clone)]
+    enum Script {
+        /// Opens, yields these events, then ends cleanly.
+        Events(Vec<RawEvent<u32>>),
+        /// Refuses the request.
+        Fail(SourceError),
+        /// Opens and never sends anything.
+        Stall,
+    }
+
+    struct Fake {
+        list_items: Mutex<Vec<u32>>,
+        list_rv: Mutex<u64>,
+        watches: Mutex<VecDeque<Script>>,
+        /// When the script runs out: end every watch immediately (the seed's failure).
+        calls: Mutex<(u64, u64)>,
+    }
+
+    impl ListWatchSource for Arc<Fake> {
+        type Object = u32;
+        fn list(
+            &self,
+            _limit: Option<u32>,
+            _c: Option<String>,
+        ) -> BoxFuture<'_, Result<Page<u32>, SourceError>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().0 += 1;
+                Ok(Page {
+                    items: self.list_items.lock().unwrap().clone(),
+                    resource_version: self.list_rv.lock().unwrap().to_string(),
+                    continue_token: None,
+                })
+            })
+        }
+        fn watch(
+            &self,
+            _rv: String,
+            _t: u32,
+        ) -> BoxFuture<'_, Result<RawStream<u32>, SourceError>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().1 += 1;
+                let script = self
+                    .watches
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or(Script::Events(vec![]));
+                match script {
+                    Script::Events(evs) => {
+                        Ok(futures::stream::iter(evs.into_iter().map(Ok)).boxed())
+                    }
+                    Script::Fail(e) => Err(e),
+                    Script::Stall => Ok(futures::stream::pending().boxed()),
+                }
+            })
+        }
+    }
+
+    fn fake(items: Vec<u32>, rv: u64, scripts: Vec<Script>) -> Arc<Fake> {
+        Arc::new(Fake {
+            list_items: Mutex::new(items),
+            list_rv: Mutex::new(rv),
+            watches: Mutex::new(scripts.into()),
+            calls: Mutex::new((0, 0)),
+        })
+    }
+
+    fn cfg() -> WatchConfig {
+        WatchConfig {
+            min_healthy: Duration::from_secs(1),
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+                factor: 2.0,
+                jitter: 0.2,
+            },
+            idle_timeout: Duration::from_secs(60),
+            ..WatchConfig::default()
+        }
+    }
+
+    #[test]
+    fn guard_backs_off_only_unhealthy_watches_and_resets_after_a_healthy_one() {
+        let b = BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            factor: 2.0,
+            jitter: 0.0,
+        };
+        let mut g = WatchGuard::new(Duration::from_secs(1), Backoff::new(b, 7));
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
+        assert_eq!(ms(g.watch_ended(Duration::ZERO, 0)), Some(100));
+        assert_eq!(ms(g.watch_ended(Duration::from_millis(999), 0)), Some(200));
+        assert_eq!(ms(g.watch_ended(Duration::ZERO, 0)), Some(400));
+        assert_eq!(g.request_failed().as_millis(), 800);
+        assert_eq!(ms(g.watch_ended(Duration::ZERO, 0)), Some(1000));
+        assert_eq!(ms(g.watch_ended(Duration::ZERO, 0)), Some(1000), "capped");
+        // A short watch that delivered events is healthy, as is a long quiet one.
+        assert_eq!(g.watch_ended(Duration::ZERO, 1), None);
+        assert_eq!(ms(g.watch_ended(Duration::ZERO, 0)), Some(100), "reset");
+        assert_eq!(g.watch_ended(Duration::from_secs(1), 0), None);
+        assert_eq!(g.failures(), 0);
+    }
+
+    /// The seed's failure: every watch ends the moment it opens. A bare kube-runtime watcher
+    /// re-watches without pause; the guarded loop backs off to the cap.
+    #[tokio::test(start_paused = true)]
+    async fn every_watch_closed_at_once_backs_off_instead_of_spinning() {
+        let src = fake(vec![1, 2], 10, vec![]);
+        let metrics = Arc::new(Metrics::new());
+        let s = guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            1,
+            Resource::Pods,
+            metrics.clone(),
+        );
+        let mut s = Box::pin(s);
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![1, 2])));
+        let driver = tokio::spawn(async move { while s.next().await.is_some() {} });
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let (lists, watches) = *src.calls.lock().unwrap();
+        driver.abort();
+        // Backoff 0.5, 1, 2, 4, 8, then 10 s (±20%): ~5 + 590/10 ≈ 65 watches in 10 minutes.
+        assert_eq!(lists, 1, "a clean close is not a reason to relist");
+        assert!(
+            watches >= 40 && watches <= 90,
+            "watches in 600 s: {watches}"
+        );
+        let snap = metrics.snapshot();
+        let early = snap.restarts(RestartReason::ClosedEarly);
+        assert!(
+            early + 1 >= watches && early <= watches,
+            "{early} vs {watches}"
+        );
+        assert_eq!(snap.total_restarts(), early);
+        assert!(start.elapsed() >= Duration::from_secs(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_flow_and_expired_relists_with_the_new_contents() {
+        let src = fake(
+            vec![1, 2, 3],
+            10,
+            vec![Script::Events(vec![
+                RawEvent::Added(4, "11".into()),
+                RawEvent::Deleted(1, "12".into()),
+                RawEvent::Bookmark("13".into()),
+                RawEvent::Error {
+                    code: 410,
+                    message: "too old".into(),
+                },
+            ])],
+        );
+        let metrics = Arc::new(Metrics::new());
+        let mut s = Box::pin(guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            1,
+            Resource::Pods,
+            metrics.clone(),
+        ));
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![1, 2, 3])));
+        assert_eq!(s.next().await, Some(Change::Applied(4)));
+        assert_eq!(s.next().await, Some(Change::Deleted(1)));
+        *src.list_items.lock().unwrap() = vec![2, 3, 4, 5];
+        *src.list_rv.lock().unwrap() = 20;
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![2, 3, 4, 5])));
+        let snap = metrics.snapshot();
+        assert_eq!(snap.restarts(RestartReason::Expired), 1);
+        assert_eq!(src.calls.lock().unwrap().0, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_watch_is_restarted_and_failed_requests_back_off() {
+        let src = fake(
+            vec![],
+            5,
+            vec![
+                Script::Stall,
+                Script::Fail(SourceError::Status {
+                    code: 429,
+                    message: "slow down".into(),
+                }),
+                Script::Fail(SourceError::Status {
+                    code: 503,
+                    message: "unavailable".into(),
+                }),
+                Script::Events(vec![RawEvent::Added(9, "6".into())]),
+            ],
+        );
+        let metrics = Arc::new(Metrics::new());
+        let mut s = Box::pin(guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            3,
+            Resource::Secrets,
+            metrics.clone(),
+        ));
+        let t0 = Instant::now();
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![])));
+        assert_eq!(s.next().await, Some(Change::Applied(9)));
+        let waited = t0.elapsed();
+        // 60 s idle timeout, then two backoffs (≥ 0.4 s and ≥ 0.8 s).
+        assert!(waited >= Duration::from_secs(61), "{waited:?}");
+        let snap = metrics.snapshot();
+        assert_eq!(snap.restarts(RestartReason::Stalled), 1);
+        assert_eq!(snap.restarts(RestartReason::WatchFailed), 2);
+        assert_eq!(snap.events["secrets"], 1);
+    }
+
+    #[test]
+    fn pod_facts_keep_only_what_granting_needs() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "a"},
+                         "annotations": {"big": "x"}, "deletionTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"hostNetwork": true, "containers": []},
+            "status": {"phase": "Running", "podIP": "10.0.0.7",
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let f = pod_facts(pod);
+        assert_eq!(f.id, ObjectRef::new("ns", "p"));
+        assert_eq!(f.ip, Some("10.0.0.7".parse().unwrap()));
+        assert!(f.running && f.ready && f.terminating && f.host_network);
+        assert_eq!(f.grantable_ip(), None);
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "ns", "uid": "u2",
+                         "annotations": {"podgrant.io/mysql-user": "app", "other/x": "y"}},
+            "spec": {"selector": {"app": "a"}}
+        }))
+        .unwrap();
+        let f = service_facts(svc);
+        assert_eq!(f.annotations.len(), 1);
+        assert!(f.selects(&BTreeMap::from([("app".to_string(), "a".to_string())])));
+        let sec: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "ns"},
+            "data": {"password": "aHVudGVyMg==", "bin": "/w=="}
+        }))
+        .unwrap();
+        let f = secret_facts(sec);
+        assert_eq!(f.data.len(), 1);
+        assert_eq!(f.data["password"].expose(), "hunter2");
+    }
+}
