@@ -1,6 +1,8 @@
 //! podgrant-harness: runs the engine against the simulated API server and asserts correctness and bounded CPU.
 //!
 //! The map:
+//! - [`capture`] — pprof-rs captures: `profile.pb.gz`, `flamegraph.svg`, pprof-style `top` tables.
 //! - [`cpu`] — per-thread CPU accounting of a named runtime, CPU share, CPU per event, RSS.
 
+pub mod capture;
 pub mod cpu;
