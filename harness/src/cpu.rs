@@ -252,6 +252,16 @@ pub struct CpuInterval<'a> {
 }
 
 impl CpuInterval<'_> {
+    /// The measured threads' total CPU time when the interval started.
+    pub fn cpu_start(&self) -> Duration {
+        self.cpu_start
+    }
+
+    /// CPU used so far in this interval.
+    pub fn cpu_so_far(&self) -> Result<Duration, CpuError> {
+        Ok(self.meter.total()?.saturating_sub(self.cpu_start))
+    }
+
     /// Ends the interval. `events` is how many events the system handled during it (for CPU-µs
     /// per event); pass 0 when not meaningful.
     pub fn finish(self, events: u64) -> Result<CpuReport, CpuError> {
