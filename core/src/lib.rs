@@ -13,7 +13,10 @@
 
 pub mod backoff;
 pub mod desired;
+pub mod events;
 pub mod grant;
+pub mod index;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod planner;
