@@ -1,8 +1,45 @@
 //! Pure: the cluster facts and the operator's policy → the set of accounts that should exist.
+//!
+//! For every Service that opted in with valid annotations (see [`crate::validate`]) and whose
+//! password Secret key resolves to an acceptable password, every pod in the Service's namespace
+//! that its selector selects and whose [`crate::model::PodFacts::grantable_ip`] is `Some` gets
+//! one [`DesiredAccount`] `'user'@'<pod IP>'`.
+//!
+//! Conflicts are resolved deterministically and reported as [`ServiceProblem`]s:
+//! - **shared IP**: two grantable pods (in any namespaces) report the same IP — the view is
+//!   stale or inconsistent, and we cannot tell which pod is really there. No account is granted
+//!   at that IP until only one pod claims it; each service that selects one of them gets a problem.
+//! - **same account wanted twice**: two services want the same `user@ip` (same user name, and
+//!   both select the pod). The service with the lowest `namespace/name` keeps it; the others get
+//!   a problem naming the winner.
+//!
+//! A Service whose annotations are invalid, or whose Secret or key is missing, or whose password
+//! is unacceptable, gets one problem and no accounts; other services are unaffected.
+//!
+//! # Fingerprint
+//!
+//! [`fingerprint`] = hex(SHA-256(`"podgrant.io/password-fingerprint/v1\0" ‖ user ‖ "\0" ‖ password`)).
+//! It is one-way: the ledger only needs to notice that a password changed, never to recover it.
+//! The domain tag and the user name salt it, so it matches neither a plain SHA-256 of the password
+//! nor the fingerprint of the same password for another user. It is no weaker than the hash MySQL
+//! itself keeps in `mysql.user`, and lives in a schema only the operator's account can read.
+//!
+//! # Cost
+//!
+//! Pods are visited per namespace (the cluster's pod map is ordered by namespace), and only in
+//! namespaces with at least one valid opted-in Service. Within a namespace, grantable pods are
+//! indexed by the `(label, value)` pairs that some selector uses; each Service then scans only
+//! the shortest posting list among its selector's pairs. A fingerprint is computed once per
+//! Service, not per pod.
 
-use crate::grant::Desired;
-use crate::model::{Cluster, ObjectRef};
-use crate::validate::Policy;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use crate::grant::{AccountKey, Desired, DesiredAccount, GrantSpec};
+use crate::model::{Cluster, ObjectRef, PodFacts, ServiceFacts};
+use crate::validate::{self, Policy};
 
 /// A Service skipped because of its annotations or its Secret; shown as an Event and a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +53,486 @@ pub struct ServiceProblem {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub accounts: Desired,
+    /// Sorted by service, then reason; at most one per (service, reason).
     pub problems: Vec<ServiceProblem>,
+}
+
+/// The one-way password fingerprint kept in the ledger (see the module doc).
+pub fn fingerprint(user: &str, password: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"podgrant.io/password-fingerprint/v1\0");
+    h.update(user.as_bytes());
+    h.update(b"\0");
+    h.update(password.as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(HEX[(b >> 4) as usize]));
+        out.push(char::from(HEX[(b & 0xf) as usize]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A service that passed validation and whose password resolved.
+struct Ready<'a> {
+    service: &'a ServiceFacts,
+    spec: GrantSpec,
+    password: crate::model::Password,
+    fingerprint: String,
 }
 
 /// Computes the desired state from the cluster view.
 pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
-    let _ = (cluster, policy);
-    todo!("desired state")
+    let mut problems: BTreeSet<(ObjectRef, String)> = BTreeSet::new();
+
+    // 1. Validate services and resolve their passwords; group the good ones by namespace.
+    let mut by_ns: BTreeMap<&str, Vec<Ready<'_>>> = BTreeMap::new();
+    for service in cluster.services.values() {
+        let spec = match validate::grant_spec(service, policy) {
+            Ok(Some(spec)) => spec,
+            Ok(None) => continue,
+            Err(e) => {
+                problems.insert((service.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let Some(secret) = cluster.secrets.get(&spec.password_secret) else {
+            problems.insert((
+                service.id.clone(),
+                format!("password Secret {} not found", spec.password_secret),
+            ));
+            continue;
+        };
+        let Some(password) = secret.data.get(&spec.password_key) else {
+            problems.insert((
+                service.id.clone(),
+                format!(
+                    "password Secret {} has no key {:?}",
+                    spec.password_secret, spec.password_key
+                ),
+            ));
+            continue;
+        };
+        if let Err(reason) = validate::check_password(password.expose()) {
+            problems.insert((
+                service.id.clone(),
+                format!(
+                    "password in Secret {} key {:?} refused: {reason}",
+                    spec.password_secret, spec.password_key
+                ),
+            ));
+            continue;
+        }
+        let fingerprint = fingerprint(&spec.user, password.expose());
+        by_ns
+            .entry(service.id.namespace.as_str())
+            .or_default()
+            .push(Ready {
+                service,
+                password: password.clone(),
+                fingerprint,
+                spec,
+            });
+    }
+
+    // 2. Which IPs are claimed by more than one grantable pod (anywhere in the cluster)?
+    let mut ip_owner: HashMap<IpAddr, &ObjectRef> = HashMap::with_capacity(cluster.pods.len());
+    let mut shared_ips: HashMap<IpAddr, BTreeSet<&ObjectRef>> = HashMap::new();
+    for pod in cluster.pods.values() {
+        if let Some(ip) = pod.grantable_ip() {
+            if let Some(first) = ip_owner.insert(ip, &pod.id) {
+                let set = shared_ips.entry(ip).or_default();
+                set.insert(first);
+                set.insert(&pod.id);
+            }
+        }
+    }
+
+    // 3. Per namespace: index grantable pods by the selector pairs in use, then match.
+    let mut accounts: Desired = BTreeMap::new();
+    for (ns, services) in &by_ns {
+        let used: BTreeSet<(&str, &str)> = services
+            .iter()
+            .filter_map(|r| r.service.selector.as_ref())
+            .flat_map(|sel| sel.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        if used.is_empty() {
+            continue;
+        }
+        let mut postings: HashMap<(&str, &str), Vec<&PodFacts>> = HashMap::new();
+        for pod in pods_in_namespace(cluster, ns) {
+            if pod.grantable_ip().is_none() {
+                continue;
+            }
+            for (k, v) in &pod.labels {
+                let pair = (k.as_str(), v.as_str());
+                if used.contains(&pair) {
+                    postings.entry(pair).or_default().push(pod);
+                }
+            }
+        }
+        for ready in services {
+            let Some(sel) = ready.service.selector.as_ref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let shortest = sel
+                .iter()
+                .map(|(k, v)| {
+                    postings
+                        .get(&(k.as_str(), v.as_str()))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                })
+                .min_by_key(|l| l.len())
+                .unwrap_or(&[]);
+            for pod in shortest {
+                if !ready.service.selects(&pod.labels) {
+                    continue;
+                }
+                let Some(ip) = pod.grantable_ip() else {
+                    continue;
+                };
+                if let Some(pods) = shared_ips.get(&ip) {
+                    let names: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
+                    problems.insert((
+                        ready.service.id.clone(),
+                        format!(
+                            "pod IP {ip} is claimed by several pods ({}); not granting it until one remains",
+                            names.join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+                let key = AccountKey {
+                    user: ready.spec.user.clone(),
+                    host: ip,
+                };
+                match accounts.get(&key) {
+                    // Services are visited in ObjectRef order, so the first holder is the lowest.
+                    Some(existing) if existing.owner != ready.service.id => {
+                        problems.insert((
+                            ready.service.id.clone(),
+                            format!(
+                                "account {key} is also wanted by Service {}, which keeps it (lowest namespace/name)",
+                                existing.owner
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        accounts.insert(
+                            key.clone(),
+                            DesiredAccount {
+                                key,
+                                owner: ready.service.id.clone(),
+                                pod: pod.id.clone(),
+                                database: ready.spec.database.clone(),
+                                privileges: ready.spec.privileges.clone(),
+                                password: ready.password.clone(),
+                                fingerprint: ready.fingerprint.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    DesiredState {
+        accounts,
+        problems: problems
+            .into_iter()
+            .map(|(service, reason)| ServiceProblem { service, reason })
+            .collect(),
+    }
+}
+
+/// The pods of one namespace, using the map's (namespace, name) order.
+fn pods_in_namespace<'a>(cluster: &'a Cluster, ns: &str) -> impl Iterator<Item = &'a PodFacts> {
+    let start = ObjectRef::new(ns, "");
+    let ns_owned = ns.to_string();
+    cluster
+        .pods
+        .range(start..)
+        .take_while(move |(id, _)| id.namespace == ns_owned)
+        .map(|(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Password, SecretFacts};
+    use crate::validate::{ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER};
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn pod(ns: &str, name: &str, app: &str, ip: &str) -> PodFacts {
+        PodFacts {
+            id: ObjectRef::new(ns, name),
+            uid: format!("uid-{name}"),
+            labels: labels(&[("app", app), ("tier", "web")]),
+            ip: ip.parse().ok(),
+            running: true,
+            ready: true,
+            terminating: false,
+            host_network: false,
+        }
+    }
+
+    fn service(ns: &str, name: &str, app: &str, user: &str) -> ServiceFacts {
+        ServiceFacts {
+            id: ObjectRef::new(ns, name),
+            uid: format!("uid-{name}"),
+            selector: Some(labels(&[("app", app)])),
+            annotations: labels(&[
+                (ANN_USER, user),
+                (ANN_DATABASE, "appdb"),
+                (ANN_PRIVILEGES, "SELECT,INSERT"),
+                (ANN_PASSWORD_SECRET, "pw/password"),
+            ]),
+        }
+    }
+
+    fn secret(ns: &str, pw: &str) -> SecretFacts {
+        SecretFacts {
+            id: ObjectRef::new(ns, "pw"),
+            data: BTreeMap::from([("password".to_string(), Password::new(pw))]),
+        }
+    }
+
+    fn cluster(
+        services: Vec<ServiceFacts>,
+        pods: Vec<PodFacts>,
+        secrets: Vec<SecretFacts>,
+    ) -> Cluster {
+        Cluster {
+            services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            pods: pods.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            secrets: secrets.into_iter().map(|s| (s.id.clone(), s)).collect(),
+        }
+    }
+
+    fn key(user: &str, ip: &str) -> AccountKey {
+        AccountKey {
+            user: user.into(),
+            host: ip.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn selected_ready_pods_get_accounts() {
+        let mut not_ready = pod("a", "p3", "web", "10.0.0.3");
+        not_ready.ready = false;
+        let mut hostnet = pod("a", "p4", "web", "10.0.0.4");
+        hostnet.host_network = true;
+        let mut terminating = pod("a", "p5", "web", "10.0.0.5");
+        terminating.terminating = true;
+        let mut no_ip = pod("a", "p6", "web", "");
+        no_ip.ip = None;
+        let c = cluster(
+            vec![service("a", "s", "web", "alice")],
+            vec![
+                pod("a", "p1", "web", "10.0.0.1"),
+                pod("a", "p2", "other", "10.0.0.2"),
+                not_ready,
+                hostnet,
+                terminating,
+                no_ip,
+                pod("b", "p7", "web", "10.0.0.7"), // other namespace
+            ],
+            vec![secret("a", "hunter2")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        let keys: Vec<_> = d.accounts.keys().cloned().collect();
+        assert_eq!(keys, vec![key("alice", "10.0.0.1")]);
+        let acc = &d.accounts[&key("alice", "10.0.0.1")];
+        assert_eq!(acc.owner, ObjectRef::new("a", "s"));
+        assert_eq!(acc.pod, ObjectRef::new("a", "p1"));
+        assert_eq!(acc.database, "appdb");
+        assert_eq!(acc.password.expose(), "hunter2");
+        assert_eq!(acc.fingerprint, fingerprint("alice", "hunter2"));
+    }
+
+    #[test]
+    fn fingerprint_is_one_way_and_salted() {
+        let f = fingerprint("alice", "hunter2");
+        assert_eq!(f.len(), 64);
+        assert!(!f.contains("hunter2"));
+        assert_ne!(f, fingerprint("bob", "hunter2"));
+        assert_ne!(f, fingerprint("alice", "hunter3"));
+        assert_eq!(f, fingerprint("alice", "hunter2"));
+    }
+
+    #[test]
+    fn missing_secret_or_key_is_a_problem_for_that_service_only() {
+        let mut s2 = service("a", "s2", "api", "bob");
+        s2.annotations
+            .insert(ANN_PASSWORD_SECRET.into(), "nope/password".into());
+        let mut s3 = service("a", "s3", "api", "carol");
+        s3.annotations
+            .insert(ANN_PASSWORD_SECRET.into(), "pw/nokey".into());
+        let c = cluster(
+            vec![service("a", "s1", "web", "alice"), s2, s3],
+            vec![
+                pod("a", "p1", "web", "10.0.0.1"),
+                pod("a", "p2", "api", "10.0.0.2"),
+            ],
+            vec![secret("a", "hunter2")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        assert_eq!(d.accounts.len(), 1);
+        assert!(d.accounts.contains_key(&key("alice", "10.0.0.1")));
+        assert_eq!(d.problems.len(), 2);
+        assert_eq!(d.problems[0].service, ObjectRef::new("a", "s2"));
+        assert!(d.problems[0].reason.contains("not found"));
+        assert_eq!(d.problems[1].service, ObjectRef::new("a", "s3"));
+        assert!(d.problems[1].reason.contains("no key"));
+    }
+
+    #[test]
+    fn bad_annotation_or_password_skips_only_that_service() {
+        let mut bad = service("a", "bad", "web", "alice");
+        bad.annotations
+            .insert(ANN_PRIVILEGES.into(), "ALL PRIVILEGES".into());
+        let mut badpw = service("b", "badpw", "web", "bob");
+        badpw.annotations.insert(ANN_USER.into(), "bob".into());
+        let c = cluster(
+            vec![bad, badpw, service("a", "good", "web", "carol")],
+            vec![
+                pod("a", "p1", "web", "10.0.0.1"),
+                pod("b", "p2", "web", "10.0.0.2"),
+            ],
+            vec![secret("a", "ok"), secret("b", "bad\\pw")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        let keys: Vec<_> = d.accounts.keys().cloned().collect();
+        assert_eq!(keys, vec![key("carol", "10.0.0.1")]);
+        assert_eq!(d.problems.len(), 2);
+        assert!(d.problems.iter().all(|p| !p.reason.contains("bad\\pw")));
+        assert!(d.problems[0].reason.contains("allowlist"));
+        assert!(d.problems[1].reason.contains("backslash"));
+    }
+
+    #[test]
+    fn same_account_wanted_twice_lowest_service_wins() {
+        let c = cluster(
+            vec![
+                service("a", "zeta", "web", "alice"),
+                service("a", "alpha", "web", "alice"),
+                service("a", "other", "web", "bob"),
+            ],
+            vec![pod("a", "p1", "web", "10.0.0.1")],
+            vec![secret("a", "pw")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        assert_eq!(d.accounts.len(), 2);
+        assert_eq!(
+            d.accounts[&key("alice", "10.0.0.1")].owner,
+            ObjectRef::new("a", "alpha")
+        );
+        assert_eq!(d.problems.len(), 1);
+        assert_eq!(d.problems[0].service, ObjectRef::new("a", "zeta"));
+        assert!(d.problems[0].reason.contains("a/alpha"));
+    }
+
+    #[test]
+    fn shared_ip_grants_nobody_and_is_reported() {
+        let c = cluster(
+            vec![
+                service("a", "s", "web", "alice"),
+                service("b", "t", "web", "bob"),
+            ],
+            vec![
+                pod("a", "p1", "web", "10.0.0.1"),
+                pod("b", "p2", "web", "10.0.0.1"),
+                pod("a", "p3", "web", "10.0.0.3"),
+            ],
+            vec![secret("a", "pw"), secret("b", "pw")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        let keys: Vec<_> = d.accounts.keys().cloned().collect();
+        assert_eq!(keys, vec![key("alice", "10.0.0.3")]);
+        assert_eq!(d.problems.len(), 2);
+        assert!(d.problems.iter().all(|p| p.reason.contains("10.0.0.1")));
+        // A non-grantable pod at the same IP is no conflict.
+        let mut c2 = c.clone();
+        c2.pods.get_mut(&ObjectRef::new("b", "p2")).unwrap().ready = false;
+        let d2 = desired_state(&c2, &Policy::default());
+        assert_eq!(d2.accounts.len(), 2);
+        assert!(d2.problems.is_empty());
+    }
+
+    #[test]
+    fn multi_label_selectors_and_empty_selectors() {
+        let mut s = service("a", "s", "web", "alice");
+        s.selector = Some(labels(&[("app", "web"), ("tier", "web")]));
+        let mut empty = service("a", "e", "web", "bob");
+        empty.selector = Some(BTreeMap::new());
+        let mut none = service("a", "n", "web", "carol");
+        none.selector = None;
+        let mut p2 = pod("a", "p2", "web", "10.0.0.2");
+        p2.labels.insert("tier".into(), "db".into());
+        let c = cluster(
+            vec![s, empty, none],
+            vec![pod("a", "p1", "web", "10.0.0.1"), p2],
+            vec![secret("a", "pw")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        let keys: Vec<_> = d.accounts.keys().cloned().collect();
+        assert_eq!(keys, vec![key("alice", "10.0.0.1")]);
+    }
+
+    #[test]
+    fn deterministic_and_matches_naive_join() {
+        // 3 namespaces x 40 pods x 5 services with overlapping selectors.
+        let mut services = vec![];
+        let mut pods = vec![];
+        let mut secrets = vec![];
+        for ns in ["n1", "n2", "n3"] {
+            secrets.push(secret(ns, "pw"));
+            for i in 0..5 {
+                let mut s = service(
+                    ns,
+                    &format!("s{i}"),
+                    &format!("app{}", i % 3),
+                    &format!("u{i}"),
+                );
+                if i == 4 {
+                    s.selector = Some(labels(&[("tier", "web")]));
+                }
+                services.push(s);
+            }
+            for j in 0..40 {
+                let ip = format!("10.{}.0.{}", ns.as_bytes()[1], j);
+                pods.push(pod(ns, &format!("p{j}"), &format!("app{}", j % 4), &ip));
+            }
+        }
+        let c = cluster(services, pods, secrets);
+        let d = desired_state(&c, &Policy::default());
+        let mut naive = BTreeSet::new();
+        for s in c.services.values() {
+            for p in c.pods.values() {
+                if p.id.namespace == s.id.namespace && s.selects(&p.labels) {
+                    let spec = validate::grant_spec(s, &Policy::default())
+                        .unwrap()
+                        .unwrap();
+                    naive.insert(AccountKey {
+                        user: spec.user,
+                        host: p.ip.unwrap(),
+                    });
+                }
+            }
+        }
+        let got: BTreeSet<_> = d.accounts.keys().cloned().collect();
+        assert_eq!(got, naive);
+        assert_eq!(d, desired_state(&c, &Policy::default()));
+    }
 }

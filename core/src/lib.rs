@@ -6,6 +6,7 @@
 //! - [`validate`] — turns a Service's annotations into a validated [`grant::GrantSpec`].
 //! - [`desired`] — pure: cluster facts → the desired set of accounts (plus per-service problems).
 //! - [`planner`] — pure: desired + observed → actions as data. No I/O, no clock.
+//! - [`sql`] — pure: actions → batched SQL statements, with validated values and safe quoting.
 //! - [`store`] — the [`store::GrantStore`] trait and its MySQL and in-memory adapters.
 //!
 //! The async shell (watchers, index, engine loop, leader election, metrics, HTTP) lives in
@@ -13,6 +14,7 @@
 
 pub mod backoff;
 pub mod desired;
+pub mod engine;
 pub mod events;
 pub mod grant;
 pub mod index;
@@ -20,6 +22,7 @@ pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod planner;
+pub mod sql;
 pub mod store;
 pub mod validate;
 pub mod watch;

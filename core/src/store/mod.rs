@@ -5,6 +5,10 @@ use std::future::Future;
 
 use crate::grant::{AccountKey, Action, Observed};
 
+pub mod memory;
+
+pub use memory::MemoryStore;
+
 /// Outcome of applying a batch of actions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
