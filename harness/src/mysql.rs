@@ -1,0 +1,395 @@
+//! A real MySQL/MariaDB for tests, hermetically: `MYSQL_URL`, else a self-started `mariadbd`, else Docker, else skipped loudly.
+//!
+//! Order (issue 4): `MYSQL_URL`; else a `mariadbd`/`mysqld` found on `PATH` (or `/usr/sbin`),
+//! started in a temporary datadir listening only on a unix socket (about 3 s here); else a
+//! MySQL 8 container when a Docker daemon answers *and* the `mysql:8` image is already present
+//! (nothing is ever pulled: this machine's network is loopback only); else [`provide`] returns
+//! `None` after printing a loud `SKIPPED` line — a test must then say it was skipped, never pass
+//! silently. `PODGRANT_TEST_MYSQL=url|spawn|docker|skip` forces one provider.
+//!
+//! The URL is printed without its password (there is none for the spawned server).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Env var that forces a provider: `url`, `spawn`, `docker`, `skip`.
+pub const FORCE_ENV: &str = "PODGRANT_TEST_MYSQL";
+
+/// How long a spawned server may take to answer.
+pub const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Errors while providing a server.
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlError {
+    #[error("{FORCE_ENV}={0:?}: expected url, spawn, docker or skip")]
+    BadForce(String),
+    #[error("{FORCE_ENV}=url but MYSQL_URL is not set")]
+    NoUrl,
+    #[error("no mariadbd or mysqld on PATH or in /usr/sbin")]
+    NoServerBinary,
+    #[error("no Docker daemon answers, or the mysql:8 image is not present locally")]
+    NoDocker,
+    #[error("running {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {detail}")]
+    Failed { what: String, detail: String },
+    #[error("server did not answer within {deadline:?}: {detail}")]
+    NotReady { deadline: Duration, detail: String },
+}
+
+/// Which provider supplied the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    /// `MYSQL_URL` from the environment.
+    Url,
+    /// A server this process started from this binary, in a temp datadir.
+    Spawned { binary: PathBuf },
+    /// A `mysql:8` container started with the Docker CLI.
+    Docker { container: String },
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provider::Url => write!(f, "MYSQL_URL"),
+            Provider::Spawned { binary } => write!(f, "spawned {}", binary.display()),
+            Provider::Docker { container } => write!(f, "docker container {container}"),
+        }
+    }
+}
+
+/// A server for one test (or one run). A spawned server or container is stopped on drop.
+pub struct TestMysql {
+    url: String,
+    provider: Provider,
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for TestMysql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestMysql")
+            .field("url", &redact(&self.url))
+            .field("provider", &self.provider)
+            .finish()
+    }
+}
+
+impl TestMysql {
+    /// The connection URL (may carry a password from `MYSQL_URL`: never log it, use [`TestMysql::redacted_url`]).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// The URL with any password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+    /// The datadir of a spawned server.
+    pub fn datadir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("data"))
+    }
+}
+
+impl Drop for TestMysql {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Provider::Docker { container } = &self.provider {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", container])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Replaces the password of a `mysql://user:pass@host/…` URL with `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Provides a server by the documented order, printing which one was used. `Ok(None)` means
+/// skipped (already printed loudly); the caller must report the test as skipped.
+pub async fn provide(test: &str) -> Result<Option<TestMysql>, MysqlError> {
+    let force = std::env::var(FORCE_ENV).ok().filter(|s| !s.is_empty());
+    let got = match force.as_deref() {
+        Some("url") => Some(from_url()?.ok_or(MysqlError::NoUrl)?),
+        Some("spawn") => Some(spawn().await?),
+        Some("docker") => Some(docker().await?),
+        Some("skip") => None,
+        Some(other) => return Err(MysqlError::BadForce(other.to_string())),
+        None => match from_url()? {
+            Some(m) => Some(m),
+            None => match spawn().await {
+                Ok(m) => Some(m),
+                Err(MysqlError::NoServerBinary) => match docker().await {
+                    Ok(m) => Some(m),
+                    Err(MysqlError::NoDocker) => None,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            },
+        },
+    };
+    match &got {
+        Some(m) => eprintln!(
+            "[{test}] MySQL provider: {} ({})",
+            m.provider,
+            m.redacted_url()
+        ),
+        None => eprintln!(
+            "\n*** [{test}] SKIPPED: no MySQL available (MYSQL_URL unset, no mariadbd/mysqld, no Docker daemon with mysql:8) ***\n"
+        ),
+    }
+    Ok(got)
+}
+
+fn from_url() -> Result<Option<TestMysql>, MysqlError> {
+    Ok(std::env::var("MYSQL_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|url| TestMysql {
+            url,
+            provider: Provider::Url,
+            child: None,
+            dir: None,
+        }))
+}
+
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
+    names
+        .iter()
+        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, MysqlError> {
+    let out = cmd.output().map_err(|source| MysqlError::Spawn {
+        what: what.to_string(),
+        source,
+    })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(MysqlError::Failed {
+            what: what.to_string(),
+            detail: tail(&text, 20),
+        })
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Starts `mariadbd`/`mysqld` in a temp datadir on a unix socket, and waits until it answers.
+pub async fn spawn() -> Result<TestMysql, MysqlError> {
+    let binary = find_binary(&["mariadbd", "mysqld"]).ok_or(MysqlError::NoServerBinary)?;
+    let version = run(Command::new(&binary).arg("--version"), "server --version")?;
+    let mariadb = version.contains("MariaDB");
+    let dir = tempfile::Builder::new()
+        .prefix("pgh-mysql-")
+        .tempdir()
+        .map_err(|source| MysqlError::Spawn {
+            what: "temp dir".into(),
+            source,
+        })?;
+    let data = dir.path().join("data");
+    let socket = dir.path().join("mysql.sock");
+    let user = is_root().then_some("--user=root");
+    if mariadb {
+        let install = find_binary(&["mariadb-install-db", "mysql_install_db"])
+            .ok_or(MysqlError::NoServerBinary)?;
+        let mut cmd = Command::new(install);
+        cmd.arg("--no-defaults")
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--skip-test-db")
+            .args(user);
+        run(&mut cmd, "mariadb-install-db")?;
+    } else {
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--no-defaults")
+            .arg("--initialize-insecure")
+            .arg(format!("--datadir={}", data.display()))
+            .args(user);
+        run(&mut cmd, "mysqld --initialize-insecure")?;
+    }
+    let log = dir.path().join("error.log");
+    let mut cmd = Command::new(&binary);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!(
+            "--pid-file={}",
+            dir.path().join("mysqld.pid").display()
+        ))
+        .arg(format!("--log-error={}", log.display()))
+        .arg("--skip-networking")
+        .args(user)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if !mariadb {
+        cmd.arg("--mysqlx=OFF");
+    }
+    let child = cmd.spawn().map_err(|source| MysqlError::Spawn {
+        what: binary.display().to_string(),
+        source,
+    })?;
+    let url = format!("mysql://root@localhost/test?socket={}", socket.display());
+    let mut m = TestMysql {
+        url,
+        provider: Provider::Spawned { binary },
+        child: Some(child),
+        dir: Some(dir),
+    };
+    wait_ready(&mut m, &log).await?;
+    Ok(m)
+}
+
+/// Polls until a connection succeeds and `test` exists; fails early if the server exits.
+async fn wait_ready(m: &mut TestMysql, log: &Path) -> Result<(), MysqlError> {
+    let start = Instant::now();
+    // Connect without a database first: `test` may not exist yet.
+    let admin_url = m.url.replacen("/test?", "/?", 1);
+    let mut last = String::from("never tried");
+    while start.elapsed() < READY_DEADLINE {
+        if let Some(child) = m.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(MysqlError::Failed {
+                    what: format!("server exited ({status})"),
+                    detail: tail(&text, 20),
+                });
+            }
+        }
+        match try_connect(&admin_url).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    Err(MysqlError::NotReady {
+        deadline: READY_DEADLINE,
+        detail: format!("{last}\n{}", tail(&text, 10)),
+    })
+}
+
+async fn try_connect(url: &str) -> Result<(), String> {
+    use mysql_async::prelude::Queryable;
+    let opts = mysql_async::Opts::from_url(url).map_err(|e| e.to_string())?;
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.query_drop("CREATE DATABASE IF NOT EXISTS test")
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = conn.disconnect().await;
+    Ok(())
+}
+
+/// Starts a `mysql:8` container (only if the image is already present: nothing is pulled).
+/// Unexercised on this machine (no Docker daemon).
+pub async fn docker() -> Result<TestMysql, MysqlError> {
+    let answers = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !answers(&["info"]) || !answers(&["image", "inspect", "mysql:8"]) {
+        return Err(MysqlError::NoDocker);
+    }
+    let id = run(
+        Command::new("docker").args([
+            "run",
+            "-d",
+            "--rm",
+            "-p",
+            "127.0.0.1::3306",
+            "-e",
+            "MYSQL_ALLOW_EMPTY_PASSWORD=yes",
+            "-e",
+            "MYSQL_DATABASE=test",
+            "mysql:8",
+        ]),
+        "docker run mysql:8",
+    )?
+    .trim()
+    .to_string();
+    let port_line = run(
+        Command::new("docker").args(["port", &id, "3306/tcp"]),
+        "docker port",
+    )?;
+    let port = port_line
+        .lines()
+        .find_map(|l| l.strip_prefix("127.0.0.1:"))
+        .map(|p| p.trim().to_string())
+        .ok_or_else(|| MysqlError::Failed {
+            what: "docker port".into(),
+            detail: port_line.clone(),
+        })?;
+    let mut m = TestMysql {
+        url: format!("mysql://root@127.0.0.1:{port}/test"),
+        provider: Provider::Docker { container: id },
+        child: None,
+        dir: None,
+    };
+    wait_ready(&mut m, Path::new("/nonexistent")).await?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("mysql://root:s3cret@127.0.0.1:3306/test"),
+            "mysql://root:***@127.0.0.1:3306/test"
+        );
+        assert_eq!(
+            redact("mysql://root@localhost/test?socket=/tmp/x"),
+            "mysql://root@localhost/test?socket=/tmp/x"
+        );
+    }
+}
