@@ -1,1 +1,20 @@
-//! Shared helpers for podgrant benches.
+//! podgrant-benches: shared helpers for the criterion benches, the pprof profiler, and the regression gate.
+//!
+//! The map:
+//! - [`profiler`] — criterion 0.8 `Profiler` around `pprof::ProfilerGuard` (flamegraph.svg, profile.pb, profile.folded).
+//! - [`fixtures`] — deterministic synthetic clusters for the planner benches.
+//! - [`slowdown`] — `PODGRANT_BENCH_SLOWDOWN=N`: the planted slowdown the gate's test catches.
+//! - [`gate`] — the regression gate behind the `podgrant-bench-gate` binary.
+//!
+//! [`criterion`] is the `Criterion` every bench should use, so `--profile-time` profiles.
+
+pub mod fixtures;
+pub mod gate;
+pub mod profiler;
+pub mod slowdown;
+
+/// The `Criterion` configuration every podgrant bench uses: the pprof profiler at
+/// [`profiler::DEFAULT_HZ`], so `cargo bench -- --profile-time 5` writes profiles.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default().with_profiler(profiler::PprofProfiler::default())
+}

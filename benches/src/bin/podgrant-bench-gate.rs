@@ -1,0 +1,107 @@
+//! `podgrant-bench-gate`: fails (exit 1) when a bench regressed against a criterion baseline, with profiles attached.
+//!
+//! Make a baseline on the reference commit, compare on the change, then gate:
+//!
+//! ```text
+//! cargo bench -p podgrant-benches -- --save-baseline main
+//! cargo run -p podgrant-benches --bin podgrant-bench-gate -- --baseline main --capture-baseline   # optional: profiles for the diff view
+//! # … apply the change …
+//! cargo bench -p podgrant-benches -- --baseline main
+//! cargo run -p podgrant-benches --bin podgrant-bench-gate -- --baseline main --threshold 5%
+//! ```
+//!
+//! Exit status: 0 no regression, 1 regression (report written), 2 the gate could not run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use podgrant_benches::gate::{self, decide, runner::CargoRunner, GateConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "podgrant-bench-gate", version, about)]
+struct Args {
+    /// The criterion baseline to compare with (made with `cargo bench -- --save-baseline NAME`).
+    #[arg(long)]
+    baseline: String,
+    /// Flag a bench when the lower bound of its mean change's 95% interval exceeds this.
+    #[arg(long, default_value = "5%", value_parser = decide::parse_threshold)]
+    threshold: f64,
+    /// criterion's output folder [default: $CARGO_TARGET_DIR/criterion, else target/criterion].
+    #[arg(long)]
+    criterion_dir: Option<PathBuf>,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench-gate-report")]
+    out: PathBuf,
+    /// Seconds of profiling (`--profile-time`) per re-run.
+    #[arg(long, default_value_t = 5)]
+    profile_time: u64,
+    /// Do not re-run regressions under the profiler (numbers only).
+    #[arg(long)]
+    no_rerun: bool,
+    /// Instead of gating: profile every bench now and keep the profiles as the baseline's,
+    /// for the differential view of later regressions.
+    #[arg(long)]
+    capture_baseline: bool,
+    /// The workspace to run `cargo bench` in.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// The package whose bench targets hold the benches.
+    #[arg(long, default_value = "podgrant-benches")]
+    package: String,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("podgrant-bench-gate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let criterion_dir = args.criterion_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| args.workspace.join("target"))
+            .join("criterion")
+    });
+    let config = GateConfig {
+        criterion_dir,
+        baseline: args.baseline.clone(),
+        threshold: args.threshold,
+        out_dir: args.out.clone(),
+        profile_time: args.profile_time,
+        rerun: !args.no_rerun,
+    };
+    let mut runner = CargoRunner::new(&args.workspace, &args.package);
+    if args.capture_baseline {
+        let dirs = gate::capture_baseline(&config, &mut runner)
+            .with_context(|| format!("capturing the profiles of baseline {:?}", args.baseline))?;
+        for d in &dirs {
+            println!("baseline profile: {}", d.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = gate::run(&config, &mut runner).context("running the bench gate")?;
+    print!("{}", gate::report::markdown(&report, &config.out_dir));
+    println!(
+        "\nreport: {} and {}",
+        config.out_dir.join("report.md").display(),
+        config.out_dir.join("report.json").display()
+    );
+    let n = report.regressions().count();
+    if n > 0 {
+        eprintln!(
+            "podgrant-bench-gate: {n} bench(es) regressed beyond {:.2}%",
+            config.threshold * 100.0
+        );
+        Ok(ExitCode::from(1))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
