@@ -17,6 +17,7 @@ pub mod desired;
 pub mod engine;
 pub mod events;
 pub mod grant;
+pub mod http;
 pub mod index;
 pub mod leader;
 pub mod metrics;

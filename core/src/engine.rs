@@ -1,0 +1,342 @@
+//! The async shell: watch events → index → debounce → desired → observe → plan → apply, with retries.
+//!
+//! Level-triggered throughout: every reconcile starts from the whole index and the store's
+//! observed state, so a failed or interrupted reconcile loses nothing — the next one re-observes
+//! and re-plans. A reconcile whose desired set equals the last one applied is skipped without
+//! touching the store (floods coalesce to nothing), unless a periodic resync is due.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::Api;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::desired::desired_state;
+use crate::events::{EventConfig, ProblemFilter, Recorder, Report};
+use crate::grant::{AccountKey, Desired};
+use crate::index::{ClusterEvent, Index};
+use crate::leader::{LeaderElector, LeaseConfig};
+use crate::metrics::{Metrics, Resource};
+use crate::planner::plan;
+use crate::store::{GrantStore, StoreError};
+use crate::validate::Policy;
+use crate::watch::{
+    api_for, guarded_watch, pod_facts, secret_facts, service_facts, ApiSource, WatchConfig,
+};
+
+/// Everything the engine can be told.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub policy: Policy,
+    /// Watch one namespace, or all (`None`).
+    pub namespace: Option<String>,
+    /// After the first change, wait this long for more before reconciling (a window, not a
+    /// sliding timer: a steady flood still reconciles once per window).
+    pub debounce: Duration,
+    /// Reconcile against the store at least this often even with no change (repairs drift).
+    pub resync_interval: Duration,
+    /// The watch guard and list/watch settings.
+    pub watch: WatchConfig,
+    /// Backoff of failed reconciles (store errors).
+    pub apply_backoff: BackoffConfig,
+    /// Observe→plan→apply rounds per reconcile before giving up until the next retry.
+    pub max_rounds: u32,
+    /// Seed of all jitter.
+    pub seed: u64,
+    /// Leader election; `None`: this replica always applies.
+    pub leader: Option<LeaseConfig>,
+    pub events: EventConfig,
+    /// Name used in Events (`reportingInstance`) and logs.
+    pub identity: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            namespace: None,
+            debounce: Duration::from_millis(250),
+            resync_interval: Duration::from_secs(300),
+            watch: WatchConfig::default(),
+            apply_backoff: BackoffConfig {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(60),
+                factor: 2.0,
+                jitter: 0.2,
+            },
+            max_rounds: 4,
+            seed: 0x5eed,
+            leader: None,
+            events: EventConfig::default(),
+            identity: "podgrant".into(),
+        }
+    }
+}
+
+/// Why the engine stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("all watch streams ended")]
+    WatchesEnded,
+}
+
+/// The engine. Build with [`Engine::new`], read counters with [`Engine::metrics`], drive with [`Engine::run`].
+pub struct Engine<S: GrantStore> {
+    client: kube::Client,
+    store: Arc<S>,
+    config: EngineConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// Why a reconcile did not finish.
+#[derive(Debug)]
+enum ReconcileError {
+    Store(StoreError),
+    NotConverged(usize),
+}
+
+impl<S: GrantStore> Engine<S> {
+    pub fn new(client: kube::Client, store: Arc<S>, config: EngineConfig) -> Self {
+        Self {
+            client,
+            store,
+            config,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// The engine's counters (shared; valid before, during and after `run`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The merged, guarded watch streams of Services, Pods and Secrets.
+    fn cluster_events(&self) -> impl Stream<Item = ClusterEvent> + Send + 'static {
+        let ns = self.config.namespace.as_deref();
+        let c = &self.config;
+        let m = &self.metrics;
+        let services = guarded_watch(
+            ApiSource {
+                api: api_for::<Service>(self.client.clone(), ns),
+                label_selector: None,
+            },
+            service_facts,
+            c.watch.clone(),
+            c.seed ^ 0x5e,
+            Resource::Services,
+            m.clone(),
+        )
+        .map(ClusterEvent::Services);
+        let pods = guarded_watch(
+            ApiSource {
+                api: api_for::<Pod>(self.client.clone(), ns),
+                label_selector: c.watch.pod_label_selector.clone(),
+            },
+            pod_facts,
+            c.watch.clone(),
+            c.seed ^ 0x90d,
+            Resource::Pods,
+            m.clone(),
+        )
+        .map(ClusterEvent::Pods);
+        let secrets = guarded_watch(
+            ApiSource {
+                api: api_for::<Secret>(self.client.clone(), ns),
+                label_selector: None,
+            },
+            secret_facts,
+            c.watch.clone(),
+            c.seed ^ 0x5ec,
+            Resource::Secrets,
+            m.clone(),
+        )
+        .map(ClusterEvent::Secrets);
+        futures::stream::select_all([services.boxed(), pods.boxed(), secrets.boxed()])
+    }
+
+    /// Runs until `shutdown` completes. Watches always run (a follower keeps a warm index);
+    /// only the leader reconciles.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
+        let metrics = self.metrics.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (leading_tx, mut leading_rx) = watch::channel(self.config.leader.is_none());
+        let elector = self.config.leader.clone().map(|lc| {
+            let api: Api<Lease> = Api::namespaced(self.client.clone(), &lc.namespace);
+            let mut stop = stop_rx.clone();
+            let elector = LeaderElector::new(api, lc);
+            tokio::spawn(elector.run(leading_tx, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        });
+        let recorder = self.config.events.enabled.then(|| {
+            Recorder::spawn(
+                self.client.clone(),
+                self.config.identity.clone(),
+                metrics.clone(),
+            )
+        });
+        let mut filter = ProblemFilter::new(self.config.events.clone());
+
+        let mut events = self.cluster_events();
+        let mut index = Index::new();
+        let mut backoff = Backoff::new(self.config.apply_backoff.clone(), self.config.seed ^ 0xa9);
+        let mut last_applied: Option<Desired> = None;
+        let mut due: Option<Instant> = None;
+        let mut next_resync: Option<Instant> = None;
+        let mut leading = *leading_rx.borrow();
+        metrics.set_leader(leading);
+
+        tokio::pin!(shutdown);
+        let result = loop {
+            let can_act = leading && index.synced();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                changed = leading_rx.changed() => {
+                    if changed.is_err() {
+                        // The elector is gone: stop applying.
+                        leading = false;
+                    } else {
+                        leading = *leading_rx.borrow_and_update();
+                    }
+                    metrics.set_leader(leading);
+                    if leading {
+                        // A new leader trusts nothing: full reconcile from the ledger.
+                        last_applied = None;
+                        due = Some(Instant::now());
+                    }
+                }
+                ev = events.next() => {
+                    let Some(ev) = ev else { break Err(EngineError::WatchesEnded) };
+                    let was_synced = index.synced();
+                    if index.apply(ev) && due.is_none() {
+                        due = Some(Instant::now() + self.config.debounce);
+                    }
+                    if !was_synced && index.synced() {
+                        metrics.set_synced(true);
+                        // Startup: reconcile the ledger against desired before anything else.
+                        last_applied = None;
+                        due = Some(Instant::now());
+                    }
+                }
+                _ = sleep_until(due.unwrap_or_else(Instant::now)), if can_act && due.is_some() => {
+                    due = None;
+                    let force = next_resync.is_none_or(|t| Instant::now() >= t);
+                    if force {
+                        last_applied = None;
+                    }
+                    match self.reconcile(&index, &mut last_applied, &mut filter, recorder.as_ref()).await {
+                        Ok(()) => {
+                            backoff.reset();
+                            if force || next_resync.is_none() {
+                                next_resync = Some(Instant::now() + self.config.resync_interval);
+                            }
+                        }
+                        Err(e) => {
+                            let delay = backoff.next_delay();
+                            match &e {
+                                ReconcileError::Store(err) => {
+                                    metrics.store_error(err.is_transient());
+                                    tracing::warn!(error = %err, ?delay, "reconcile failed; will re-observe and re-plan");
+                                }
+                                ReconcileError::NotConverged(n) => {
+                                    tracing::warn!(remaining = n, ?delay, "store did not converge; retrying");
+                                }
+                            }
+                            last_applied = None;
+                            due = Some(Instant::now() + delay);
+                        }
+                    }
+                }
+                _ = sleep_until(next_resync.unwrap_or_else(Instant::now)), if can_act && due.is_none() && next_resync.is_some() => {
+                    due = Some(Instant::now());
+                }
+            }
+        };
+        let _ = stop_tx.send(true);
+        if let Some(handle) = elector {
+            // Let the elector release the lease; bounded.
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        }
+        metrics.set_leader(false);
+        result
+    }
+
+    /// One level-triggered reconcile from the whole index.
+    async fn reconcile(
+        &self,
+        index: &Index,
+        last_applied: &mut Option<Desired>,
+        filter: &mut ProblemFilter,
+        recorder: Option<&Recorder>,
+    ) -> Result<(), ReconcileError> {
+        let m = &self.metrics;
+        let state = desired_state(index.cluster(), &self.config.policy);
+        m.set_desired(state.accounts.len() as u64);
+        if !state.problems.is_empty() {
+            m.service_problems(state.problems.len() as u64);
+            let now = Instant::now();
+            for problem in &state.problems {
+                if filter.admit(problem, now) {
+                    tracing::warn!(service = %problem.service, reason = %problem.reason, "service skipped");
+                    if let Some(r) = recorder {
+                        let uid = index
+                            .cluster()
+                            .services
+                            .get(&problem.service)
+                            .map(|s| s.uid.clone())
+                            .unwrap_or_default();
+                        if !r.record(Report {
+                            problem: problem.clone(),
+                            uid,
+                        }) {
+                            m.k8s_event(false);
+                        }
+                    }
+                } else {
+                    m.k8s_event(false);
+                }
+            }
+        }
+        if last_applied.as_ref() == Some(&state.accounts) {
+            m.reconcile_skipped();
+            return Ok(());
+        }
+        m.reconcile();
+        let wanted: BTreeSet<AccountKey> = state.accounts.keys().cloned().collect();
+        let mut remaining = 0;
+        for _ in 0..self.config.max_rounds.max(1) {
+            m.store_observe();
+            let observed = self
+                .store
+                .observe(&wanted)
+                .await
+                .map_err(ReconcileError::Store)?;
+            m.set_ledger_size(observed.owned.len() as u64);
+            let actions = plan(&state.accounts, &observed);
+            if actions.is_empty() {
+                *last_applied = Some(state.accounts);
+                return Ok(());
+            }
+            remaining = actions.len();
+            tracing::debug!(actions = actions.len(), "applying");
+            let report = self
+                .store
+                .apply(&actions)
+                .await
+                .map_err(ReconcileError::Store)?;
+            m.store_apply(report.statements);
+            for a in actions.iter().take(report.applied) {
+                m.action(a.kind());
+            }
+        }
+        Err(ReconcileError::NotConverged(remaining))
+    }
+}
