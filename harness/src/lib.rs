@@ -3,10 +3,12 @@
 //! The map:
 //! - [`capture`] — pprof-rs captures: `profile.pb.gz`, `flamegraph.svg`, pprof-style `top` tables.
 //! - [`cpu`] — per-thread CPU accounting of a named runtime, CPU share, CPU per event, RSS.
+//! - [`invariants`] — pure checks: convergence, safety (with grace), ledger consistency, budgets.
 //! - [`mysql`] — a real MySQL for tests: `MYSQL_URL`, else a self-started mariadbd, else Docker, else skipped loudly.
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
 
 pub mod capture;
 pub mod cpu;
+pub mod invariants;
 pub mod mysql;
 pub mod specimen;
