@@ -130,13 +130,26 @@ pub fn password_literal(key: &AccountKey, password: &str) -> Result<String, SqlE
     Ok(s)
 }
 
-/// `SELECT, INSERT` from known privilege names only.
+/// `SELECT, INSERT`. With `known_only`, from [`KNOWN_DB_PRIVILEGES`] only (for `GRANT`);
+/// otherwise any name shaped like a privilege (upper-case words; for `REVOKE` of what the server
+/// reported, e.g. a privilege only a newer server knows).
 pub fn privilege_list(
     privileges: &std::collections::BTreeSet<Privilege>,
+    known_only: bool,
 ) -> Result<String, SqlError> {
     let mut parts = Vec::with_capacity(privileges.len());
     for p in privileges {
-        if !KNOWN_DB_PRIVILEGES.contains(&p.0.as_str()) {
+        let shaped = !p.0.is_empty()
+            && p.0.len() <= 64
+            && p.0
+                .split(' ')
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase()));
+        let ok = if known_only {
+            KNOWN_DB_PRIVILEGES.contains(&p.0.as_str())
+        } else {
+            shaped
+        };
+        if !ok {
             return Err(SqlError::Privilege(p.0.clone()));
         }
         parts.push(p.0.as_str());
@@ -396,7 +409,7 @@ pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlE
                 StatementKind::Grant,
                 format!(
                     "GRANT {} ON {} TO {}",
-                    privilege_list(privileges)?,
+                    privilege_list(privileges, true)?,
                     grant_target(database)?,
                     accounts_of(batch)?.join(", ")
                 ),
@@ -415,7 +428,7 @@ pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlE
                 StatementKind::Revoke,
                 format!(
                     "REVOKE {} ON {} FROM {}",
-                    privilege_list(privileges)?,
+                    privilege_list(privileges, false)?,
                     grant_target(database)?,
                     accounts_of(batch)?.join(", ")
                 ),
@@ -486,9 +499,13 @@ mod tests {
         assert!(ident("x`y").is_err());
         assert_eq!(grant_target("app_db").unwrap(), "`app\\_db`.*");
         assert_eq!(unescape_db_pattern("app\\_db"), "app_db");
-        assert!(privilege_list(&privs(&["SELECT; DROP"])).is_err());
+        assert!(privilege_list(&privs(&["SELECT; DROP"]), true).is_err());
+        assert!(privilege_list(&privs(&["SELECT; DROP"]), false).is_err());
+        assert!(privilege_list(&privs(&["SELECT  X"]), false).is_err());
+        assert!(privilege_list(&privs(&["SHOW CREATE ROUTINE"]), true).is_err());
+        assert!(privilege_list(&privs(&["SHOW CREATE ROUTINE"]), false).is_ok());
         assert_eq!(
-            privilege_list(&privs(&["SELECT", "LOCK TABLES"])).unwrap(),
+            privilege_list(&privs(&["SELECT", "LOCK TABLES"]), true).unwrap(),
             "LOCK TABLES, SELECT"
         );
     }

@@ -88,8 +88,10 @@ pub const DEFAULT_PRIVILEGES: [&str; 18] = [
 ];
 
 /// Every database-level privilege name MySQL 8 / MariaDB 10.11 know (what an operator may add
-/// to the policy). Names outside this list can never be allowed: they would not be valid SQL.
-pub const KNOWN_DB_PRIVILEGES: [&str; 21] = [
+/// to the policy). Names outside this list can never be allowed. `ALL [PRIVILEGES]` is not
+/// among them: the server expands it into a version-dependent list that could never be
+/// observed back as asked, so an operator who wants it lists the privileges instead.
+pub const KNOWN_DB_PRIVILEGES: [&str; 20] = [
     "SELECT",
     "INSERT",
     "UPDATE",
@@ -110,7 +112,6 @@ pub const KNOWN_DB_PRIVILEGES: [&str; 21] = [
     "ALTER ROUTINE",
     "GRANT OPTION",
     "DELETE HISTORY",
-    "ALL PRIVILEGES",
 ];
 
 /// User names podgrant never manages, whatever the annotations say.

@@ -6,8 +6,10 @@ use std::future::Future;
 use crate::grant::{AccountKey, Action, Observed};
 
 pub mod memory;
+pub mod mysql;
 
 pub use memory::MemoryStore;
+pub use mysql::MysqlStore;
 
 /// Outcome of applying a batch of actions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

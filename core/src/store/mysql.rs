@@ -1,0 +1,525 @@
+//! The MySQL/MariaDB [`GrantStore`] (mysql_async): a ledger in its own schema, batched idempotent
+//! account statements, session kills after drops, and errors classified transient or permanent.
+//!
+//! - **Ledger**: `` `<schema>`.`ledger` `` (default schema `podgrant`, created if missing), one
+//!   row per managed account: `user, host, owner_namespace, owner_name, fingerprint,
+//!   created_at, updated_at`. `Claim` writes the row before `Create` makes the account;
+//!   `Release` deletes it after `Drop`.
+//! - **Accounts**: `CREATE USER IF NOT EXISTS ... IDENTIFIED BY`, then always `ALTER USER IF
+//!   EXISTS ... IDENTIFIED BY` (MariaDB keeps an existing account's password on `IF NOT EXISTS`);
+//!   `DROP USER IF EXISTS`, then `KILL CONNECTION` for every process-list row of a dropped
+//!   account (`DROP USER` leaves open sessions alive). A process-list host that is a name rather
+//!   than an IP (server without `skip_name_resolve`) cannot be matched to an account, so all
+//!   sessions of that user name with a name host are killed too: over-killing only makes a
+//!   client reconnect, under-killing would leave a revoked pod its access.
+//! - **Batching**: see [`crate::sql`]. MariaDB's multi-account statements are not
+//!   all-or-nothing; nothing here trusts a statement's success — [`GrantStore::observe`] reads
+//!   `mysql.user` and `information_schema.SCHEMA_PRIVILEGES`, and the engine re-plans from that.
+//! - **Errors**: [`classify`] sorts them into [`StoreError::Transient`] (connection lost, server
+//!   gone, lock wait, deadlock, read-only during failover, ...) and [`StoreError::Permanent`].
+//!   Server messages of statements that carry passwords are cut before MySQL's `near '...'`
+//!   excerpt; the connection URL's password is never printed (`Debug` shows host, port, user).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, Value};
+
+use crate::grant::{AccountKey, Action, Observed, ObservedAccount, Privilege};
+use crate::model::ObjectRef;
+use crate::sql::{self, Statement, StatementKind};
+use crate::store::{ApplyReport, GrantStore, StoreError};
+use crate::validate::{self, MAX_DATABASE_LEN};
+
+/// The default ledger schema.
+pub const DEFAULT_LEDGER_SCHEMA: &str = "podgrant";
+
+/// A grant store on MySQL 8 or MariaDB 10.11.
+#[derive(Clone)]
+pub struct MysqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    schema: String,
+    /// `user@host:port`, for Debug and errors (never the password).
+    display: String,
+    /// The URL's password, scrubbed from any error text that might echo it.
+    url_password: Option<String>,
+    ledger_ready: AtomicBool,
+    statements: AtomicU64,
+    /// Fault injection: kill the apply connection after this many more statements (0 = off).
+    kill_after: AtomicU64,
+}
+
+impl fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlStore")
+            .field("server", &self.inner.display)
+            .field("ledger_schema", &self.inner.schema)
+            .field("statements", &self.statements())
+            .finish()
+    }
+}
+
+/// Server error codes worth retrying.
+const TRANSIENT_CODES: &[u16] = &[
+    1040, // too many connections
+    1053, // server shutdown in progress
+    1152, // aborted connection
+    1158, 1159, 1160, 1161, // network read/write errors
+    1205, // lock wait timeout
+    1213, // deadlock
+    1290, // --read-only (failover in progress)
+    1317, // query interrupted
+    1836, // read-only mode
+    1927, // MariaDB: connection was killed
+    1969, // MariaDB: max_statement_time exceeded
+    2006, // server has gone away
+    2013, // lost connection during query
+    3024, // MySQL: max_execution_time exceeded
+    4031, // MySQL: disconnected for inactivity
+    1133, // GRANT to an account that vanished concurrently (MariaDB)
+    1410, // GRANT to an account that vanished concurrently (MySQL 8)
+    1396, // CREATE/ALTER/DROP USER raced with another client
+];
+
+/// "There is no such grant defined": REVOKE of something already gone — nothing to do.
+const NO_SUCH_GRANT: &[u16] = &[1141, 1147];
+/// "Unknown thread id": KILL of a session that already ended.
+const UNKNOWN_THREAD: u16 = 1094;
+
+/// Sorts a driver error into transient or permanent, with a message that holds no secret.
+pub fn classify(err: &mysql_async::Error, context: &str, secrets: &[&str]) -> StoreError {
+    use mysql_async::{DriverError, Error};
+    let (transient, msg) = match err {
+        Error::Io(e) => (true, format!("I/O: {e}")),
+        Error::Driver(d) => (
+            matches!(
+                d,
+                DriverError::ConnectionClosed
+                    | DriverError::PoolDisconnected
+                    | DriverError::PacketOutOfOrder
+                    | DriverError::UnexpectedPacket { .. }
+            ),
+            format!("driver: {d}"),
+        ),
+        Error::Server(s) => {
+            // MySQL's syntax errors quote the statement ("near '...'"): cut that part off.
+            let message = s.message.split(" near ").next().unwrap_or("");
+            (
+                TRANSIENT_CODES.contains(&s.code),
+                format!("server error {} ({}): {}", s.code, s.state, message),
+            )
+        }
+        Error::Other(e) => (true, format!("other: {e}")),
+        Error::Url(_) => (false, "invalid MySQL URL".to_string()),
+    };
+    let mut msg = format!("{context}: {msg}");
+    for s in secrets {
+        if !s.is_empty() && msg.contains(s) {
+            msg = format!("{context}: error text withheld (it quoted a secret)");
+        }
+    }
+    if transient {
+        StoreError::Transient(msg)
+    } else {
+        StoreError::Permanent(msg)
+    }
+}
+
+fn server_code(err: &mysql_async::Error) -> Option<u16> {
+    match err {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+impl MysqlStore {
+    /// Parses the URL and builds the pool; no I/O (the ledger is ensured on first use).
+    /// `mysql://user:password@host:port/` — the password is never printed.
+    pub fn new(url: &str, ledger_schema: &str) -> Result<Self, StoreError> {
+        if !validate::is_plain_identifier(ledger_schema, MAX_DATABASE_LEN) {
+            return Err(StoreError::Permanent(format!(
+                "ledger schema {ledger_schema:?} must match ^[a-z][a-z0-9_]{{0,63}}$"
+            )));
+        }
+        let opts = Opts::from_url(url).map_err(|e| {
+            use mysql_async::UrlError;
+            let what = match e {
+                UrlError::Parse(p) => format!("cannot parse ({p})"),
+                UrlError::UnsupportedScheme { .. } => "the scheme must be mysql://".into(),
+                UrlError::UnknownParameter { param } => format!("unknown parameter {param:?}"),
+                UrlError::InvalidParamValue { param, .. } => {
+                    format!("invalid value for parameter {param:?}")
+                }
+                _ => "invalid".into(),
+            };
+            StoreError::Permanent(format!("MySQL URL: {what}"))
+        })?;
+        let display = format!(
+            "{}@{}:{}",
+            opts.user().unwrap_or(""),
+            opts.ip_or_hostname(),
+            opts.tcp_port()
+        );
+        let url_password = opts.pass().map(str::to_string);
+        let opts = OptsBuilder::from_opts(opts);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool: Pool::new(opts),
+                schema: ledger_schema.to_string(),
+                display,
+                url_password,
+                ledger_ready: AtomicBool::new(false),
+                statements: AtomicU64::new(0),
+                kill_after: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// [`MysqlStore::new`], then connects and creates the ledger schema and table if missing:
+    /// fails (clearly) when MySQL is unreachable or the account lacks rights.
+    pub async fn connect(url: &str, ledger_schema: &str) -> Result<Self, StoreError> {
+        let store = Self::new(url, ledger_schema)?;
+        let mut conn = store.conn().await?;
+        store.ensure_ledger(&mut conn).await?;
+        Ok(store)
+    }
+
+    /// `user@host:port` of the server (no password).
+    pub fn server(&self) -> &str {
+        &self.inner.display
+    }
+
+    /// The ledger schema.
+    pub fn ledger_schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// SQL statements issued so far (observe queries, DDL/DCL, ledger writes, KILLs).
+    pub fn statements(&self) -> u64 {
+        self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// Fault injection (tests, harness): after `n` more statements of an `apply`, the apply's
+    /// connection is killed from another connection (`KILL CONNECTION`), like a server-side
+    /// kill mid-reconcile. The apply then fails with a transient error.
+    pub fn kill_connection_after(&self, n: u64) {
+        self.inner.kill_after.store(n, Ordering::SeqCst);
+    }
+
+    /// Closes the pool.
+    pub async fn disconnect(&self) -> Result<(), StoreError> {
+        self.inner
+            .pool
+            .clone()
+            .disconnect()
+            .await
+            .map_err(|e| self.classify(&e, "disconnect", &[]))
+    }
+
+    fn classify(&self, e: &mysql_async::Error, context: &str, secrets: &[&str]) -> StoreError {
+        let mut all: Vec<&str> = secrets.to_vec();
+        if let Some(p) = &self.inner.url_password {
+            all.push(p);
+        }
+        classify(e, context, &all)
+    }
+
+    fn count(&self, n: u64) {
+        self.inner.statements.fetch_add(n, Ordering::Relaxed);
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        self.inner.pool.get_conn().await.map_err(|e| {
+            let err = self.classify(&e, &format!("connecting to {}", self.inner.display), &[]);
+            match err {
+                // Access denied etc. at connect time is permanent; a refused socket is not.
+                StoreError::Permanent(m) if server_code(&e).is_none() => StoreError::Transient(m),
+                other => other,
+            }
+        })
+    }
+
+    async fn ensure_ledger(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        if self.inner.ledger_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let ddl = sql::ledger_ddl(&self.inner.schema)
+            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        for stmt in ddl {
+            self.count(1);
+            conn.query_drop(stmt)
+                .await
+                .map_err(|e| self.classify(&e, "creating the ledger", &[]))?;
+        }
+        self.inner.ledger_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn run(
+        &self,
+        conn: &mut Conn,
+        st: &Statement,
+        secrets: &[&str],
+    ) -> Result<(), StoreError> {
+        self.count(1);
+        let res = if st.params.is_empty() {
+            conn.query_drop(&st.text).await
+        } else {
+            let params: Vec<Value> = st.params.iter().map(|p| Value::from(p.as_str())).collect();
+            conn.exec_drop(&st.text, Params::Positional(params)).await
+        };
+        res.map_err(|e| self.classify(&e, &format!("{:?}", st.kind), secrets))
+    }
+
+    async fn maybe_inject_kill(&self, conn: &Conn) -> Result<(), StoreError> {
+        let left = self.inner.kill_after.load(Ordering::SeqCst);
+        if left == 0 {
+            return Ok(());
+        }
+        if left > 1 {
+            self.inner.kill_after.store(left - 1, Ordering::SeqCst);
+            return Ok(());
+        }
+        self.inner.kill_after.store(0, Ordering::SeqCst);
+        let mut killer = self.conn().await?;
+        killer
+            .query_drop(format!("KILL CONNECTION {}", conn.id()))
+            .await
+            .map_err(|e| self.classify(&e, "injected kill", &[]))?;
+        Ok(())
+    }
+
+    /// Kills the sessions of the accounts in a `Drop` batch, from a `FindSessions` query.
+    async fn kill_sessions(
+        &self,
+        conn: &mut Conn,
+        st: &Statement,
+        batch: &[Action],
+    ) -> Result<(), StoreError> {
+        self.count(1);
+        let rows: Vec<(u64, Option<String>, Option<String>)> = conn
+            .query(&st.text)
+            .await
+            .map_err(|e| self.classify(&e, "finding sessions", &[]))?;
+        let keys: BTreeSet<(&str, IpAddr)> = batch
+            .iter()
+            .map(|a| (a.key().user.as_str(), a.key().host))
+            .collect();
+        let users: BTreeSet<&str> = keys.iter().map(|(u, _)| *u).collect();
+        let own = conn.id() as u64;
+        for (id, user, host) in rows {
+            let (Some(user), Some(host)) = (user, host) else {
+                continue;
+            };
+            if id == own || !users.contains(user.as_str()) {
+                continue;
+            }
+            let addr = sql::processlist_host(&host);
+            let kill = match addr.parse::<IpAddr>() {
+                Ok(ip) => keys.contains(&(user.as_str(), ip.to_canonical())),
+                // A resolved host name: cannot tell which account it used; be safe.
+                Err(_) => true,
+            };
+            if !kill {
+                continue;
+            }
+            self.count(1);
+            if let Err(e) = conn.query_drop(format!("KILL CONNECTION {id}")).await {
+                if server_code(&e) != Some(UNKNOWN_THREAD) {
+                    return Err(self.classify(&e, "killing a session", &[]));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// REVOKE, tolerating "no such grant": a batch falls back to one account at a time.
+    async fn revoke(
+        &self,
+        conn: &mut Conn,
+        st: &Statement,
+        batch: &[Action],
+    ) -> Result<(), StoreError> {
+        self.count(1);
+        let err = match conn.query_drop(&st.text).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !server_code(&err).is_some_and(|c| NO_SUCH_GRANT.contains(&c)) {
+            return Err(self.classify(&err, "Revoke", &[]));
+        }
+        if batch.len() == 1 {
+            return Ok(());
+        }
+        for action in batch {
+            let one = sql::statements(&self.inner.schema, std::slice::from_ref(action))
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            for st in one {
+                self.count(1);
+                if let Err(e) = conn.query_drop(&st.text).await {
+                    if !server_code(&e).is_some_and(|c| NO_SUCH_GRANT.contains(&c)) {
+                        return Err(self.classify(&e, "Revoke", &[]));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn observe_inner(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+        let mut conn = self.conn().await?;
+        self.ensure_ledger(&mut conn).await?;
+
+        // 1. The ledger.
+        let q = sql::ledger_select(&self.inner.schema)
+            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        self.count(1);
+        let rows: Vec<(String, String, String, String, String)> = conn
+            .query(q)
+            .await
+            .map_err(|e| self.classify(&e, "reading the ledger", &[]))?;
+        let mut ledger: BTreeMap<AccountKey, (ObjectRef, String)> = BTreeMap::new();
+        for (user, host, ns, name, fp) in rows {
+            let Ok(host) = host.parse::<IpAddr>() else {
+                tracing::warn!(%user, %host, "ledger row with a host that is not an IP; ignored");
+                continue;
+            };
+            ledger.insert(AccountKey { user, host }, (ObjectRef::new(ns, name), fp));
+        }
+
+        // 2. Which of the accounts of interest exist.
+        let users: BTreeSet<&str> = ledger
+            .keys()
+            .chain(wanted.iter())
+            .map(|k| k.user.as_str())
+            .collect();
+        let mut existing: BTreeSet<AccountKey> = BTreeSet::new();
+        let mut grants: BTreeMap<AccountKey, BTreeMap<String, BTreeSet<Privilege>>> =
+            BTreeMap::new();
+        if !users.is_empty() {
+            let marks = vec!["?"; users.len()].join(", ");
+            let params: Vec<Value> = users.iter().map(|u| Value::from(*u)).collect();
+            self.count(1);
+            let rows: Vec<(String, String)> = conn
+                .exec(
+                    format!("SELECT User, Host FROM mysql.user WHERE User IN ({marks})"),
+                    Params::Positional(params),
+                )
+                .await
+                .map_err(|e| self.classify(&e, "reading mysql.user", &[]))?;
+            for (user, host) in rows {
+                if let Ok(ip) = host.parse::<IpAddr>() {
+                    existing.insert(AccountKey { user, host: ip });
+                }
+            }
+
+            // 3. Their database-level privileges.
+            self.count(1);
+            let rows: Vec<(String, String, String, String)> = conn
+                .query(
+                    "SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE \
+                     FROM information_schema.SCHEMA_PRIVILEGES",
+                )
+                .await
+                .map_err(|e| self.classify(&e, "reading schema privileges", &[]))?;
+            for (grantee, schema, privilege, grantable) in rows {
+                let Some((user, host)) = sql::parse_grantee(&grantee) else {
+                    continue;
+                };
+                if !users.contains(user.as_str()) {
+                    continue;
+                }
+                let Ok(ip) = host.parse::<IpAddr>() else {
+                    continue;
+                };
+                let key = AccountKey { user, host: ip };
+                if !ledger.contains_key(&key) {
+                    continue;
+                }
+                let db = sql::unescape_db_pattern(&schema);
+                let set = grants.entry(key).or_default().entry(db).or_default();
+                set.insert(Privilege(privilege.to_ascii_uppercase()));
+                if grantable.eq_ignore_ascii_case("YES") {
+                    set.insert(Privilege("GRANT OPTION".into()));
+                }
+            }
+        }
+
+        let foreign = wanted
+            .iter()
+            .filter(|k| existing.contains(*k) && !ledger.contains_key(*k))
+            .cloned()
+            .collect();
+        let owned = ledger
+            .into_iter()
+            .map(|(key, (owner, fingerprint))| {
+                let exists = existing.contains(&key);
+                let grants = grants.remove(&key).unwrap_or_default();
+                (
+                    key.clone(),
+                    ObservedAccount {
+                        key,
+                        owner,
+                        fingerprint,
+                        exists,
+                        grants,
+                    },
+                )
+            })
+            .collect();
+        Ok(Observed { owned, foreign })
+    }
+
+    async fn apply_inner(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {
+        let mut report = ApplyReport::default();
+        if actions.is_empty() {
+            return Ok(report);
+        }
+        let before = self.statements();
+        let mut conn = self.conn().await?;
+        self.ensure_ledger(&mut conn).await?;
+        for range in sql::batches(actions) {
+            let batch = &actions[range];
+            let stmts = sql::statements(&self.inner.schema, batch)
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            let secrets: Vec<&str> = batch
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Create { password, .. } | Action::SetPassword { password, .. } => {
+                        Some(password.expose())
+                    }
+                    _ => None,
+                })
+                .collect();
+            for st in &stmts {
+                self.maybe_inject_kill(&conn).await?;
+                match st.kind {
+                    StatementKind::FindSessions => self.kill_sessions(&mut conn, st, batch).await?,
+                    StatementKind::Revoke => self.revoke(&mut conn, st, batch).await?,
+                    _ => self.run(&mut conn, st, &secrets).await?,
+                }
+            }
+            report.applied += batch.len();
+        }
+        report.statements = self.statements() - before;
+        Ok(report)
+    }
+}
+
+impl GrantStore for MysqlStore {
+    async fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+        self.observe_inner(wanted).await
+    }
+
+    async fn apply(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {
+        self.apply_inner(actions).await
+    }
+}
