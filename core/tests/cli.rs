@@ -1,0 +1,117 @@
+//! The `podgrant` binary's failure modes: bad flags and an unreachable cluster give one clear line and a non-zero exit.
+
+use std::process::{Command, Output};
+
+fn podgrant(args: &[&str], kubeconfig: Option<&std::path::Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podgrant"));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PODGRANT_") || k == "KUBECONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(kc) = kubeconfig {
+        cmd.env("KUBECONFIG", kc);
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd.output().expect("run podgrant")
+}
+
+fn unreachable_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
+    // A loopback port nobody listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.join(format!("kubeconfig-{port}"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let o = podgrant(&["run", "--no-such-flag"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_duration_is_a_usage_error_naming_the_flag() {
+    let o = podgrant(&["run", "--debounce", "soon", "--store", "memory"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--debounce"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_mysql_url_is_one_clear_line() {
+    let o = podgrant(&["run"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("podgrant: error: --mysql-url"), "{err}");
+}
+
+#[test]
+fn bad_privilege_in_allowlist_is_rejected() {
+    let o = podgrant(
+        &[
+            "run",
+            "--store",
+            "memory",
+            "--allow-privilege",
+            "SELECT,ALL; DROP",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("--allow-privilege"), "{err}");
+}
+
+#[test]
+fn unreachable_cluster_fails_fast_without_leaking_the_mysql_password() {
+    let dir = std::env::temp_dir().join(format!("podgrant-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = unreachable_kubeconfig(&dir);
+    let o = podgrant(
+        &[
+            "run",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "--mysql-url",
+            "mysql://root:Hunter2Secret@127.0.0.1:3306/test",
+            "--connect-timeout",
+            "3s",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("podgrant: error: cannot reach the Kubernetes API server"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Hunter2Secret") && !out.contains("Hunter2Secret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("root:***@127.0.0.1"),
+        "the redacted URL is logged: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
