@@ -5,10 +5,12 @@
 //! - [`cpu`] — per-thread CPU accounting of a named runtime, CPU share, CPU per event, RSS.
 //! - [`invariants`] — pure checks: convergence, safety (with grace), ledger consistency, budgets.
 //! - [`mysql`] — a real MySQL for tests: `MYSQL_URL`, else a self-started mariadbd, else Docker, else skipped loudly.
+//! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
 
 pub mod capture;
 pub mod cpu;
 pub mod invariants;
 pub mod mysql;
+pub mod plot;
 pub mod specimen;
