@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure a MariaDB answers on 127.0.0.1:3306 (root, empty password), starting the machine's
-# mariadbd when it is installed but not running. Used by .ci/run and scripts/test.sh.
+# mariadbd when it is installed but not running. Used by .ci/run and scripts/check-test.sh.
 set -euo pipefail
 ping() { mariadb-admin --protocol=tcp -h127.0.0.1 -P3306 -uroot ping >/dev/null 2>&1; }
 if [ -n "${MYSQL_URL:-}" ]; then echo "MYSQL_URL is set: tests use it"; exit 0; fi
