@@ -1,1 +1,40 @@
 //! podgrant-sim: a simulated Kubernetes API server that speaks the real wire protocol and misbehaves on purpose.
+//!
+//! Start with [`Sim::builder`]; use [`Sim::service`] for an in-process `kube::Client`, or [`Sim::serve_tcp`] for kubectl.
+
+pub mod admin; // the /_sim admin endpoint (faults, stats, compact)
+pub mod body; // SimBody: full or streamed response bodies
+pub mod clock; // simulated wall clock over tokio time
+pub mod discovery; // /version, /api, /apis discovery documents
+pub mod error; // SimError, mapped to metav1.Status codes
+pub mod fault; // fault plans, rules, per-request decisions
+pub mod flood; // churn generator
+mod handler; // HTTP handler: verbs on resources
+pub mod ipam; // pod IP allocation from a CIDR
+pub mod kubeconfig; // kubeconfig writer
+pub mod lifecycle; // create/update validation and defaulting
+pub mod list; // list pages and continue tokens
+pub mod patch; // merge, JSON and strategic merge patches
+pub mod query; // query-string parsing and list/watch parameters
+pub mod resource; // the table of served resources
+pub mod routes; // URL routing
+pub mod scenario; // scenario steps and files
+pub mod selector; // label and field selectors
+pub mod server; // TCP serving
+pub mod service; // tower::Service for in-process clients
+mod sim; // Sim, SimBuilder and shared state
+pub mod stats; // request/fault/watch counters
+pub mod status; // metav1.Status builders
+pub mod store; // object store, RV, event history, broadcast
+pub mod watch; // watch streams
+
+pub use body::SimBody;
+pub use error::SimError;
+pub use fault::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule};
+pub use flood::{FloodHandle, FloodSpec};
+pub use scenario::{Scenario, Step, TimedStep};
+pub use server::SimServer;
+pub use service::SimService;
+pub use sim::{Sim, SimBuilder};
+pub use stats::Stats;
+pub use store::StoreSizes;

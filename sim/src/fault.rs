@@ -1,0 +1,336 @@
+//! Fault plans (seeded, JSON-serializable rules matched by resource, verb and namespace) and their per-request decisions.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// A seeded set of fault rules. `FaultPlan::default()` injects nothing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPlan {
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub rules: Vec<FaultRule>,
+}
+
+impl FaultPlan {
+    /// An empty plan with a seed.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            rules: Vec::new(),
+        }
+    }
+
+    /// Add a rule.
+    pub fn rule(mut self, rule: FaultRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Parse a plan from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// One rule: a fault applied to requests matching every given filter (absent = any).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// Resource plural (`pods`, `leases`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Apply at most this many times (absent = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    pub fault: Fault,
+}
+
+impl FaultRule {
+    /// A rule matching every request.
+    pub fn new(fault: Fault) -> Self {
+        Self {
+            resource: None,
+            verb: None,
+            namespace: None,
+            times: None,
+            fault,
+        }
+    }
+    /// Only this resource.
+    pub fn resource(mut self, r: &str) -> Self {
+        self.resource = Some(r.into());
+        self
+    }
+    /// Only this verb.
+    pub fn verb(mut self, v: &str) -> Self {
+        self.verb = Some(v.into());
+        self
+    }
+    /// Only this namespace.
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.namespace = Some(ns.into());
+        self
+    }
+    /// At most `n` times.
+    pub fn times(mut self, n: u64) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    fn matches(&self, resource: &str, verb: &str, namespace: Option<&str>) -> bool {
+        self.resource.as_deref().is_none_or(|r| r == resource)
+            && self.verb.as_deref().is_none_or(|v| v == verb)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|n| Some(n) == namespace)
+    }
+}
+
+/// When an armed watch is closed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CloseWhen {
+    /// Right after the initial events (replayed history or synthetic ADDED); immediately if there are none.
+    AfterInitialEvents,
+    /// After `n` events have been sent.
+    AfterEvents { n: u64 },
+    /// After a duration (tokio time).
+    AfterDuration {
+        #[serde(with = "humantime_serde")]
+        after: Duration,
+    },
+    /// With probability `p` after each sent event.
+    Probability { p: f64 },
+}
+
+/// How a watch is closed.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseMode {
+    /// End the chunked response normally (the client sees end-of-stream).
+    #[default]
+    Clean,
+    /// Abort the response mid-stream (over TCP, the connection is dropped without the final chunk).
+    Reset,
+}
+
+/// One kind of misbehaviour.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Close matching watches.
+    CloseWatch {
+        when: CloseWhen,
+        #[serde(default)]
+        mode: CloseMode,
+    },
+    /// 410 Expired: an in-stream ERROR event on watch, HTTP 410 on a list with `continue`.
+    Expire,
+    /// An HTTP error (429, 500 or 503) on a fraction of matching requests; 429 carries `Retry-After`.
+    HttpError {
+        code: u16,
+        #[serde(default = "one")]
+        fraction: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_seconds: Option<u64>,
+    },
+    /// Delay before answering (tokio time).
+    Latency {
+        #[serde(with = "humantime_serde")]
+        delay: Duration,
+    },
+    /// Accept the request, then go silent: with `headers`, a 200 and no body bytes; without, nothing at all.
+    /// `duration` bounds the silence (then the response ends, or a 504-free close); absent = forever.
+    Stall {
+        #[serde(default)]
+        headers: bool,
+        #[serde(
+            default,
+            with = "humantime_serde",
+            skip_serializing_if = "Option::is_none"
+        )]
+        duration: Option<Duration>,
+    },
+    /// CHAOS (beyond what a real apiserver does): re-deliver an already-sent watch event with probability `p`.
+    Duplicate { p: f64 },
+    /// CHAOS (beyond what a real apiserver does): emit a non-JSON watch line with probability `p` per event.
+    MalformedLine { p: f64 },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Fault {
+    /// The key this fault is counted under in [`crate::Stats::faults`].
+    pub fn kind_name(&self) -> String {
+        match self {
+            Fault::CloseWatch {
+                mode: CloseMode::Clean,
+                ..
+            } => "close_watch".into(),
+            Fault::CloseWatch {
+                mode: CloseMode::Reset,
+                ..
+            } => "close_watch_reset".into(),
+            Fault::Expire => "expire".into(),
+            Fault::HttpError { code, .. } => format!("http_{code}"),
+            Fault::Latency { .. } => "latency".into(),
+            Fault::Stall { .. } => "stall".into(),
+            Fault::Duplicate { .. } => "duplicate".into(),
+            Fault::MalformedLine { .. } => "malformed_line".into(),
+        }
+    }
+}
+
+/// Faults armed on one watch; fired inside the watch stream.
+#[derive(Clone, Debug, Default)]
+pub struct WatchFaults {
+    pub close: Option<(CloseWhen, CloseMode)>,
+    pub duplicate_p: Option<f64>,
+    pub malformed_p: Option<f64>,
+    /// Seed for this watch's own RNG (drawn from the plan's RNG, so runs are reproducible).
+    pub seed: u64,
+}
+
+/// What to do to one request.
+#[derive(Clone, Debug, Default)]
+pub struct Decision {
+    pub latency: Duration,
+    pub http_error: Option<(u16, Option<u64>)>,
+    pub stall: Option<(bool, Option<Duration>)>,
+    pub expire: bool,
+    pub watch: WatchFaults,
+    /// Fault kinds that fired now (to be counted).
+    pub fired: Vec<String>,
+}
+
+/// A plan plus its RNG and per-rule application counts.
+#[derive(Debug)]
+pub struct FaultState {
+    plan: FaultPlan,
+    rng: ChaCha8Rng,
+    applied: Vec<u64>,
+}
+
+impl FaultState {
+    /// Arm a plan (its RNG restarts from the plan's seed).
+    pub fn new(plan: FaultPlan) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        let applied = vec![0; plan.rules.len()];
+        Self { plan, rng, applied }
+    }
+
+    /// The armed plan.
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    /// Decide the faults for one request. `has_continue` says whether a list carries a continue token.
+    pub fn decide(
+        &mut self,
+        resource: &str,
+        verb: &str,
+        namespace: Option<&str>,
+        has_continue: bool,
+    ) -> Decision {
+        let mut d = Decision::default();
+        let is_watch = verb == "watch";
+        if is_watch {
+            d.watch.seed = self.rng.random();
+        }
+        for (i, rule) in self.plan.rules.iter().enumerate() {
+            if !rule.matches(resource, verb, namespace) {
+                continue;
+            }
+            if rule.times.is_some_and(|t| self.applied[i] >= t) {
+                continue;
+            }
+            let applies = match &rule.fault {
+                Fault::HttpError {
+                    code,
+                    fraction,
+                    retry_after_seconds,
+                } if d.http_error.is_none() && self.rng.random::<f64>() < *fraction => {
+                    d.http_error = Some((*code, *retry_after_seconds));
+                    d.fired.push(rule.fault.kind_name());
+                    true
+                }
+                Fault::Latency { delay } => {
+                    d.latency += *delay;
+                    d.fired.push(rule.fault.kind_name());
+                    true
+                }
+                Fault::Stall { headers, duration } if d.stall.is_none() => {
+                    d.stall = Some((*headers, *duration));
+                    d.fired.push(rule.fault.kind_name());
+                    true
+                }
+                Fault::Expire if is_watch || (verb == "list" && has_continue) => {
+                    d.expire = true;
+                    d.fired.push(rule.fault.kind_name());
+                    true
+                }
+                Fault::CloseWatch { when, mode } if is_watch && d.watch.close.is_none() => {
+                    d.watch.close = Some((when.clone(), *mode));
+                    true
+                }
+                Fault::Duplicate { p } if is_watch => {
+                    d.watch.duplicate_p = Some(*p);
+                    true
+                }
+                Fault::MalformedLine { p } if is_watch => {
+                    d.watch.malformed_p = Some(*p);
+                    true
+                }
+                _ => false,
+            };
+            if applies {
+                self.applied[i] += 1;
+            }
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_json_roundtrip_and_matching() {
+        let text = r#"{"seed":7,"rules":[
+            {"resource":"pods","verb":"watch","fault":{"kind":"close_watch","when":{"type":"after_events","n":3},"mode":"reset"}},
+            {"verb":"list","times":1,"fault":{"kind":"http_error","code":429,"retry_after_seconds":1}},
+            {"fault":{"kind":"latency","delay":"50ms"}}]}"#;
+        let plan = FaultPlan::from_json(text).unwrap();
+        assert_eq!(
+            serde_json::from_value::<FaultPlan>(serde_json::to_value(&plan).unwrap()).unwrap(),
+            plan
+        );
+        let mut st = FaultState::new(plan);
+        let w = st.decide("pods", "watch", Some("d"), false);
+        assert!(matches!(
+            w.watch.close,
+            Some((CloseWhen::AfterEvents { n: 3 }, CloseMode::Reset))
+        ));
+        assert_eq!(w.latency, Duration::from_millis(50));
+        assert_eq!(
+            st.decide("pods", "list", None, false).http_error,
+            Some((429, Some(1)))
+        );
+        assert_eq!(st.decide("pods", "list", None, false).http_error, None);
+        assert!(FaultPlan::from_json(r#"{"rules":[{"fault":{"kind":"nope"}}]}"#).is_err());
+    }
+}

@@ -1,0 +1,379 @@
+//! The HTTP handler: routing, request counting, fault decisions, and the verbs on resources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::body::SimBody;
+use crate::error::SimError;
+use crate::fault::Decision;
+use crate::lifecycle::UpdateMode;
+use crate::patch::PatchType;
+use crate::query::{ListParams, Query, Rv};
+use crate::routes::{self, ResourceRequest, Route};
+use crate::selector::{FieldSelector, LabelSelector, Selectors};
+use crate::sim::{lock, Inner};
+use crate::store::Replay;
+use crate::watch::{self, WatchSpec, WatchStart};
+
+/// A JSON response.
+pub(crate) fn json_response(code: u16, v: &Value) -> Response<SimBody> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut resp = Response::new(SimBody::full(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}
+
+/// A `Status` response for an error.
+pub(crate) fn error_response(e: &SimError) -> Response<SimBody> {
+    json_response(e.code(), &e.to_status())
+}
+
+/// Read a request body up to the size cap.
+pub(crate) async fn read_body<B>(body: B, max: usize) -> Result<Bytes, SimError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(SimError::TooLarge(max))
+        }
+        Err(e) => Err(SimError::BadRequest(format!(
+            "error reading request body: {e}"
+        ))),
+    }
+}
+
+/// Handle one request.
+pub(crate) async fn handle<B>(inner: Arc<Inner>, req: Request<B>) -> Response<SimBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    if path.starts_with("/_sim/") || path == "/_sim" {
+        return crate::admin::handle(&inner, &parts.method, &path, body).await;
+    }
+    let query = Query::parse(parts.uri.query());
+    let route = match routes::route(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            lock(&inner.stats).unrouted += 1;
+            return error_response(&e);
+        }
+    };
+    let get_only = |v: Value| {
+        if parts.method == Method::GET {
+            json_response(200, &v)
+        } else {
+            error_response(&SimError::MethodNotAllowed)
+        }
+    };
+    match route {
+        Route::Version => get_only(crate::discovery::version()),
+        Route::CoreVersions => get_only(crate::discovery::core_versions()),
+        Route::Groups => get_only(crate::discovery::group_list()),
+        Route::Group(g) => get_only(crate::discovery::group(&g)),
+        Route::ResourceList { group, version } => {
+            get_only(crate::discovery::resource_list(&group, &version))
+        }
+        Route::Resource(rr) => {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            match resource(&inner, &parts.method, rr, &query, &content_type, body).await {
+                Ok(resp) => resp,
+                Err(e) => error_response(&e),
+            }
+        }
+    }
+}
+
+fn injected_error(code: u16, retry_after: Option<u64>) -> Response<SimBody> {
+    let mut resp = json_response(code, &crate::status::injected(code));
+    if code == 429 || retry_after.is_some() {
+        let secs = retry_after.unwrap_or(1).to_string();
+        if let Ok(v) = HeaderValue::from_str(&secs) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+async fn apply_pre_faults(d: &Decision) -> Option<Response<SimBody>> {
+    if !d.latency.is_zero() {
+        tokio::time::sleep(d.latency).await;
+    }
+    if let Some((headers, duration)) = d.stall {
+        if headers {
+            let silence = async move {
+                match duration {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let s = futures::stream::once(silence)
+                .filter_map(|_| async { None::<Result<Bytes, crate::body::BodyError>> });
+            let mut resp = Response::new(SimBody::stream(s));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Some(resp);
+        }
+        match duration {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending::<()>().await,
+        }
+        return Some(error_response(&SimError::Internal(
+            "stalled request released by fault injection".into(),
+        )));
+    }
+    if let Some((code, retry)) = d.http_error {
+        return Some(injected_error(code, retry));
+    }
+    None
+}
+
+use futures::StreamExt;
+
+fn is_json(ct: &str) -> bool {
+    let base = ct.split(';').next().unwrap_or("").trim();
+    base.is_empty() || base == "application/json" || base == "*/*"
+}
+
+async fn resource<B>(
+    inner: &Arc<Inner>,
+    method: &Method,
+    rr: ResourceRequest,
+    query: &Query,
+    content_type: &str,
+    body: B,
+) -> Result<Response<SimBody>, SimError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let info = rr.info;
+    let watch_flag = query.flag("watch");
+    let verb = rr.verb(method, watch_flag)?;
+    lock(&inner.stats).count_request(verb, info.plural);
+    let ns = rr.namespace.as_deref();
+    let has_continue = query.get("continue").is_some_and(|c| !c.is_empty());
+    let decision = lock(&inner.faults).decide(info.plural, verb, ns, has_continue);
+    {
+        let mut stats = lock(&inner.stats);
+        for f in &decision.fired {
+            stats.count_fault(f);
+        }
+    }
+    if let Some(resp) = apply_pre_faults(&decision).await {
+        return Ok(resp);
+    }
+    let mode = if rr.subresource.as_deref() == Some("status") {
+        UpdateMode::Status
+    } else {
+        UpdateMode::Main
+    };
+    let name = rr.name.clone().unwrap_or_default();
+    match verb {
+        "get" => {
+            // GET on /status returns the whole object, like the apiserver.
+            Ok(json_response(200, &inner.get(info, ns, &name)?))
+        }
+        "list" | "watch" | "deletecollection" => {
+            let params = ListParams::from_query(query)?;
+            let selectors = Selectors {
+                labels: LabelSelector::parse(&params.label_selector)?,
+                fields: FieldSelector::parse(&params.field_selector, info)?,
+            };
+            match verb {
+                "list" => {
+                    if decision.expire && params.continue_token.is_some() {
+                        return Err(crate::list::expired());
+                    }
+                    let store = lock(&inner.store);
+                    let page = crate::list::page(
+                        &store,
+                        info,
+                        ns,
+                        &selectors,
+                        params.limit,
+                        params.continue_token.as_deref(),
+                    )?;
+                    Ok(json_response(200, &page))
+                }
+                "watch" => Ok(start_watch(inner, rr, params, selectors, decision)),
+                _ => {
+                    let mut deleted = Vec::new();
+                    for obj in inner.selected(info, ns, &selectors) {
+                        let n = obj
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let onns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+                        if let Ok(d) = inner.delete(info, onns.or(ns), n) {
+                            deleted.push(d);
+                        }
+                    }
+                    let store = lock(&inner.store);
+                    Ok(json_response(
+                        200,
+                        &serde_json::json!({
+                            "kind": info.list_kind(), "apiVersion": info.api_version(),
+                            "metadata": {"resourceVersion": store.current_rv().to_string()},
+                            "items": deleted,
+                        }),
+                    ))
+                }
+            }
+        }
+        "create" | "update" | "patch" => {
+            let bytes = read_body(body, inner.config.max_body).await?;
+            if verb == "patch" {
+                let kind = PatchType::from_content_type(content_type)?;
+                let obj = inner.patch(info, ns, &name, kind, &bytes, mode)?;
+                return Ok(json_response(200, &obj));
+            }
+            if !is_json(content_type) {
+                return Err(SimError::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json (got \"{content_type}\")"
+                )));
+            }
+            let obj: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?;
+            if verb == "create" {
+                if rr.subresource.is_some() {
+                    return Err(SimError::MethodNotAllowed);
+                }
+                let created = inner.create(info, ns, obj, true)?;
+                Ok(json_response(201, &created))
+            } else {
+                Ok(json_response(
+                    200,
+                    &inner.update(info, ns, &name, obj, mode)?,
+                ))
+            }
+        }
+        "delete" => {
+            if rr.subresource.is_some() {
+                return Err(SimError::MethodNotAllowed);
+            }
+            // DeleteOptions bodies are accepted and ignored (deletion is immediate).
+            let _ = read_body(body, inner.config.max_body).await?;
+            let obj = inner.delete(info, ns, &name)?;
+            Ok(json_response(200, &obj))
+        }
+        _ => Err(SimError::MethodNotAllowed),
+    }
+}
+
+fn start_watch(
+    inner: &Arc<Inner>,
+    rr: ResourceRequest,
+    params: ListParams,
+    selectors: Selectors,
+    decision: Decision,
+) -> Response<SimBody> {
+    {
+        let mut stats = lock(&inner.stats);
+        *stats
+            .watch_starts
+            .entry(rr.info.plural.to_string())
+            .or_default() += 1;
+    }
+    let ns = rr.namespace.as_deref();
+    let (start, rx) = {
+        let store = lock(&inner.store);
+        let snapshot = |store: &crate::store::Store| {
+            let objects = store
+                .list(rr.info.plural, ns)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            (
+                WatchStart::Snapshot {
+                    objects,
+                    rv: store.current_rv(),
+                },
+                store.subscribe(),
+            )
+        };
+        if decision.expire {
+            let rv = match params.rv {
+                Rv::At(n) => n,
+                _ => store.current_rv(),
+            };
+            (
+                WatchStart::Expired {
+                    requested: rv,
+                    oldest: store.current_rv(),
+                },
+                store.subscribe(),
+            )
+        } else if params.send_initial_events {
+            snapshot(&store)
+        } else {
+            match params.rv {
+                Rv::Unset | Rv::Any => snapshot(&store),
+                Rv::At(rv) => match store.replay_after(rv) {
+                    Replay::Events(events, rx) => (
+                        WatchStart::Replay {
+                            events,
+                            from_rv: rv,
+                        },
+                        rx,
+                    ),
+                    Replay::Expired { compacted_rv } => (
+                        WatchStart::Expired {
+                            requested: rv,
+                            oldest: compacted_rv,
+                        },
+                        store.subscribe(),
+                    ),
+                },
+            }
+        }
+    };
+    let spec = WatchSpec {
+        info: rr.info,
+        namespace: rr.namespace,
+        selectors,
+        bookmarks: params.bookmarks,
+        bookmark_interval: inner.config.bookmark_interval,
+        timeout: params.timeout.or(Some(Duration::from_secs(1800))),
+        initial_events_end: params.send_initial_events,
+    };
+    let s = watch::stream(spec, start, rx, decision.watch, inner.stats.clone());
+    let mut resp = Response::new(SimBody::stream(s));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}

@@ -1,0 +1,198 @@
+//! Query-string parsing (percent-decoding) and the typed list/watch parameters with apiserver-style 400s.
+
+use std::time::Duration;
+
+use crate::error::SimError;
+
+/// Decoded query pairs.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Query {
+    /// Parse `a=b&c=d` (empty pairs are skipped, as kube-rs sends `?&watch=true…`).
+    pub fn parse(q: Option<&str>) -> Self {
+        let pairs = q
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (decode(k), decode(v)),
+                None => (decode(p), String::new()),
+            })
+            .collect();
+        Self { pairs }
+    }
+
+    /// The last value of a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean flag (`true`/`1`).
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true") | Some("1"))
+    }
+}
+
+/// A parsed `resourceVersion` parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rv {
+    /// Absent or empty: most recent.
+    Unset,
+    /// "0": any.
+    Any,
+    /// A specific RV.
+    At(u64),
+}
+
+/// The list/watch query parameters.
+#[derive(Debug)]
+pub struct ListParams {
+    pub watch: bool,
+    pub rv: Rv,
+    pub rv_match: Option<String>,
+    pub limit: Option<u64>,
+    pub continue_token: Option<String>,
+    pub label_selector: String,
+    pub field_selector: String,
+    pub bookmarks: bool,
+    pub timeout: Option<Duration>,
+    pub send_initial_events: bool,
+}
+
+impl ListParams {
+    /// Validate the parameters of a list or watch.
+    pub fn from_query(q: &Query) -> Result<Self, SimError> {
+        let rv = match q.get("resourceVersion") {
+            None | Some("") => Rv::Unset,
+            Some("0") => Rv::Any,
+            Some(s) => Rv::At(s.parse().map_err(|_| {
+                SimError::BadRequest(format!(
+                    "resourceVersion: Invalid value: \"{s}\": must be a non-negative integer"
+                ))
+            })?),
+        };
+        let limit = match q.get("limit") {
+            None | Some("") => None,
+            Some(s) => {
+                let n: i64 = s.parse().map_err(|_| {
+                    SimError::BadRequest(format!(
+                        "limit: Invalid value: \"{s}\": must be an integer"
+                    ))
+                })?;
+                if n < 0 {
+                    return Err(SimError::BadRequest(format!(
+                        "limit: Invalid value: {n}: must be greater than or equal to 0"
+                    )));
+                }
+                (n > 0).then_some(n as u64)
+            }
+        };
+        let timeout = match q.get("timeoutSeconds") {
+            None | Some("") => None,
+            Some(s) => {
+                let n: i64 = s.parse().map_err(|_| {
+                    SimError::BadRequest(format!(
+                        "timeoutSeconds: Invalid value: \"{s}\": must be an integer"
+                    ))
+                })?;
+                if n < 0 {
+                    return Err(SimError::BadRequest(format!(
+                        "timeoutSeconds: Invalid value: {n}: must be non-negative"
+                    )));
+                }
+                (n > 0).then(|| Duration::from_secs(n as u64))
+            }
+        };
+        let rv_match = q
+            .get("resourceVersionMatch")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if let Some(m) = &rv_match {
+            if m != "NotOlderThan" && m != "Exact" {
+                return Err(SimError::BadRequest(format!("resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\"")));
+            }
+        }
+        let send_initial_events = q.flag("sendInitialEvents");
+        let watch = q.flag("watch");
+        if send_initial_events && (!watch || rv_match.as_deref() != Some("NotOlderThan")) {
+            return Err(SimError::BadRequest(
+                "sendInitialEvents: Forbidden: sendInitialEvents is allowed only with watch=true and resourceVersionMatch=NotOlderThan".into(),
+            ));
+        }
+        Ok(Self {
+            watch,
+            rv,
+            rv_match,
+            limit,
+            continue_token: q
+                .get("continue")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            label_selector: q.get("labelSelector").unwrap_or("").to_string(),
+            field_selector: q.get("fieldSelector").unwrap_or("").to_string(),
+            bookmarks: q.flag("allowWatchBookmarks"),
+            timeout,
+            send_initial_events,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kube_rs_queries() {
+        let q = Query::parse(Some("&watch=true&timeoutSeconds=290&labelSelector=app%3Dweb%2Ctier+in+%28a%29&resourceVersion=12"));
+        let p = ListParams::from_query(&q).unwrap();
+        assert!(p.watch);
+        assert_eq!(p.rv, Rv::At(12));
+        assert_eq!(p.label_selector, "app=web,tier in (a)");
+        assert_eq!(p.timeout, Some(Duration::from_secs(290)));
+        assert_eq!(
+            ListParams::from_query(&Query::parse(Some("resourceVersion=abc")))
+                .unwrap_err()
+                .code(),
+            400
+        );
+        assert_eq!(
+            ListParams::from_query(&Query::parse(Some("limit=-1")))
+                .unwrap_err()
+                .code(),
+            400
+        );
+        assert_eq!(decode("%"), "%");
+        assert_eq!(decode("a%2"), "a%2");
+    }
+}

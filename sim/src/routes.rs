@@ -1,0 +1,181 @@
+//! URL path routing: discovery documents, resource collections/objects/subresources, and verbs.
+
+use http::Method;
+
+use crate::error::SimError;
+use crate::resource::{self, ResourceInfo};
+
+/// A routed request.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    Version,
+    /// `/api`
+    CoreVersions,
+    /// `/apis`
+    Groups,
+    /// `/apis/<group>`
+    Group(String),
+    /// `/api/v1` or `/apis/<group>/<version>`
+    ResourceList {
+        group: String,
+        version: String,
+    },
+    Resource(ResourceRequest),
+}
+
+/// A request on a resource.
+#[derive(Debug, PartialEq)]
+pub struct ResourceRequest {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl ResourceRequest {
+    /// The Kubernetes verb for a method on this path (`watch=true` turns list into watch).
+    pub fn verb(&self, method: &Method, watch: bool) -> Result<&'static str, SimError> {
+        let named = self.name.is_some();
+        Ok(match (method.as_str(), named) {
+            ("GET", true) => "get",
+            ("GET", false) if watch => "watch",
+            ("GET", false) => "list",
+            ("POST", false) => "create",
+            ("PUT", true) => "update",
+            ("PATCH", true) => "patch",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            _ => return Err(SimError::MethodNotAllowed),
+        })
+    }
+}
+
+fn not_found() -> SimError {
+    SimError::UnknownResource("the server could not find the requested resource".into())
+}
+
+/// Route a path.
+pub fn route(path: &str) -> Result<Route, SimError> {
+    let segs: Vec<&str> = path
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match segs.as_slice() {
+        ["version"] => Ok(Route::Version),
+        ["api"] => Ok(Route::CoreVersions),
+        ["apis"] => Ok(Route::Groups),
+        ["api", "v1"] => Ok(Route::ResourceList {
+            group: String::new(),
+            version: "v1".into(),
+        }),
+        ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
+        ["apis", g]
+            if resource::RESOURCES
+                .iter()
+                .any(|r| r.group == *g && !g.is_empty()) =>
+        {
+            Ok(Route::Group(g.to_string()))
+        }
+        ["apis", g, v] if resource::in_group_version(g, v).next().is_some() => {
+            Ok(Route::ResourceList {
+                group: g.to_string(),
+                version: v.to_string(),
+            })
+        }
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        _ => Err(not_found()),
+    }
+}
+
+fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, SimError> {
+    let find = |plural: &str| resource::lookup(group, version, plural).ok_or_else(not_found);
+    let req = |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+        Route::Resource(ResourceRequest {
+            info,
+            namespace: namespace.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+        })
+    };
+    let checked_sub = |info: &'static ResourceInfo, sub: &str| {
+        if sub == "status" && info.has_status {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    };
+    let ns_info = resource::by_plural("namespaces");
+    match rest {
+        [plural] => Ok(req(find(plural)?, None, None, None)),
+        ["namespaces", name] if group.is_empty() => {
+            Ok(req(ns_info.ok_or_else(not_found)?, None, Some(name), None))
+        }
+        ["namespaces", ns, plural] => {
+            let info = find(plural)?;
+            if !info.namespaced {
+                return Err(not_found());
+            }
+            Ok(req(info, Some(ns), None, None))
+        }
+        ["namespaces", ns, plural, name] => {
+            let info = find(plural)?;
+            if !info.namespaced {
+                return Err(not_found());
+            }
+            Ok(req(info, Some(ns), Some(name), None))
+        }
+        ["namespaces", ns, plural, name, sub] => {
+            let info = find(plural)?;
+            checked_sub(info, sub)?;
+            Ok(req(info, Some(ns), Some(name), Some(sub)))
+        }
+        [plural, name] => {
+            let info = find(plural)?;
+            if info.namespaced {
+                return Err(not_found());
+            }
+            Ok(req(info, None, Some(name), None))
+        }
+        _ => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/version").unwrap(), Route::Version);
+        let Route::Resource(r) = route("/api/v1/namespaces/d/pods/p/status").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                r.info.plural,
+                r.namespace.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("pods", Some("d"), Some("status"))
+        );
+        let Route::Resource(r) = route("/api/v1/namespaces/d").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (r.info.plural, r.name.as_deref()),
+            ("namespaces", Some("d"))
+        );
+        let Route::Resource(r) = route("/apis/coordination.k8s.io/v1/leases").unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.info.plural, "leases");
+        assert_eq!(route("/api/v1/widgets").unwrap_err().code(), 404);
+        assert_eq!(
+            route("/api/v1/namespaces/d/services/s/status")
+                .unwrap_err()
+                .code(),
+            404
+        );
+    }
+}

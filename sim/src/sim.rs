@@ -1,0 +1,511 @@
+//! `Sim`, its builder, and the shared state behind the object API and the HTTP handler.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use crate::clock::Clock;
+use crate::error::SimError;
+use crate::fault::{FaultPlan, FaultState};
+use crate::flood::{FloodHandle, FloodSpec};
+use crate::ipam::Ipam;
+use crate::lifecycle::{self, NewMeta, UpdateMode};
+use crate::patch::{self, PatchType};
+use crate::resource::{self, ResourceInfo};
+use crate::selector::Selectors;
+use crate::server::SimServer;
+use crate::service::SimService;
+use crate::stats::Stats;
+use crate::store::{Key, Store, StoreSizes};
+
+/// Lock a mutex, recovering from poisoning (a panicking test thread must not wedge the server).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tunables fixed at build time.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub bookmark_interval: Duration,
+    pub max_body: usize,
+    pub pod_cidr: String,
+}
+
+/// Shared state.
+pub(crate) struct Inner {
+    pub store: Mutex<Store>,
+    pub rng: Mutex<ChaCha8Rng>,
+    pub clock: Clock,
+    pub faults: Mutex<FaultState>,
+    pub stats: Arc<Mutex<Stats>>,
+    pub ipam: Mutex<Ipam>,
+    pub config: Config,
+    service_ips: AtomicU32,
+}
+
+/// Builder for [`Sim`].
+#[derive(Clone, Debug)]
+pub struct SimBuilder {
+    seed: u64,
+    history_window: usize,
+    watch_buffer: usize,
+    faults: FaultPlan,
+    pod_cidr: String,
+    bookmark_interval: Duration,
+    max_body: usize,
+    start_time: Option<SystemTime>,
+}
+
+impl Default for SimBuilder {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            history_window: 10_000,
+            watch_buffer: 4096,
+            faults: FaultPlan::default(),
+            pod_cidr: "10.244.0.0/16".into(),
+            bookmark_interval: Duration::from_secs(60),
+            max_body: 3 * 1024 * 1024,
+            start_time: None,
+        }
+    }
+}
+
+impl SimBuilder {
+    /// Seed for UIDs, generated names and everything random outside the fault plan.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Events kept for watch resumption and consistent pagination (default 10 000).
+    pub fn history_window(mut self, n: usize) -> Self {
+        self.history_window = n;
+        self
+    }
+    /// Undelivered events buffered per watcher before it is dropped as too slow (default 4096).
+    pub fn watch_buffer(mut self, n: usize) -> Self {
+        self.watch_buffer = n;
+        self
+    }
+    /// The initial fault plan.
+    pub fn faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = plan;
+        self
+    }
+    /// Pod IP range (default `10.244.0.0/16`). An invalid CIDR makes `build` fall back to the default; use `try_build` to see the error.
+    pub fn pod_cidr(mut self, cidr: &str) -> Self {
+        self.pod_cidr = cidr.into();
+        self
+    }
+    /// Interval between BOOKMARK events on watches that allow them (default 60 s, tokio time).
+    pub fn bookmark_interval(mut self, d: Duration) -> Self {
+        self.bookmark_interval = d;
+        self
+    }
+    /// Largest accepted request body (default 3 MiB, like kube-apiserver); larger gets 413.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+    /// Wall-clock time at build (default: now); creation timestamps advance with tokio time from here.
+    pub fn start_time(mut self, t: SystemTime) -> Self {
+        self.start_time = Some(t);
+        self
+    }
+
+    /// Build, or explain why the configuration is invalid.
+    pub fn try_build(self) -> Result<Sim, SimError> {
+        let ipam = Ipam::new(&self.pod_cidr)?;
+        let inner = Arc::new(Inner {
+            store: Mutex::new(Store::new(self.history_window, self.watch_buffer)),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(self.seed)),
+            clock: Clock::new(self.start_time.unwrap_or_else(SystemTime::now)),
+            faults: Mutex::new(FaultState::new(self.faults)),
+            stats: Arc::new(Mutex::new(Stats::default())),
+            ipam: Mutex::new(ipam),
+            config: Config {
+                bookmark_interval: self.bookmark_interval,
+                max_body: self.max_body,
+                pod_cidr: self.pod_cidr,
+            },
+            service_ips: AtomicU32::new(1),
+        });
+        let sim = Sim { inner };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            sim.create("namespaces", None, json!({"metadata": {"name": ns}}))?;
+        }
+        Ok(sim)
+    }
+
+    /// Build (an invalid pod CIDR falls back to `10.244.0.0/16`).
+    pub fn build(self) -> Sim {
+        let fallback = self.clone().pod_cidr("10.244.0.0/16");
+        match self.try_build() {
+            Ok(sim) => sim,
+            Err(_) => match fallback.try_build() {
+                Ok(sim) => sim,
+                Err(e) => unreachable!("default configuration is valid: {e}"),
+            },
+        }
+    }
+}
+
+/// A simulated Kubernetes API server. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Sim {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("sizes", &self.sizes()).finish()
+    }
+}
+
+fn info_for(resource: &str) -> Result<&'static ResourceInfo, SimError> {
+    resource::RESOURCES
+        .iter()
+        .find(|r| {
+            r.plural == resource
+                || r.singular == resource
+                || r.kind == resource
+                || r.short_names.contains(&resource)
+        })
+        .ok_or_else(|| SimError::UnknownResource(resource.to_string()))
+}
+
+fn key_for(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Key, SimError> {
+    match (info.namespaced, namespace) {
+        (true, Some(ns)) => Ok((ns.to_string(), name.to_string())),
+        (true, None) => Err(SimError::BadRequest(format!(
+            "{} is namespaced: a namespace is required",
+            info.plural
+        ))),
+        (false, _) => Ok((String::new(), name.to_string())),
+    }
+}
+
+impl Sim {
+    /// A builder with defaults (seed 0, window 10 000, CIDR 10.244.0.0/16).
+    pub fn builder() -> SimBuilder {
+        SimBuilder::default()
+    }
+
+    /// The in-process `tower::Service` (for `kube::Client::new(sim.service(), "default")`).
+    pub fn service(&self) -> SimService {
+        SimService::new(self.inner.clone())
+    }
+
+    /// Serve over TCP on `addr` (use port 0 for any free port; loopback only).
+    pub async fn serve_tcp(&self, addr: std::net::SocketAddr) -> Result<SimServer, SimError> {
+        SimServer::start(self.clone(), addr).await
+    }
+
+    /// Write a kubeconfig pointing at `server_url`.
+    pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), SimError> {
+        crate::kubeconfig::write(path, server_url)
+    }
+
+    /// Replace the fault plan (its RNG restarts from the plan's seed).
+    pub fn set_faults(&self, plan: FaultPlan) {
+        *lock(&self.inner.faults) = FaultState::new(plan);
+    }
+
+    /// The current fault plan.
+    pub fn faults(&self) -> FaultPlan {
+        lock(&self.inner.faults).plan().clone()
+    }
+
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> Stats {
+        lock(&self.inner.stats).clone()
+    }
+
+    /// Reset every counter to zero.
+    pub fn reset_stats(&self) {
+        *lock(&self.inner.stats) = Stats::default();
+    }
+
+    /// Internal sizes of the store (objects, history, watchers), for bounded-memory checks.
+    pub fn sizes(&self) -> StoreSizes {
+        lock(&self.inner.store).sizes()
+    }
+
+    /// The current store-wide resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.inner.store).current_rv()
+    }
+
+    /// Pod IPs currently allocated from the CIDR.
+    pub fn ips_in_use(&self) -> usize {
+        lock(&self.inner.ipam).in_use()
+    }
+
+    /// Create an object (no faults, no namespace-existence check; status is kept as given).
+    pub fn create(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, SimError> {
+        self.inner
+            .create(info_for(resource)?, namespace, obj, false)
+    }
+
+    /// Replace an object wholesale, status and deletionTimestamp included (RV precondition honoured if set).
+    pub fn replace(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, SimError> {
+        let info = info_for(resource)?;
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        self.inner
+            .update(info, namespace, &name, obj, UpdateMode::Whole)
+    }
+
+    /// Delete an object.
+    pub fn delete(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), SimError> {
+        self.inner
+            .delete(info_for(resource)?, namespace, name)
+            .map(|_| ())
+    }
+
+    /// Get an object.
+    pub fn get(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, SimError> {
+        self.inner.get(info_for(resource)?, namespace, name)
+    }
+
+    /// List objects (all namespaces when `namespace` is `None`), sorted by namespace and name.
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        match info_for(resource) {
+            Ok(info) => lock(&self.inner.store)
+                .list(info.plural, namespace)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Apply one scenario step.
+    pub fn apply(&self, step: &crate::scenario::Step) -> Result<(), SimError> {
+        crate::scenario::apply(self, step)
+    }
+
+    /// Start a churn generator (a burst is applied before this returns; a rate needs a tokio runtime).
+    pub fn flood(&self, spec: FloodSpec) -> FloodHandle {
+        crate::flood::start(self.clone(), spec)
+    }
+
+    /// Drop the whole event history now: a watch or continue from any earlier RV gets 410.
+    pub fn compact(&self) {
+        lock(&self.inner.store).compact();
+        lock(&self.inner.stats).count_fault("compact");
+    }
+
+    pub(crate) fn ipam(&self) -> MutexGuard<'_, Ipam> {
+        lock(&self.inner.ipam)
+    }
+
+    /// The pod CIDR.
+    pub fn pod_cidr(&self) -> &str {
+        &self.inner.config.pod_cidr
+    }
+}
+
+impl Inner {
+    fn new_meta(&self) -> NewMeta {
+        let mut rng = lock(&self.rng);
+        let b: [u8; 16] = rng.random();
+        let uid = format!(
+            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0xf, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        );
+        const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let suffix: String = (0..5)
+            .map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char)
+            .collect();
+        NewMeta {
+            uid,
+            now: self.clock.now_rfc3339(),
+            suffix,
+        }
+    }
+
+    pub(crate) fn get(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, SimError> {
+        let key = key_for(info, namespace, name)?;
+        lock(&self.store)
+            .get(info.plural, &key)
+            .cloned()
+            .ok_or_else(|| SimError::NotFound {
+                resource: info.qualified(),
+                name: name.to_string(),
+            })
+    }
+
+    /// Create; `require_namespace` enforces that the namespace exists (HTTP path).
+    pub(crate) fn create(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        obj: Value,
+        require_namespace: bool,
+    ) -> Result<Value, SimError> {
+        let meta = self.new_meta();
+        let (ns, name, mut obj) = lifecycle::prepare_create(info, namespace, obj, meta)?;
+        let mut store = lock(&self.store);
+        if info.namespaced
+            && require_namespace
+            && store
+                .get("namespaces", &(String::new(), ns.clone()))
+                .is_none()
+        {
+            return Err(SimError::NotFound {
+                resource: "namespaces".into(),
+                name: ns,
+            });
+        }
+        let key = (ns, name.clone());
+        if store.get(info.plural, &key).is_some() {
+            return Err(SimError::AlreadyExists {
+                resource: info.qualified(),
+                name,
+            });
+        }
+        if info.kind == "Service"
+            && obj.pointer("/spec/clusterIP").is_none()
+            && obj.pointer("/spec/type") != Some(&json!("ExternalName"))
+        {
+            let n = self.service_ips.fetch_add(1, Ordering::Relaxed);
+            let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
+            obj["spec"]["clusterIP"] = json!(ip);
+            obj["spec"]["clusterIPs"] = json!([ip]);
+        }
+        Ok(store.commit(info.plural, key, Some(obj)))
+    }
+
+    pub(crate) fn update(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        obj: Value,
+        mode: UpdateMode,
+    ) -> Result<Value, SimError> {
+        let key = key_for(info, namespace, name)?;
+        let mut store = lock(&self.store);
+        let old = store
+            .get(info.plural, &key)
+            .ok_or_else(|| SimError::NotFound {
+                resource: info.qualified(),
+                name: name.to_string(),
+            })?;
+        match lifecycle::prepare_update(info, old, obj, mode)? {
+            None => Ok(old.clone()),
+            Some(new) => Ok(store.commit(info.plural, key, Some(new))),
+        }
+    }
+
+    pub(crate) fn patch(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchType,
+        body: &[u8],
+        mode: UpdateMode,
+    ) -> Result<Value, SimError> {
+        let key = key_for(info, namespace, name)?;
+        let mut store = lock(&self.store);
+        let old = store
+            .get(info.plural, &key)
+            .ok_or_else(|| SimError::NotFound {
+                resource: info.qualified(),
+                name: name.to_string(),
+            })?;
+        let patched = patch::apply(kind, old, body)?;
+        match lifecycle::prepare_update(info, old, patched, mode)? {
+            None => Ok(old.clone()),
+            Some(new) => Ok(store.commit(info.plural, key, Some(new))),
+        }
+    }
+
+    pub(crate) fn delete(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, SimError> {
+        let key = key_for(info, namespace, name)?;
+        let mut released = Vec::new();
+        let deleted = {
+            let mut store = lock(&self.store);
+            if store.get(info.plural, &key).is_none() {
+                return Err(SimError::NotFound {
+                    resource: info.qualified(),
+                    name: name.to_string(),
+                });
+            }
+            if info.plural == "namespaces" {
+                for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
+                    for (k, _) in store.list(r.plural, Some(name)) {
+                        store.commit(r.plural, k.clone(), None);
+                        if r.plural == "pods" {
+                            released.push(k);
+                        }
+                    }
+                }
+            }
+            if info.plural == "pods" {
+                released.push(key.clone());
+            }
+            store.commit(info.plural, key, None)
+        };
+        let mut ipam = lock(&self.ipam);
+        for k in &released {
+            ipam.release(k);
+        }
+        Ok(deleted)
+    }
+
+    /// Objects matching selectors, for list and deletecollection.
+    pub(crate) fn selected(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        sel: &Selectors,
+    ) -> Vec<Value> {
+        lock(&self.store)
+            .list(info.plural, namespace)
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| sel.matches(v))
+            .collect()
+    }
+}

@@ -1,0 +1,59 @@
+//! Request, fault and watch counters (`Sim::stats`, `GET /_sim/stats`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot of every counter. Keys of `requests` are `"<verb> <resource>"` (e.g. `"watch pods"`);
+/// keys of `faults` are fault kinds (see [`crate::fault::Fault::kind_name`] and `flood_event`, `compact`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stats {
+    pub requests: BTreeMap<String, u64>,
+    pub faults: BTreeMap<String, u64>,
+    pub watch_starts: BTreeMap<String, u64>,
+    pub events_sent: u64,
+    pub bookmarks_sent: u64,
+    /// Requests the server could not route (unknown paths and resources).
+    pub unrouted: u64,
+}
+
+impl Stats {
+    /// Requests with this verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`) on this resource (plural).
+    pub fn requests(&self, verb: &str, resource: &str) -> u64 {
+        self.requests
+            .get(&format!("{verb} {resource}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// All counted resource requests.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+
+    /// Injected faults of one kind.
+    pub fn faults(&self, kind: &str) -> u64 {
+        self.faults.get(kind).copied().unwrap_or(0)
+    }
+
+    /// All injected faults.
+    pub fn total_faults(&self) -> u64 {
+        self.faults.values().sum()
+    }
+
+    /// Watches started on a resource.
+    pub fn watch_starts(&self, resource: &str) -> u64 {
+        self.watch_starts.get(resource).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn count_request(&mut self, verb: &str, resource: &str) {
+        *self
+            .requests
+            .entry(format!("{verb} {resource}"))
+            .or_default() += 1;
+    }
+
+    pub(crate) fn count_fault(&mut self, kind: &str) {
+        *self.faults.entry(kind.to_string()).or_default() += 1;
+    }
+}

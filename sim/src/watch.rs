@@ -1,0 +1,262 @@
+//! Watch streams: initial events, live events filtered by namespace and selectors, bookmarks, timeouts and armed faults.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::Instant;
+
+use crate::body::BodyError;
+use crate::fault::{CloseMode, CloseWhen, WatchFaults};
+use crate::resource::ResourceInfo;
+use crate::selector::Selectors;
+use crate::stats::Stats;
+use crate::store::{Event, EventType};
+
+/// What a watch is scoped to and how it behaves.
+pub struct WatchSpec {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub selectors: Selectors,
+    pub bookmarks: bool,
+    pub bookmark_interval: Duration,
+    pub timeout: Option<Duration>,
+    /// Streaming list: end the initial ADDED events with a `k8s.io/initial-events-end` bookmark.
+    pub initial_events_end: bool,
+}
+
+/// Where a watch starts.
+pub enum WatchStart {
+    /// Replay these history events (all after the requested RV).
+    Replay {
+        events: Vec<Arc<Event>>,
+        from_rv: u64,
+    },
+    /// Synthetic ADDED events for the current objects at `rv`.
+    Snapshot { objects: Vec<Value>, rv: u64 },
+    /// The requested RV is older than the window: one in-stream 410 ERROR event.
+    Expired { requested: u64, oldest: u64 },
+}
+
+/// Encode one watch line: `{"type":T,"object":O}\n`.
+pub fn line(kind: &str, obj: &Value) -> Bytes {
+    let mut v = Vec::with_capacity(512);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut v, obj);
+    v.extend_from_slice(b"}\n");
+    Bytes::from(v)
+}
+
+fn bookmark(info: &ResourceInfo, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        &json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}),
+    )
+}
+
+/// How an event appears to a watch with this scope: `None` if it is not visible.
+/// On a selector-scoped watch an object that stops matching is a DELETED (previous content, new RV)
+/// and one that starts matching is an ADDED.
+pub fn project<'a>(
+    ev: &'a Event,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    sel: &Selectors,
+) -> Option<(EventType, Cow<'a, Value>)> {
+    if ev.resource != info.plural || namespace.is_some_and(|ns| ns != ev.namespace) {
+        return None;
+    }
+    let now = sel.matches(&ev.object);
+    match ev.kind {
+        EventType::Added | EventType::Deleted => {
+            now.then_some((ev.kind, Cow::Borrowed(&ev.object)))
+        }
+        EventType::Modified => {
+            let before = ev.old.as_ref().is_some_and(|o| sel.matches(o));
+            match (before, now) {
+                (true, true) => Some((EventType::Modified, Cow::Borrowed(&ev.object))),
+                (false, true) => Some((EventType::Added, Cow::Borrowed(&ev.object))),
+                (true, false) => {
+                    let mut old = ev.old.clone().unwrap_or(Value::Null);
+                    if let Some(m) = old.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.insert("resourceVersion".into(), json!(ev.rv.to_string()));
+                    }
+                    Some((EventType::Deleted, Cow::Owned(old)))
+                }
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+/// Sends lines, applying chaos and close faults after each event.
+struct Emitter {
+    rng: ChaCha8Rng,
+    faults: WatchFaults,
+    sent: u64,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Emitter {
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Outputs for one event line, and whether the watch must now be closed.
+    fn event(&mut self, data: Bytes) -> (Vec<Result<Bytes, BodyError>>, bool) {
+        let mut out = vec![Ok(data.clone())];
+        self.sent += 1;
+        self.count(|s| s.events_sent += 1);
+        if let Some(p) = self.faults.duplicate_p {
+            if self.rng.random::<f64>() < p {
+                out.push(Ok(data));
+                self.count(|s| s.count_fault("duplicate"));
+            }
+        }
+        if let Some(p) = self.faults.malformed_p {
+            if self.rng.random::<f64>() < p {
+                out.push(Ok(Bytes::from_static(
+                    b"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\n",
+                )));
+                self.count(|s| s.count_fault("malformed_line"));
+            }
+        }
+        let close = match &self.faults.close {
+            Some((CloseWhen::AfterEvents { n }, _)) => self.sent >= *n,
+            Some((CloseWhen::Probability { p }, _)) => self.rng.random::<f64>() < *p,
+            _ => false,
+        };
+        (out, close)
+    }
+
+    /// The final output when a fault closes the watch.
+    fn close(&self) -> Option<Result<Bytes, BodyError>> {
+        let mode = self.faults.close.as_ref().map(|c| c.1).unwrap_or_default();
+        match mode {
+            CloseMode::Clean => {
+                self.count(|s| s.count_fault("close_watch"));
+                None
+            }
+            CloseMode::Reset => {
+                self.count(|s| s.count_fault("close_watch_reset"));
+                Some(Err(BodyError::Reset))
+            }
+        }
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The body stream of one watch.
+pub fn stream(
+    spec: WatchSpec,
+    start: WatchStart,
+    mut rx: broadcast::Receiver<Arc<Event>>,
+    faults: WatchFaults,
+    stats: Arc<Mutex<Stats>>,
+) -> impl Stream<Item = Result<Bytes, BodyError>> + Send {
+    async_stream::stream! {
+        let started = Instant::now();
+        let deadline = spec.timeout.map(|t| started + t);
+        let close_at = match &faults.close {
+            Some((CloseWhen::AfterDuration { after }, _)) => Some(started + *after),
+            _ => None,
+        };
+        let close_after_initial = matches!(faults.close, Some((CloseWhen::AfterInitialEvents, _)));
+        let mut em = Emitter { rng: ChaCha8Rng::seed_from_u64(faults.seed), faults, sent: 0, stats };
+        let ns = spec.namespace.as_deref();
+        let mut last_rv;
+        match start {
+            WatchStart::Expired { requested, oldest } => {
+                yield Ok(line("ERROR", &crate::status::expired(requested, oldest)));
+                return;
+            }
+            WatchStart::Replay { events, from_rv } => {
+                last_rv = from_rv;
+                for ev in events {
+                    last_rv = last_rv.max(ev.rv);
+                    if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
+                        let (out, close) = em.event(line(t.as_str(), &obj));
+                        for o in out { yield o; }
+                        if close {
+                            if let Some(e) = em.close() { yield e; }
+                            return;
+                        }
+                    }
+                }
+            }
+            WatchStart::Snapshot { objects, rv } => {
+                last_rv = rv;
+                for obj in objects.iter().filter(|o| spec.selectors.matches(o)) {
+                    let (out, close) = em.event(line("ADDED", obj));
+                    for o in out { yield o; }
+                    if close {
+                        if let Some(e) = em.close() { yield e; }
+                        return;
+                    }
+                }
+                if spec.initial_events_end {
+                    em.count(|s| s.bookmarks_sent += 1);
+                    yield Ok(bookmark(spec.info, rv, true));
+                }
+            }
+        }
+        if close_after_initial {
+            if let Some(e) = em.close() { yield e; }
+            return;
+        }
+        let period = spec.bookmark_interval.max(Duration::from_millis(1));
+        let mut ticker = tokio::time::interval_at(started + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = sleep_opt(close_at) => {
+                    if let Some(e) = em.close() { yield e; }
+                    return;
+                }
+                _ = sleep_opt(deadline) => return,
+                r = rx.recv() => match r {
+                    Ok(ev) => {
+                        if ev.rv <= last_rv { continue; }
+                        last_rv = ev.rv;
+                        if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
+                            let (out, close) = em.event(line(t.as_str(), &obj));
+                            for o in out { yield o; }
+                            if close {
+                                if let Some(e) = em.close() { yield e; }
+                                return;
+                            }
+                        }
+                    }
+                    // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if spec.bookmarks => {
+                    em.count(|s| s.bookmarks_sent += 1);
+                    yield Ok(bookmark(spec.info, last_rv, false));
+                }
+            }
+        }
+    }
+}
