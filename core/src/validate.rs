@@ -332,8 +332,7 @@ fn normalise_privilege(raw: &str) -> Option<String> {
 
 /// Parses a comma-separated privilege list against the policy.
 pub fn parse_privileges(value: &str, policy: &Policy) -> Result<BTreeSet<Privilege>, String> {
-    if value.chars().any(|c| !c.is_ascii()) {
-        let c = value.chars().find(|c| !c.is_ascii()).unwrap_or('?');
+    if let Some(c) = value.chars().find(|c| !c.is_ascii()) {
         return Err(format!(
             "contains the non-ASCII character U+{:04X}",
             c as u32

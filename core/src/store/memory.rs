@@ -187,7 +187,8 @@ pub struct MemoryStore {
     ledger_schema: Arc<str>,
 }
 
-/// Statements one observe costs on MySQL: ledger, `mysql.user`, schema privileges.
+/// Statements one observe costs on MySQL: ledger, `mysql.user`, schema privileges (only the
+/// ledger query when there is nothing in the ledger and nothing wanted).
 pub const OBSERVE_STATEMENTS: u64 = 3;
 
 impl MemoryStore {
@@ -278,7 +279,11 @@ impl GrantStore for MemoryStore {
                 "injected: connection lost during observe".into(),
             ));
         }
-        g.stats.statements += OBSERVE_STATEMENTS;
+        g.stats.statements += if g.state.ledger.is_empty() && wanted.is_empty() {
+            1
+        } else {
+            OBSERVE_STATEMENTS
+        };
         Ok(g.state.observe(wanted))
     }
 
@@ -329,5 +334,115 @@ impl GrantStore for MemoryStore {
         g.stats.statements += report.statements;
         g.stats.actions_applied += report.applied as u64;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::fingerprint;
+    use crate::grant::{Desired, DesiredAccount};
+    use crate::planner::plan;
+
+    fn desired(n: u8) -> Desired {
+        (1..=n)
+            .map(|i| {
+                let key = AccountKey {
+                    user: "app".into(),
+                    host: std::net::IpAddr::from([10, 0, 0, i]),
+                };
+                (
+                    key.clone(),
+                    DesiredAccount {
+                        key,
+                        owner: ObjectRef::new("ns", "svc"),
+                        pod: ObjectRef::new("ns", format!("p{i}")),
+                        database: "appdb".into(),
+                        privileges: BTreeSet::from([Privilege("SELECT".into())]),
+                        password: Password::new("pw"),
+                        fingerprint: fingerprint("app", "pw"),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    async fn converge(store: &MemoryStore, d: &Desired) -> usize {
+        let wanted: BTreeSet<AccountKey> = d.keys().cloned().collect();
+        for round in 0..5 {
+            let actions = plan(d, &store.observe(&wanted).await.unwrap());
+            if actions.is_empty() {
+                return round;
+            }
+            store.apply(&actions).await.unwrap();
+        }
+        panic!("no convergence");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn statements_are_counted_per_batch_not_per_account() {
+        let store = MemoryStore::new();
+        let d = desired(50);
+        let wanted: BTreeSet<AccountKey> = d.keys().cloned().collect();
+        let actions = plan(&d, &store.observe(&wanted).await.unwrap());
+        assert_eq!(actions.len(), 150);
+        let report = store.apply(&actions).await.unwrap();
+        // Claim (1), CREATE + ALTER (2), GRANT (1).
+        assert_eq!(report.statements, 4);
+        assert_eq!(report.applied, 150);
+        assert_eq!(store.statements(), OBSERVE_STATEMENTS + 4);
+        assert_eq!(store.accounts().len(), 50);
+        assert_eq!(converge(&store, &d).await, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn injected_failures_then_convergence() {
+        let store = MemoryStore::new();
+        let d = desired(5);
+        let wanted: BTreeSet<AccountKey> = d.keys().cloned().collect();
+        store.fail_next_observes(1);
+        assert!(store.observe(&wanted).await.unwrap_err().is_transient());
+        let actions = plan(&d, &store.observe(&wanted).await.unwrap());
+        store.fail_next_applies(2);
+        assert!(store.apply(&actions).await.unwrap_err().is_transient());
+        assert!(store.apply(&actions).await.unwrap_err().is_transient());
+        assert!(
+            store.accounts().is_empty(),
+            "nothing applied by a failed apply"
+        );
+        store.crash_after(7);
+        assert!(store.apply(&actions).await.unwrap_err().is_transient());
+        let snap = store.snapshot();
+        assert_eq!(snap.ledger.len(), 5);
+        assert_eq!(snap.accounts.len(), 2, "a prefix of the plan was applied");
+        assert_eq!(converge(&store, &d).await, 1);
+        assert_eq!(store.stats().injected_failures, 4);
+        for acc in store.accounts().values() {
+            assert_eq!(acc.grants["appdb"].len(), 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_ends_sessions_and_foreign_is_untouched() {
+        let store = MemoryStore::new();
+        let d = desired(2);
+        converge(&store, &d).await;
+        let k1 = d.keys().next().unwrap().clone();
+        assert!(store.open_session(&k1));
+        assert!(store.open_session(&k1));
+        let foreign = AccountKey {
+            user: "other".into(),
+            host: "10.0.0.9".parse().unwrap(),
+        };
+        store.insert_foreign(foreign.clone(), Password::new("x"));
+        let before = store.statements();
+        converge(&store, &Desired::new()).await;
+        // observe, DROP + FindSessions + 2 KILLs, DELETE, observe of an empty ledger
+        assert_eq!(store.statements() - before, OBSERVE_STATEMENTS + 5 + 1);
+        let snap = store.snapshot();
+        assert!(snap.sessions.is_empty());
+        assert_eq!(snap.accounts.keys().collect::<Vec<_>>(), vec![&foreign]);
+        assert!(snap.ledger.is_empty());
+        assert!(!store.open_session(&k1));
     }
 }
