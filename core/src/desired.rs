@@ -535,4 +535,37 @@ mod tests {
         assert_eq!(got, naive);
         assert_eq!(d, desired_state(&c, &Policy::default()));
     }
+
+    /// 100k pods x 100 services in 10 namespaces; prints the time (no assertion on it).
+    /// `cargo test -p podgrant-core --release --lib -- --ignored --nocapture desired_state_scale`
+    #[test]
+    #[ignore]
+    fn desired_state_scale() {
+        let mut services = vec![];
+        let mut pods = vec![];
+        let mut secrets = vec![];
+        for n in 0..10 {
+            let ns = format!("ns{n}");
+            secrets.push(secret(&ns, "pw"));
+            for s in 0..10 {
+                services.push(service(
+                    &ns,
+                    &format!("s{s}"),
+                    &format!("app{s}"),
+                    &format!("u{s}"),
+                ));
+            }
+            for p in 0..10_000u32 {
+                let ip = format!("10.{n}.{}.{}", p / 250, p % 250 + 1);
+                pods.push(pod(&ns, &format!("p{p}"), &format!("app{}", p % 10), &ip));
+            }
+        }
+        let c = cluster(services, pods, secrets);
+        let t = std::time::Instant::now();
+        let d = desired_state(&c, &Policy::default());
+        let took = t.elapsed();
+        assert_eq!(d.accounts.len(), 100_000);
+        assert!(d.problems.is_empty());
+        println!("MEASURE desired_state 100k pods x 100 services: {took:?}");
+    }
 }

@@ -15,7 +15,7 @@ use podgrant_core::grant::{AccountKey, Action, Desired, DesiredAccount, Privileg
 use podgrant_core::model::{ObjectRef, Password};
 use podgrant_core::planner::{plan, plan_with_report};
 use podgrant_core::sql;
-use podgrant_core::store::{GrantStore, MysqlStore, StoreError};
+use podgrant_core::store::{GrantStore, MemoryStore, MysqlStore, StoreError};
 
 fn url() -> String {
     std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".to_string())
@@ -599,6 +599,66 @@ async fn url_password_never_printed_and_unreachable_is_transient() {
     assert!(!err.to_string().contains("sup3rsecret"), "{err}");
     let err = MysqlStore::new("mysql://root@127.0.0.1/", "bad`schema").unwrap_err();
     assert!(matches!(err, StoreError::Permanent(_)));
+}
+
+/// The in-memory store has MySQL's semantics: the same sequence of desired states gives the same
+/// observed states and the same statement counts on both.
+#[tokio::test]
+async fn memory_store_agrees_with_mysql() {
+    let Some(ctx) = Ctx::new("agree").await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    let db = ctx.db();
+    let k = |n: &str, ip: &str| ctx.key(n, ip);
+    let steps: Vec<Desired> = vec![
+        [
+            want(&k("a", "127.0.4.1"), "svc-a", &db, &["SELECT"], "p1"),
+            want(&k("a", "127.0.4.2"), "svc-a", &db, &["SELECT"], "p1"),
+            want(
+                &k("b", "127.0.4.3"),
+                "svc-b",
+                &db,
+                &["SELECT", "INSERT"],
+                "p2",
+            ),
+        ]
+        .into(),
+        [
+            want(
+                &k("a", "127.0.4.1"),
+                "svc-a",
+                &db,
+                &["SELECT", "DELETE"],
+                "p3",
+            ),
+            want(&k("a", "127.0.4.3"), "svc-b", &db, &["SELECT"], "p2"),
+            want(&k("b", "127.0.4.3"), "svc-c", &db, &["INSERT"], "p2"),
+        ]
+        .into(),
+        Desired::new(),
+    ];
+    for desired in &steps {
+        let wanted: BTreeSet<AccountKey> = desired.keys().cloned().collect();
+        let (m0, s0) = (memory.statements(), ctx.store.statements());
+        let om = memory.observe(&wanted).await.unwrap();
+        let os = ctx.store.observe(&wanted).await.unwrap();
+        assert_eq!(om, os, "observed states agree");
+        let actions = plan(desired, &os);
+        let rm = memory.apply(&actions).await.unwrap();
+        let rs = ctx.store.apply(&actions).await.unwrap();
+        assert_eq!(rm, rs, "same statements for {} actions", actions.len());
+        assert_eq!(
+            memory.statements() - m0,
+            ctx.store.statements() - s0,
+            "same total statements"
+        );
+        assert_eq!(
+            memory.observe(&wanted).await.unwrap(),
+            ctx.store.observe(&wanted).await.unwrap()
+        );
+    }
+    ctx.cleanup().await;
 }
 
 /// Grants 1,000 accounts across 10 services, then revokes them; prints statements and time.
