@@ -72,6 +72,17 @@ where
     if path.starts_with("/_sim/") || path == "/_sim" {
         return crate::admin::handle(&inner, &parts.method, &path, body).await;
     }
+    if parts.method == Method::GET {
+        if path == "/openapi/v3" {
+            return json_response(200, &crate::openapi::root());
+        }
+        if let Some(doc) = path
+            .strip_prefix("/openapi/v3/")
+            .and_then(crate::openapi::group_version)
+        {
+            return json_response(200, &doc);
+        }
+    }
     let query = Query::parse(parts.uri.query());
     let route = match routes::route(&path) {
         Ok(r) => r,

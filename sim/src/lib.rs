@@ -14,6 +14,7 @@ pub mod ipam; // pod IP allocation from a CIDR
 pub mod kubeconfig; // kubeconfig writer
 pub mod lifecycle; // create/update validation and defaulting
 pub mod list; // list pages and continue tokens
+pub mod openapi; // minimal OpenAPI v3 for kubectl's field-validation probe
 pub mod patch; // merge, JSON and strategic merge patches
 pub mod query; // query-string parsing and list/watch parameters
 pub mod resource; // the table of served resources

@@ -1,0 +1,253 @@
+//! The real kubectl (/usr/bin/kubectl) and kube-rs over TCP against the simulator's loopback server.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher::{self, Event};
+use podgrant_sim::{Sim, SimServer, Step};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+struct Env {
+    sim: Sim,
+    server: SimServer,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+async fn env() -> Env {
+    let sim = Sim::builder().seed(7).build();
+    let server = sim.serve_tcp(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, &server.url()).unwrap();
+    Env {
+        sim,
+        server,
+        _dir: dir,
+        kubeconfig,
+    }
+}
+
+async fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(kc)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl timed out")
+    .expect("kubectl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kc, args).await;
+    assert!(ok, "kubectl {args:?} failed: {err}");
+    out
+}
+
+#[tokio::test]
+async fn kubectl_get_pods_all_namespaces_json() {
+    let e = env().await;
+    e.sim
+        .apply(&Step::create_pod("alpha", "a-1").labels([("app", "web")]))
+        .unwrap();
+    e.sim.apply(&Step::create_pod("beta", "b-1")).unwrap();
+    let out = kubectl_ok(&e.kubeconfig, &["get", "pods", "-A", "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["metadata"]["namespace"].as_str().unwrap(),
+                p["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alpha/a-1", "beta/b-1"]);
+    assert_eq!(v["items"][0]["status"]["podIP"], "10.244.0.1");
+    assert!(e.sim.stats().requests("list", "pods") >= 1);
+}
+
+#[tokio::test]
+async fn kubectl_create_label_annotate_patch_delete() {
+    let e = env().await;
+    let manifest = e._dir.path().join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  labels: {app: web}\nspec:\n  containers: [{name: c, image: nginx}]\n",
+    )
+    .unwrap();
+    let out = kubectl_ok(&e.kubeconfig, &["create", "-f", manifest.to_str().unwrap()]).await;
+    assert!(out.contains("pod/web-1 created"), "{out}");
+    assert!(e.sim.get("pods", Some("default"), "web-1").is_ok());
+
+    kubectl_ok(&e.kubeconfig, &["label", "pod", "web-1", "tier=fe"]).await;
+    kubectl_ok(&e.kubeconfig, &["annotate", "pod", "web-1", "note=hello"]).await;
+    kubectl_ok(
+        &e.kubeconfig,
+        &[
+            "patch",
+            "pod",
+            "web-1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"labels":{"patched":"yes"}}}"#,
+        ],
+    )
+    .await;
+    let pod = e.sim.get("pods", Some("default"), "web-1").unwrap();
+    assert_eq!(pod["metadata"]["labels"]["tier"], "fe");
+    assert_eq!(pod["metadata"]["labels"]["patched"], "yes");
+    assert_eq!(pod["metadata"]["annotations"]["note"], "hello");
+    // Overwriting without --overwrite is refused client-side; removing a label works.
+    kubectl_ok(&e.kubeconfig, &["label", "pod", "web-1", "tier-"]).await;
+    assert!(
+        e.sim.get("pods", Some("default"), "web-1").unwrap()["metadata"]["labels"]
+            .get("tier")
+            .is_none()
+    );
+
+    let (ok, _, err) = kubectl(&e.kubeconfig, &["create", "-f", manifest.to_str().unwrap()]).await;
+    assert!(
+        !ok && (err.contains("AlreadyExists") || err.contains("already exists")),
+        "{err}"
+    );
+
+    let out = kubectl_ok(&e.kubeconfig, &["delete", "pod", "web-1"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert!(e.sim.get("pods", Some("default"), "web-1").is_err());
+    let (ok, _, err) = kubectl(&e.kubeconfig, &["get", "pod", "web-1"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}
+
+#[tokio::test]
+async fn kubectl_get_raw_api_v1() {
+    let e = env().await;
+    let out = kubectl_ok(&e.kubeconfig, &["get", "--raw", "/api/v1"]).await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kind"], "APIResourceList");
+    let names: Vec<&str> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for r in [
+        "pods",
+        "pods/status",
+        "services",
+        "secrets",
+        "events",
+        "namespaces",
+    ] {
+        assert!(names.contains(&r), "{r} missing from {names:?}");
+    }
+    let leases = kubectl_ok(&e.kubeconfig, &["get", "leases", "-A", "-o", "json"]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&leases).unwrap()["items"],
+        serde_json::json!([])
+    );
+}
+
+async fn next_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    deadline: tokio::time::Instant,
+) -> Option<String> {
+    tokio::time::timeout_at(deadline, lines.next_line())
+        .await
+        .expect("kubectl -w output within deadline")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kubectl_watch_sees_created_pod() {
+    let e = env().await;
+    e.sim.apply(&Step::create_pod("default", "first")).unwrap();
+    let mut child = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&e.kubeconfig)
+        .args(["get", "pods", "-w", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    assert_eq!(
+        next_line(&mut lines, deadline).await.as_deref(),
+        Some("pod/first")
+    );
+    // Wait until the watch itself is open, then create the pod.
+    while e.sim.stats().watch_starts("pods") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl never started a watch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.sim.apply(&Step::create_pod("default", "second")).unwrap();
+    assert_eq!(
+        next_line(&mut lines, deadline).await.as_deref(),
+        Some("pod/second")
+    );
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn kube_rs_over_tcp_lists_and_watches() {
+    let e = env().await;
+    e.sim.apply(&Step::create_pod("ns", "a")).unwrap();
+    let config = kube::Config::new(e.server.url().parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "ns");
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    let mut w = watcher::watcher(pods, watcher::Config::default()).boxed();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, w.next())
+            .await
+            .expect("InitDone")
+            .unwrap()
+            .unwrap()
+        {
+            Event::InitDone => break,
+            _ => continue,
+        }
+    }
+    e.sim.apply(&Step::create_pod("ns", "b")).unwrap();
+    match tokio::time::timeout_at(deadline, w.next())
+        .await
+        .expect("Apply")
+        .unwrap()
+        .unwrap()
+    {
+        Event::Apply(p) => assert_eq!(p.metadata.name.as_deref(), Some("b")),
+        ev => panic!("unexpected {ev:?}"),
+    }
+}
