@@ -268,7 +268,7 @@ impl MysqlStore {
         conn: &mut Conn,
         st: &Statement,
         secrets: &[&str],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.count(1);
         let res = if st.params.is_empty() {
             conn.query_drop(&st.text).await
@@ -276,7 +276,8 @@ impl MysqlStore {
             let params: Vec<Value> = st.params.iter().map(|p| Value::from(p.as_str())).collect();
             conn.exec_drop(&st.text, Params::Positional(params)).await
         };
-        res.map_err(|e| self.classify(&e, &format!("{:?}", st.kind), secrets))
+        res.map_err(|e| self.classify(&e, &format!("{:?}", st.kind), secrets))?;
+        Ok(1)
     }
 
     async fn maybe_inject_kill(&self, conn: &Conn) -> Result<(), StoreError> {
@@ -303,8 +304,9 @@ impl MysqlStore {
         conn: &mut Conn,
         st: &Statement,
         batch: &[Action],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.count(1);
+        let mut issued = 1;
         let rows: Vec<(u64, Option<String>, Option<String>)> = conn
             .query(&st.text)
             .await
@@ -332,13 +334,14 @@ impl MysqlStore {
                 continue;
             }
             self.count(1);
+            issued += 1;
             if let Err(e) = conn.query_drop(format!("KILL CONNECTION {id}")).await {
                 if server_code(&e) != Some(UNKNOWN_THREAD) {
                     return Err(self.classify(&e, "killing a session", &[]));
                 }
             }
         }
-        Ok(())
+        Ok(issued)
     }
 
     /// REVOKE, tolerating "no such grant": a batch falls back to one account at a time.
@@ -347,23 +350,25 @@ impl MysqlStore {
         conn: &mut Conn,
         st: &Statement,
         batch: &[Action],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.count(1);
+        let mut issued = 1;
         let err = match conn.query_drop(&st.text).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(issued),
             Err(e) => e,
         };
         if !server_code(&err).is_some_and(|c| NO_SUCH_GRANT.contains(&c)) {
             return Err(self.classify(&err, "Revoke", &[]));
         }
         if batch.len() == 1 {
-            return Ok(());
+            return Ok(issued);
         }
         for action in batch {
             let one = sql::statements(&self.inner.schema, std::slice::from_ref(action))
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
             for st in one {
                 self.count(1);
+                issued += 1;
                 if let Err(e) = conn.query_drop(&st.text).await {
                     if !server_code(&e).is_some_and(|c| NO_SUCH_GRANT.contains(&c)) {
                         return Err(self.classify(&e, "Revoke", &[]));
@@ -371,7 +376,7 @@ impl MysqlStore {
                 }
             }
         }
-        Ok(())
+        Ok(issued)
     }
 
     async fn observe_inner(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
@@ -385,7 +390,15 @@ impl MysqlStore {
         let rows: Vec<(String, String, String, String, String)> = conn
             .query(q)
             .await
-            .map_err(|e| self.classify(&e, "reading the ledger", &[]))?;
+            .map_err(|e| {
+                if matches!(server_code(&e), Some(1146) | Some(1049)) {
+                    // Someone dropped the ledger: recreate it on the next call, loudly.
+                    self.inner.ledger_ready.store(false, Ordering::Release);
+                    tracing::error!(schema = %self.inner.schema, "the ledger table is missing; recreating it (accounts it listed are now unmanaged)");
+                    return StoreError::Transient("the ledger table is missing".into());
+                }
+                self.classify(&e, "reading the ledger", &[])
+            })?;
         let mut ledger: BTreeMap<AccountKey, (ObjectRef, String)> = BTreeMap::new();
         for (user, host, ns, name, fp) in rows {
             let Ok(host) = host.parse::<IpAddr>() else {
@@ -483,7 +496,6 @@ impl MysqlStore {
         if actions.is_empty() {
             return Ok(report);
         }
-        let before = self.statements();
         let mut conn = self.conn().await?;
         self.ensure_ledger(&mut conn).await?;
         for range in sql::batches(actions) {
@@ -501,15 +513,14 @@ impl MysqlStore {
                 .collect();
             for st in &stmts {
                 self.maybe_inject_kill(&conn).await?;
-                match st.kind {
+                report.statements += match st.kind {
                     StatementKind::FindSessions => self.kill_sessions(&mut conn, st, batch).await?,
                     StatementKind::Revoke => self.revoke(&mut conn, st, batch).await?,
                     _ => self.run(&mut conn, st, &secrets).await?,
-                }
+                };
             }
             report.applied += batch.len();
         }
-        report.statements = self.statements() - before;
         Ok(report)
     }
 }
