@@ -28,7 +28,8 @@ struct Args {
     /// Flag a bench when the lower bound of its mean change's 95% interval exceeds this.
     #[arg(long, default_value = "5%", value_parser = decide::parse_threshold)]
     threshold: f64,
-    /// criterion's output folder [default: $CARGO_TARGET_DIR/criterion, else target/criterion].
+    /// criterion's output folder [default: $CRITERION_HOME, else $CARGO_TARGET_DIR/criterion,
+    /// else target/criterion — where criterion itself writes].
     #[arg(long)]
     criterion_dir: Option<PathBuf>,
     /// Where the report goes.
@@ -65,10 +66,14 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let criterion_dir = args.criterion_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
+        std::env::var_os("CRITERION_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| args.workspace.join("target"))
-            .join("criterion")
+            .unwrap_or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| args.workspace.join("target"))
+                    .join("criterion")
+            })
     });
     let config = GateConfig {
         criterion_dir,
