@@ -418,6 +418,13 @@ impl Inner {
         obj: Value,
         mode: UpdateMode,
     ) -> Result<Value, SimError> {
+        if let Some(body_name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
+            if !body_name.is_empty() && body_name != name {
+                return Err(SimError::BadRequest(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
         let key = key_for(info, namespace, name)?;
         let mut store = lock(&self.store);
         let old = store

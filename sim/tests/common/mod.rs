@@ -1,0 +1,91 @@
+//! Shared helpers for the sim integration tests: raw in-process HTTP requests and kube clients.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use podgrant_sim::{Sim, SimBody};
+use tower::ServiceExt;
+
+/// A kube client on the in-process service.
+pub fn client(sim: &Sim) -> kube::Client {
+    kube::Client::new(sim.service(), "default")
+}
+
+/// Send a raw request in-process; returns the response with its streaming body.
+pub async fn send(
+    sim: &Sim,
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: impl Into<Bytes>,
+) -> http::Response<SimBody> {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(Full::new(body.into())).unwrap();
+    sim.service().oneshot(req).await.unwrap()
+}
+
+/// Send a raw request and read the whole body.
+pub async fn raw(
+    sim: &Sim,
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: impl Into<Bytes>,
+) -> (u16, HeaderMap, serde_json::Value) {
+    let resp = send(sim, method, uri, content_type, body).await;
+    let (parts, body) = resp.into_parts();
+    let bytes = tokio::time::timeout(Duration::from_secs(30), body.collect())
+        .await
+        .expect("body completes")
+        .unwrap()
+        .to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status.as_u16(), parts.headers, v)
+}
+
+/// Read watch lines from a streaming body until it ends, errors, or `idle` passes without a frame.
+/// Returns the lines and whether the stream ended with an error.
+pub async fn watch_lines(body: SimBody, idle: Duration) -> (Vec<String>, WatchEnd) {
+    let mut body = body;
+    let mut buf = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => break WatchEnd::StillOpen,
+            Ok(None) => break WatchEnd::Clean,
+            Ok(Some(Err(_))) => break WatchEnd::Reset,
+            Ok(Some(Ok(f))) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    (text.lines().map(str::to_string).collect(), end)
+}
+
+/// How a watch body ended.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum WatchEnd {
+    Clean,
+    Reset,
+    StillOpen,
+}
+
+/// The `type` of each watch line (lines that are not JSON read as `MALFORMED`).
+pub fn types(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) => v["type"].as_str().unwrap_or("?").to_string(),
+            Err(_) => "MALFORMED".to_string(),
+        })
+        .collect()
+}
