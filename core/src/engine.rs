@@ -167,14 +167,23 @@ impl<S: GrantStore> Engine<S> {
         let metrics = self.metrics.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (leading_tx, mut leading_rx) = watch::channel(self.config.leader.is_none());
-        let elector = self.config.leader.clone().map(|lc| {
-            let api: Api<Lease> = Api::namespaced(self.client.clone(), &lc.namespace);
-            let mut stop = stop_rx.clone();
-            let elector = LeaderElector::new(api, lc);
-            tokio::spawn(elector.run(leading_tx, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }))
-        });
+        // Without election the sender must outlive the loop (a closed channel would wake it forever).
+        let mut _keep_leading_tx = None;
+        let mut elector_alive = self.config.leader.is_some();
+        let elector = match self.config.leader.clone() {
+            Some(lc) => {
+                let api: Api<Lease> = Api::namespaced(self.client.clone(), &lc.namespace);
+                let mut stop = stop_rx.clone();
+                let elector = LeaderElector::new(api, lc);
+                Some(tokio::spawn(elector.run(leading_tx, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })))
+            }
+            None => {
+                _keep_leading_tx = Some(leading_tx);
+                None
+            }
+        };
         let recorder = self.config.events.enabled.then(|| {
             Recorder::spawn(
                 self.client.clone(),
@@ -199,9 +208,10 @@ impl<S: GrantStore> Engine<S> {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break Ok(()),
-                changed = leading_rx.changed() => {
+                changed = leading_rx.changed(), if elector_alive => {
                     if changed.is_err() {
                         // The elector is gone: stop applying.
+                        elector_alive = false;
                         leading = false;
                     } else {
                         leading = *leading_rx.borrow_and_update();

@@ -1,0 +1,208 @@
+//! The engine against the in-process sim with the MemoryStore: it converges on every kind of change.
+
+mod engine_support;
+
+use std::sync::Arc;
+
+use engine_support::*;
+use podgrant_core::store::memory::MemoryStore;
+use podgrant_sim::Step;
+
+#[tokio::test(start_paused = true)]
+async fn converges_on_create_delete_relabel_readiness_terminating_and_host_network() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    pod(&sim, "web-1", "web");
+    pod(&sim, "web-2", "web");
+    pod(&sim, "other-1", "other");
+    let engine = start(&sim, Arc::new(store.clone()), config());
+    let (ip1, ip2) = (pod_ip(&sim, "web-1"), pod_ip(&sim, "web-2"));
+
+    wait_until("two accounts", LONG, || {
+        account_keys(&store) == set(&[("web_ro", ip1), ("web_ro", ip2)])
+    })
+    .await;
+    let acc = accounts(&store);
+    assert_eq!(
+        acc[&("web_ro".to_string(), ip1)]["shop"],
+        ["SELECT".to_string()].into_iter().collect()
+    );
+
+    // Not ready → dropped; ready again → back.
+    sim.apply(&Step::set_pod_ready(NS, "web-1", false)).unwrap();
+    wait_until("web-1 dropped when not ready", LONG, || {
+        account_keys(&store) == set(&[("web_ro", ip2)])
+    })
+    .await;
+    sim.apply(&Step::set_pod_ready(NS, "web-1", true)).unwrap();
+    wait_until("web-1 back when ready", LONG, || {
+        account_keys(&store).len() == 2
+    })
+    .await;
+
+    // Relabelled out of the selector → dropped.
+    sim.apply(&Step::relabel_pod(NS, "web-2", [("app", "other")]))
+        .unwrap();
+    wait_until("web-2 dropped when relabelled", LONG, || {
+        account_keys(&store) == set(&[("web_ro", ip1)])
+    })
+    .await;
+
+    // Terminating → dropped.
+    sim.apply(&Step::set_pod_terminating(NS, "web-1")).unwrap();
+    wait_until("web-1 dropped when terminating", LONG, || {
+        account_keys(&store).is_empty()
+    })
+    .await;
+
+    // A hostNetwork pod is never granted; a normal one created beside it is.
+    sim.apply(
+        &Step::create_pod(NS, "web-h")
+            .labels([("app", "web")])
+            .host_network(true)
+            .ip("10.9.9.9"),
+    )
+    .unwrap();
+    pod(&sim, "web-3", "web");
+    let ip3 = pod_ip(&sim, "web-3");
+    wait_until("only web-3", LONG, || {
+        account_keys(&store) == set(&[("web_ro", ip3)])
+    })
+    .await;
+
+    // Pod deleted → dropped; Service deleted → everything dropped.
+    pod(&sim, "web-4", "web");
+    let ip4 = pod_ip(&sim, "web-4");
+    wait_until("web-4 granted", LONG, || {
+        account_keys(&store).contains(&("web_ro".into(), ip4))
+    })
+    .await;
+    sim.apply(&Step::delete_pod(NS, "web-3")).unwrap();
+    wait_until("web-3 dropped when deleted", LONG, || {
+        account_keys(&store) == set(&[("web_ro", ip4)])
+    })
+    .await;
+    sim.apply(&Step::delete_service(NS, "web")).unwrap();
+    wait_until("all dropped with the service", LONG, || {
+        account_keys(&store).is_empty()
+    })
+    .await;
+    let snap = store.snapshot();
+    assert!(snap.ledger.is_empty(), "ledger released");
+    let m = engine.snapshot();
+    assert!(m.reconciles >= 6, "{m:?}");
+    assert_eq!(m.store_errors_transient + m.store_errors_permanent, 0);
+    engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ip_reuse_across_services_moves_the_grant() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "a", "a", "user_a", "db_a", "SELECT");
+    opt_in(&sim, "b", "b", "user_b", "db_b", "SELECT,INSERT");
+    pod(&sim, "a-1", "a");
+    let engine = start(&sim, Arc::new(store.clone()), config());
+    let ip = pod_ip(&sim, "a-1");
+    wait_until("a's account", LONG, || {
+        account_keys(&store) == set(&[("user_a", ip)])
+    })
+    .await;
+
+    // a-1 goes away and its IP is given to a pod of service b.
+    sim.apply(&Step::recycle_ip(NS, "a-1", "b-1").labels([("app", "b")]))
+        .unwrap();
+    assert_eq!(pod_ip(&sim, "b-1"), ip);
+    wait_until("b's account at the reused IP, a's gone", LONG, || {
+        account_keys(&store) == set(&[("user_b", ip)])
+    })
+    .await;
+    let acc = accounts(&store);
+    assert_eq!(
+        acc[&("user_b".to_string(), ip)].keys().collect::<Vec<_>>(),
+        vec!["db_b"]
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "gone", "gone", "gone_u", "db", "SELECT");
+    opt_in(&sim, "stays", "stays", "stays_u", "db", "SELECT");
+    pod(&sim, "gone-1", "gone");
+    pod(&sim, "stays-1", "stays");
+    let (g, s) = (pod_ip(&sim, "gone-1"), pod_ip(&sim, "stays-1"));
+    let first = start(&sim, Arc::new(store.clone()), config());
+    wait_until("both granted", LONG, || {
+        account_keys(&store) == set(&[("gone_u", g), ("stays_u", s)])
+    })
+    .await;
+    first.kill().await;
+
+    sim.apply(&Step::delete_service(NS, "gone")).unwrap();
+    sim.apply(&Step::delete_pod(NS, "gone-1")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    assert_eq!(
+        account_keys(&store).len(),
+        2,
+        "nobody running: nothing changes"
+    );
+
+    let second = start(&sim, Arc::new(store.clone()), config());
+    wait_until(
+        "the deleted service's account dropped at startup",
+        LONG,
+        || account_keys(&store) == set(&[("stays_u", s)]),
+    )
+    .await;
+    assert!(!store.snapshot().ledger.keys().any(|k| k.user == "gone_u"));
+    second.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_annotations_post_an_event_and_leave_other_services_alone() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "good", "good", "good_u", "db", "SELECT");
+    sim.apply(&Step::create_secret(NS, "evil-db", [("password", "x")]))
+        .unwrap();
+    sim.apply(
+        &Step::create_service(NS, "evil", [("app", "evil")]).annotations(grant_annotations(
+            "x'; DROP USER root; --",
+            "db",
+            "ALL PRIVILEGES",
+            "evil-db",
+        )),
+    )
+    .unwrap();
+    pod(&sim, "good-1", "good");
+    pod(&sim, "evil-1", "evil");
+    let ip = pod_ip(&sim, "good-1");
+    let engine = start(&sim, Arc::new(store.clone()), config());
+    wait_until("good granted", LONG, || {
+        account_keys(&store) == set(&[("good_u", ip)])
+    })
+    .await;
+    wait_until("a Warning Event on the bad Service", LONG, || {
+        sim.list("events", Some(NS)).iter().any(|e| {
+            e.pointer("/involvedObject/name").and_then(|v| v.as_str()) == Some("evil")
+                && e.pointer("/type").and_then(|v| v.as_str()) == Some("Warning")
+        })
+    })
+    .await;
+    // Deduplicated: more reconciles do not post more Events for the same problem.
+    pod(&sim, "good-2", "good");
+    wait_until("good-2 granted", LONG, || account_keys(&store).len() == 2).await;
+    let events = sim
+        .list("events", Some(NS))
+        .iter()
+        .filter(|e| e.pointer("/involvedObject/name").and_then(|v| v.as_str()) == Some("evil"))
+        .count();
+    assert_eq!(events, 1);
+    let m = engine.snapshot();
+    assert!(m.service_problems >= 2 && m.k8s_events_posted == 1, "{m:?}");
+    engine.stop().await;
+}

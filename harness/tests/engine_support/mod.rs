@@ -1,0 +1,190 @@
+//! Shared helpers of the engine-vs-sim tests: an in-process sim, an engine on the MemoryStore, waiting on conditions.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podgrant_core::engine::{Engine, EngineConfig};
+use podgrant_core::grant::Privilege;
+use podgrant_core::metrics::{Metrics, MetricsSnapshot};
+use podgrant_core::store::memory::MemoryStore;
+use podgrant_core::store::GrantStore;
+use podgrant_core::watch::WatchConfig;
+use podgrant_sim::{Sim, Step};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const NS: &str = "apps";
+
+pub fn sim() -> Sim {
+    let sim = Sim::builder().seed(7).build();
+    sim.apply(&Step::create_namespace(NS)).expect("namespace");
+    sim
+}
+
+pub fn client(sim: &Sim) -> kube::Client {
+    kube::Client::new(sim.service(), "default")
+}
+
+/// Engine settings for tests: short debounce, no resync during a test unless asked.
+pub fn config() -> EngineConfig {
+    EngineConfig {
+        debounce: Duration::from_millis(100),
+        resync_interval: Duration::from_secs(3600),
+        watch: WatchConfig {
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            ..WatchConfig::default()
+        },
+        ..EngineConfig::default()
+    }
+}
+
+/// A running engine: its counters and a way to stop it (gracefully) or kill it (abort).
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<Result<(), podgrant_core::engine::EngineError>>,
+}
+
+impl Running {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+    /// Graceful shutdown; waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let res = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("engine stops within 30 s");
+        res.expect("engine task").expect("engine result");
+    }
+    /// A crash: the task is aborted, nothing is released.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+pub fn start<S: GrantStore>(sim: &Sim, store: Arc<S>, config: EngineConfig) -> Running {
+    let engine = Engine::new(client(sim), store, config);
+    let metrics = engine.metrics();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(engine.run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        metrics,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Polls `cond` every 50 ms of (simulated) time until it holds; panics after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Like [`wait_until`] for an async condition.
+pub async fn wait_until_async<F: Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut cond: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Annotations that opt a Service in.
+pub fn grant_annotations(user: &str, db: &str, privs: &str, secret: &str) -> Vec<(String, String)> {
+    vec![
+        ("podgrant.io/mysql-user".into(), user.into()),
+        ("podgrant.io/mysql-database".into(), db.into()),
+        ("podgrant.io/mysql-privileges".into(), privs.into()),
+        (
+            "podgrant.io/mysql-password-secret".into(),
+            format!("{secret}/password"),
+        ),
+    ]
+}
+
+/// Creates a Secret and an opted-in Service selecting `app=<app>`.
+pub fn opt_in(sim: &Sim, service: &str, app: &str, user: &str, db: &str, privs: &str) {
+    let secret = format!("{service}-db");
+    sim.apply(&Step::create_secret(
+        NS,
+        &secret,
+        [("password", format!("pw-{service}"))],
+    ))
+    .expect("secret");
+    sim.apply(
+        &Step::create_service(NS, service, [("app", app)])
+            .annotations(grant_annotations(user, db, privs, &secret)),
+    )
+    .expect("service");
+}
+
+pub fn pod(sim: &Sim, name: &str, app: &str) {
+    sim.apply(&Step::create_pod(NS, name).labels([("app", app)]))
+        .expect("pod");
+}
+
+pub fn pod_ip(sim: &Sim, name: &str) -> IpAddr {
+    let v = sim.get("pods", Some(NS), name).expect("pod exists");
+    v.pointer("/status/podIP")
+        .and_then(|s| s.as_str())
+        .and_then(|s| s.parse().ok())
+        .expect("pod has an IP")
+}
+
+/// The accounts in the store as (user, host) → (database → privileges).
+pub fn accounts(
+    store: &MemoryStore,
+) -> BTreeMap<(String, IpAddr), BTreeMap<String, BTreeSet<String>>> {
+    store
+        .accounts()
+        .into_iter()
+        .map(|(k, a)| {
+            (
+                (k.user.clone(), k.host),
+                a.grants
+                    .into_iter()
+                    .map(|(db, p)| (db, p.into_iter().map(|Privilege(s)| s).collect()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Just the (user, host) pairs.
+pub fn account_keys(store: &MemoryStore) -> BTreeSet<(String, IpAddr)> {
+    accounts(store).into_keys().collect()
+}
+
+pub fn set(items: &[(&str, IpAddr)]) -> BTreeSet<(String, IpAddr)> {
+    items.iter().map(|(u, ip)| (u.to_string(), *ip)).collect()
+}
+
+pub const LONG: Duration = Duration::from_secs(120);
