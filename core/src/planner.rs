@@ -11,6 +11,9 @@
 //! | yes | yes, account exists | `SetPassword` if the fingerprint changed; `Revoke`/`Grant` for the privilege difference |
 //! | no | yes | `Drop` (always — a crash between `DROP USER` and `KILL` must still end sessions), `Release` |
 //!
+//! `Drop` and `Revoke` also end the account's open sessions (see [`crate::sql::statements`]);
+//! `SetPassword` does not: a pod's established connections stay up across a rotation.
+//!
 //! Output order is by phase, then by account key: all `Drop`s, all `Release`s, all `Claim`s,
 //! `Create`s, `SetPassword`s, `Revoke`s, then `Grant`s. So a `Claim` precedes its `Create`, a
 //! `Drop` precedes its `Release`, revocations land before grants, and consecutive actions of a

@@ -243,8 +243,10 @@ pub fn ledger_select(schema: &str) -> Result<String, SqlError> {
     ))
 }
 
-/// Builds the statements for one batch (a range from [`batches`]). `DropUsers` is followed by
-/// a `FindSessions` query whose rows the store turns into `KILL CONNECTION`s.
+/// Builds the statements for one batch (a range from [`batches`]). `DropUsers` and `Revoke` are
+/// followed by a `FindSessions` query whose rows the store turns into `KILL CONNECTION`s: neither
+/// `DROP USER` nor `REVOKE` ends a session's access (a session keeps the database-level
+/// privileges of a database it already `USE`d).
 pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlError> {
     let Some(first) = batch.first() else {
         return Ok(vec![]);
@@ -260,24 +262,13 @@ pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlE
     Ok(match first {
         Action::Drop { .. } => {
             let accounts = accounts_of(batch)?;
-            let mut users: Vec<&str> = batch.iter().map(|a| a.key().user.as_str()).collect();
-            users.sort_unstable();
-            users.dedup();
-            let users: Vec<String> = users.iter().map(|u| format!("'{u}'")).collect();
             vec![
                 st(
                     StatementKind::DropUsers,
                     format!("DROP USER IF EXISTS {}", accounts.join(", ")),
                     vec![],
                 ),
-                st(
-                    StatementKind::FindSessions,
-                    format!(
-                        "SELECT ID, USER, HOST FROM information_schema.PROCESSLIST WHERE USER IN ({})",
-                        users.join(", ")
-                    ),
-                    vec![],
-                ),
+                st(StatementKind::FindSessions, find_sessions(batch), vec![]),
             ]
         }
         Action::Release { .. } => {
@@ -424,18 +415,35 @@ pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlE
             if privileges.is_empty() {
                 return Err(SqlError::NoPrivileges(first.key().to_string()));
             }
-            vec![st(
-                StatementKind::Revoke,
-                format!(
-                    "REVOKE {} ON {} FROM {}",
-                    privilege_list(privileges, false)?,
-                    grant_target(database)?,
-                    accounts_of(batch)?.join(", ")
+            vec![
+                st(
+                    StatementKind::Revoke,
+                    format!(
+                        "REVOKE {} ON {} FROM {}",
+                        privilege_list(privileges, false)?,
+                        grant_target(database)?,
+                        accounts_of(batch)?.join(", ")
+                    ),
+                    vec![],
                 ),
-                vec![],
-            )]
+                // An open session keeps database-level privileges it has already USEd
+                // until it reconnects: end the sessions so the revocation takes effect.
+                st(StatementKind::FindSessions, find_sessions(batch), vec![]),
+            ]
         }
     })
+}
+
+/// The process-list query for the sessions of a batch's user names (validated by the caller).
+fn find_sessions(batch: &[Action]) -> String {
+    let mut users: Vec<&str> = batch.iter().map(|a| a.key().user.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let users: Vec<String> = users.iter().map(|u| format!("'{u}'")).collect();
+    format!(
+        "SELECT ID, USER, HOST FROM information_schema.PROCESSLIST WHERE USER IN ({})",
+        users.join(", ")
+    )
 }
 
 /// Parses `'user'@'host'` (the `GRANTEE` column of `information_schema` tables).

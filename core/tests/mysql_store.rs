@@ -358,6 +358,43 @@ async fn drop_kills_open_sessions() {
 }
 
 #[tokio::test]
+async fn revoke_ends_open_sessions() {
+    // A session keeps database-level privileges of a database it already USEd after REVOKE;
+    // the store kills the account's sessions so the revocation takes effect.
+    let Some(mut ctx) = Ctx::new("revoke_kills").await else {
+        return;
+    };
+    let key = ctx.key("rv", "127.0.0.1");
+    let db = ctx.db();
+    ctx.admin
+        .query_drop(format!("CREATE DATABASE `{db}`"))
+        .await
+        .unwrap();
+    ctx.admin
+        .query_drop(format!("CREATE TABLE `{db}`.t (x INT)"))
+        .await
+        .unwrap();
+    ctx.converge(&[want(&key, "svc", &db, &["SELECT", "DELETE"], "pw")].into())
+        .await;
+    let mut s = login(&key.user, "pw").await.unwrap();
+    s.query_drop(format!("USE `{db}`")).await.unwrap();
+    s.query_drop("DELETE FROM t").await.unwrap();
+    ctx.converge(&[want(&key, "svc", &db, &["SELECT"], "pw")].into())
+        .await;
+    assert!(
+        s.query_drop("DELETE FROM t").await.is_err(),
+        "the old session lost DELETE"
+    );
+    let mut fresh = login(&key.user, "pw").await.unwrap();
+    fresh.query_drop(format!("USE `{db}`")).await.unwrap();
+    fresh.query_drop("SELECT * FROM t").await.unwrap();
+    assert!(fresh.query_drop("DELETE FROM t").await.is_err());
+    drop(fresh);
+    ctx.converge(&Desired::new()).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn crash_between_statements_converges() {
     let Some(mut ctx) = Ctx::new("crash_prefix").await else {
         return;

@@ -34,7 +34,7 @@ pub struct AccountState {
 pub struct MemoryState {
     pub ledger: BTreeMap<AccountKey, LedgerRow>,
     pub accounts: BTreeMap<AccountKey, AccountState>,
-    /// Open sessions per account (ended by `Drop`, like `KILL CONNECTION`).
+    /// Open sessions per account (ended by `Drop` and `Revoke`, like `KILL CONNECTION`).
     pub sessions: BTreeMap<AccountKey, u32>,
 }
 
@@ -135,6 +135,8 @@ impl MemoryState {
                         }
                     }
                 }
+                // REVOKE, then KILL the account's sessions.
+                self.sessions.remove(key);
             }
             Action::Drop { key } => {
                 self.accounts.remove(key);
@@ -305,7 +307,7 @@ impl GrantStore for MemoryStore {
             let stmts = sql::statements(&self.ledger_schema, batch)
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
             let mut issued = stmts.len() as u64;
-            if matches!(batch[0], Action::Drop { .. }) {
+            if matches!(batch[0], Action::Drop { .. } | Action::Revoke { .. }) {
                 let kills: u32 = batch
                     .iter()
                     .filter_map(|a| g.state.sessions.get(a.key()))

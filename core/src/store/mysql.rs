@@ -366,7 +366,7 @@ impl MysqlStore {
         for action in batch {
             let one = sql::statements(&self.inner.schema, std::slice::from_ref(action))
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
-            for st in one {
+            for st in one.iter().filter(|st| st.kind == StatementKind::Revoke) {
                 self.count(1);
                 issued += 1;
                 if let Err(e) = conn.query_drop(&st.text).await {
