@@ -319,6 +319,10 @@ mod tests {
         }
     }
 
+    fn key_of(user: &str, ip: &str) -> AccountKey {
+        key(user, ip)
+    }
+
     fn key(user: &str, ip: &str) -> AccountKey {
         AccountKey {
             user: user.into(),
@@ -534,6 +538,58 @@ mod tests {
         let got: BTreeSet<_> = d.accounts.keys().cloned().collect();
         assert_eq!(got, naive);
         assert_eq!(d, desired_state(&c, &Policy::default()));
+    }
+
+    #[test]
+    fn hostile_annotations_are_problems_and_grant_nothing() {
+        let hostile: &[(&str, &str)] = &[
+            (ANN_USER, "x'; DROP USER root; --"),
+            (ANN_USER, "x`y"),
+            (ANN_USER, "x\"y"),
+            (ANN_USER, "x;y"),
+            (ANN_USER, "x/*y*/"),
+            (ANN_USER, "x#y"),
+            (ANN_USER, "x\0y"),
+            (ANN_USER, "аdmin"), // Cyrillic а
+            (ANN_USER, "alice@localhost"),
+            (ANN_USER, "alice%"),
+            (ANN_USER, "localhost"),
+            (ANN_DATABASE, "db`.*, mysql.* TO x; --"),
+            (ANN_DATABASE, "%"),
+            (ANN_DATABASE, "mysql"),
+            (ANN_PRIVILEGES, "ALL PRIVILEGES"),
+            (ANN_PRIVILEGES, "ALL"),
+            (ANN_PRIVILEGES, "SELECT, SUPER"),
+            (ANN_PRIVILEGES, "SELECT ON *.* TO x; --"),
+            (ANN_PRIVILEGES, "GRANT OPTION"),
+            (ANN_PRIVILEGES, "FILE"),
+            (ANN_PASSWORD_SECRET, "other-ns/../pw"),
+            ("podgrant.io/mysql-host", "%"),
+        ];
+        let long: String = "a".repeat(200);
+        let mut cases: Vec<(&str, String)> =
+            hostile.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        cases.push((ANN_USER, long.clone()));
+        cases.push((ANN_DATABASE, long));
+        for (key, value) in cases {
+            let mut bad = service("a", "bad", "web", "mallory");
+            bad.annotations.insert(key.to_string(), value.clone());
+            let c = cluster(
+                vec![bad, service("a", "good", "web", "carol")],
+                vec![pod("a", "p1", "web", "10.0.0.1")],
+                vec![secret("a", "pw")],
+            );
+            let d = desired_state(&c, &Policy::default());
+            let keys: Vec<_> = d.accounts.keys().cloned().collect();
+            assert_eq!(keys, vec![key_of("carol", "10.0.0.1")], "{key}={value:?}");
+            assert_eq!(d.problems.len(), 1, "{key}={value:?}");
+            assert_eq!(d.problems[0].service, ObjectRef::new("a", "bad"));
+            assert!(
+                d.problems[0].reason.contains(key),
+                "{}",
+                d.problems[0].reason
+            );
+        }
     }
 
     /// 100k pods x 100 services in 10 namespaces; prints the time (no assertion on it).

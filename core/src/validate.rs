@@ -172,6 +172,12 @@ impl Policy {
         self
     }
 
+    /// Also reserves `user` (e.g. the account podgrant itself logs in with).
+    pub fn with_reserved_user(mut self, user: &str) -> Self {
+        self.reserved_users.insert(user.to_string());
+        self
+    }
+
     /// Replaces the privilege allowlist. Every name is normalised and must be a privilege MySQL
     /// knows at database level ([`KNOWN_DB_PRIVILEGES`]), so the allowlist itself can't inject.
     pub fn with_allowed_privileges<I, S>(mut self, privileges: I) -> Result<Self, AnnotationError>
@@ -417,6 +423,12 @@ pub fn grant_spec(
     };
     for key in ann.keys() {
         if let Some(rest) = key.strip_prefix(ANNOTATION_PREFIX) {
+            if rest == "mysql-host" {
+                return Err(invalid(
+                    key,
+                    "the host cannot be set: it is always the pod's own IP",
+                ));
+            }
             if rest.starts_with("mysql-") && !KNOWN_ANNOTATIONS.contains(&key.as_str()) {
                 return Err(invalid(key, "unknown podgrant annotation (typo?)"));
             }
