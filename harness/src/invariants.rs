@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use podgrant_core::grant::{AccountKey, Desired};
+use podgrant_core::grant::{AccountKey, Desired, Observed};
 use podgrant_core::model::{Cluster, ObjectRef};
 use podgrant_core::store::memory::MemoryState;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,49 @@ pub fn check_convergence(desired: &Desired, state: &MemoryState) -> Vec<Violatio
                 "ledger row only"
             };
             out.push(v(format!("{key} is not desired but is owned ({exists})")));
+        }
+    }
+    out
+}
+
+/// Convergence against a store read back through [`podgrant_core::store::GrantStore::observe`]
+/// (the MySQL case: passwords are compared through the ledger fingerprint).
+pub fn check_convergence_observed(desired: &Desired, observed: &Observed) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let v = |d: String| Violation::new(Invariant::Convergence, d);
+    for (key, want) in desired {
+        match observed.owned.get(key) {
+            None => out.push(v(format!(
+                "{key} is desired (for {}) but not owned",
+                want.owner
+            ))),
+            Some(o) => {
+                if !o.exists {
+                    out.push(v(format!("{key} is in the ledger but does not exist")));
+                }
+                if o.owner != want.owner {
+                    out.push(v(format!(
+                        "{key}: ledger owner {} but desired for {}",
+                        o.owner, want.owner
+                    )));
+                }
+                if o.fingerprint != want.fingerprint {
+                    out.push(v(format!("{key}: ledger password fingerprint is stale")));
+                }
+                let want_grants: BTreeMap<String, _> =
+                    [(want.database.clone(), want.privileges.clone())].into();
+                if o.grants != want_grants {
+                    out.push(v(format!(
+                        "{key}: grants {:?} but desired {:?}",
+                        o.grants, want_grants
+                    )));
+                }
+            }
+        }
+    }
+    for key in observed.owned.keys() {
+        if !desired.contains_key(key) {
+            out.push(v(format!("{key} is not desired but is owned")));
         }
     }
     out

@@ -6,11 +6,15 @@
 //! - [`invariants`] — pure checks: convergence, safety (with grace), ledger consistency, budgets.
 //! - [`mysql`] — a real MySQL for tests: `MYSQL_URL`, else a self-started mariadbd, else Docker, else skipped loudly.
 //! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
+//! - [`reproduce`] — `reproduce busy-loop`: the specimen pegs a core, the engine stays near zero, side by side.
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
+//! - [`truth`] — the sim's store as core's facts, and the desired set it implies (the oracle).
 
 pub mod capture;
 pub mod cpu;
 pub mod invariants;
 pub mod mysql;
 pub mod plot;
+pub mod reproduce;
 pub mod specimen;
+pub mod truth;

@@ -1,1 +1,190 @@
-fn main() {}
+//! The `podgrant-harness` CLI: reproduce the seed's busy loop, run and fuzz scenarios, soak, serve the sim.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use podgrant_harness::reproduce::{self, BusyLoopOptions, StoreChoice};
+
+#[derive(Parser)]
+#[command(
+    name = "podgrant-harness",
+    version,
+    about = "Runs podgrant's engine against the simulated API server; asserts it is correct and cheap"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-enact a known failure next to the real engine.
+    Reproduce {
+        #[command(subcommand)]
+        what: Reproduce,
+    },
+    /// The simulated API server.
+    Sim {
+        #[command(subcommand)]
+        what: SimCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum Reproduce {
+    /// The seed's bug: a loop spinning on a closed watch channel, next to podgrant's engine.
+    BusyLoop {
+        /// Length of each phase (humantime: 5s, 1500ms).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Use the real MySQL store (MYSQL_URL, else a self-started mariadbd) instead of the in-memory one.
+        #[arg(long)]
+        mysql: bool,
+        /// Where profiles, flamegraphs and top tables go.
+        #[arg(long, default_value = "target/podgrant-artifacts/busy-loop")]
+        artifacts: PathBuf,
+        /// Pods behind the service.
+        #[arg(long, default_value_t = 20)]
+        pods: usize,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// Serve the sim over loopback TCP and write a kubeconfig (Ctrl-C to stop).
+    Serve {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// A fault plan (JSON) to start with.
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// A sim scenario (JSON) to apply.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the kubeconfig.
+        #[arg(long, default_value = "target/podgrant-sim.kubeconfig")]
+        kubeconfig: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Reproduce {
+            what:
+                Reproduce::BusyLoop {
+                    duration,
+                    mysql,
+                    artifacts,
+                    pods,
+                    json,
+                },
+        } => {
+            let opts = BusyLoopOptions {
+                duration,
+                pods,
+                store: if mysql {
+                    StoreChoice::Mysql
+                } else {
+                    StoreChoice::Memory
+                },
+                artifacts,
+                ..BusyLoopOptions::default()
+            };
+            let report = reproduce::run_busy_loop(&opts, &mut |line| eprintln!("{line}"))
+                .context("reproduce busy-loop")?;
+            println!("{report}");
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Sim {
+            what:
+                SimCmd::Serve {
+                    port,
+                    faults,
+                    scenario,
+                    seed,
+                    kubeconfig,
+                },
+        } => sim_serve(port, faults, scenario, seed, kubeconfig),
+    }
+}
+
+fn sim_serve(
+    port: u16,
+    faults: Option<PathBuf>,
+    scenario: Option<PathBuf>,
+    seed: u64,
+    kubeconfig: PathBuf,
+) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pg-sim")
+        .build()?;
+    rt.block_on(async {
+        let mut b = podgrant_sim::Sim::builder().seed(seed);
+        if let Some(path) = &faults {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading fault plan {}", path.display()))?;
+            let plan = podgrant_sim::FaultPlan::from_json(&text)
+                .with_context(|| format!("fault plan {}", path.display()))?;
+            b = b.faults(plan);
+        }
+        let sc = match &scenario {
+            Some(path) => Some(
+                podgrant_sim::Scenario::load(path)
+                    .with_context(|| format!("scenario {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let sim = b.build();
+        let server = sim
+            .serve_tcp(([127, 0, 0, 1], port).into())
+            .await
+            .context("serving")?;
+        if let Some(parent) = kubeconfig.parent() {
+            std::fs::create_dir_all(parent).ok();
+        }
+        sim.write_kubeconfig(&kubeconfig, &server.url())
+            .context("writing kubeconfig")?;
+        println!("sim serving {}", server.url());
+        println!("kubeconfig: {}", kubeconfig.display());
+        println!(
+            "try: kubectl --kubeconfig {} get pods -A -w",
+            kubeconfig.display()
+        );
+        if let Some(sc) = sc {
+            sc.run(&sim).await.context("scenario")?;
+        }
+        tokio::signal::ctrl_c().await.ok();
+        drop(server);
+        Ok(ExitCode::SUCCESS)
+    })
+}
