@@ -19,6 +19,11 @@
 //!   gone, lock wait, deadlock, read-only during failover, ...) and [`StoreError::Permanent`].
 //!   Server messages of statements that carry passwords are cut before MySQL's `near '...'`
 //!   excerpt; the connection URL's password is never printed (`Debug` shows host, port, user).
+//!
+//! The account podgrant logs in with needs: `CREATE USER`; the privileges it hands out on the
+//! target databases `WITH GRANT OPTION`; `SELECT` on `mysql.user`; `PROCESS` (to see other
+//! sessions) and `CONNECTION ADMIN` / `SUPER` (to kill them); and all privileges on the ledger
+//! schema (`CREATE` too, if the schema does not exist yet).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
