@@ -539,3 +539,71 @@ impl GrantStore for MysqlStore {
         self.apply_inner(actions).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::{DriverError, Error, ServerError};
+
+    fn server(code: u16, message: &str) -> Error {
+        Error::Server(ServerError {
+            code,
+            message: message.into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn classification() {
+        for code in [1205, 1213, 2006, 2013, 1927, 1053, 1290] {
+            assert!(
+                classify(&server(code, "x"), "ctx", &[]).is_transient(),
+                "{code}"
+            );
+        }
+        for code in [1045, 1044, 1142, 1064, 1819] {
+            assert!(
+                !classify(&server(code, "x"), "ctx", &[]).is_transient(),
+                "{code}"
+            );
+        }
+        let io = Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(classify(&io, "ctx", &[]).is_transient());
+        let closed = Error::Driver(DriverError::ConnectionClosed);
+        assert!(classify(&closed, "ctx", &[]).is_transient());
+    }
+
+    #[test]
+    fn messages_never_carry_secrets() {
+        let e = server(
+            1064,
+            "You have an error in your SQL syntax; check the manual near 'IDENTIFIED BY 'hunter2'' at line 1",
+        );
+        let msg = classify(&e, "CreateUsers", &["hunter2"]).to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("1064"), "{msg}");
+        let e = server(1819, "policy rejects hunter2");
+        let msg = classify(&e, "SetPasswords", &["hunter2"]).to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("withheld"), "{msg}");
+    }
+
+    #[test]
+    fn debug_and_errors_hide_the_url_password() {
+        let store = MysqlStore::new("mysql://bot:s3cret@127.0.0.1:3306/", "podgrant").unwrap();
+        let dbg = format!("{store:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(dbg.contains("bot@127.0.0.1:3306"), "{dbg}");
+        let e = server(1045, "Access denied for user 'bot' using password s3cret");
+        let msg = store.classify(&e, "connecting", &[]).to_string();
+        assert!(!msg.contains("s3cret"), "{msg}");
+        for bad in [
+            "mysql://bot:s3cret@[::1/",
+            "http://bot:s3cret@h/",
+            "mysql://bot:s3cret@h/?nope=1",
+        ] {
+            let err = MysqlStore::new(bad, "podgrant").unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+}
