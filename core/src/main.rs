@@ -11,6 +11,7 @@ use podgrant_core::engine::{Engine, EngineConfig};
 use podgrant_core::http::{serve, HttpState};
 use podgrant_core::leader::LeaseConfig;
 use podgrant_core::store::memory::MemoryStore;
+use podgrant_core::store::mysql::MysqlStore;
 use podgrant_core::store::GrantStore;
 use podgrant_core::validate::Policy;
 use podgrant_core::watch::WatchConfig;
@@ -270,9 +271,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(url) = &mysql_url {
         tracing::info!(mysql = %redact_url(url), "MySQL");
     }
-    let client = kube_client(&args).await?;
     match mysql_url {
         None => {
+            let client = kube_client(&args).await?;
             tracing::warn!("--store memory: dry run, no database is touched");
             run_engine(client, Arc::new(MemoryStore::new()), config, args.listen).await
         }
@@ -282,20 +283,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .map_err(|e| {
                     anyhow::anyhow!(scrub(format!("{e:#}"), url_password(&url).as_deref()))
                 })?;
+            let client = kube_client(&args).await?;
             run_engine(client, Arc::new(store), config, args.listen).await
         }
     }
 }
 
-async fn connect_mysql(
-    url: &str,
-    _schema: &str,
-    _timeout: Duration,
-) -> anyhow::Result<MemoryStore> {
-    bail!(
-        "MySQL store at {} is not available in this build yet",
-        redact_url(url)
-    )
+async fn connect_mysql(url: &str, schema: &str, timeout: Duration) -> anyhow::Result<MysqlStore> {
+    match tokio::time::timeout(timeout, MysqlStore::connect(url, schema)).await {
+        Ok(Ok(store)) => {
+            tracing::info!(server = %store.server(), ledger = %schema, "connected to MySQL");
+            Ok(store)
+        }
+        Ok(Err(e)) => bail!("cannot use MySQL at {}: {e}", redact_url(url)),
+        Err(_) => bail!(
+            "MySQL at {} did not answer within {timeout:?}",
+            redact_url(url)
+        ),
+    }
 }
 
 fn main() {

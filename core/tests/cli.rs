@@ -81,7 +81,7 @@ fn bad_privilege_in_allowlist_is_rejected() {
 }
 
 #[test]
-fn unreachable_cluster_fails_fast_without_leaking_the_mysql_password() {
+fn unreachable_cluster_fails_fast_with_one_line() {
     let dir = std::env::temp_dir().join(format!("podgrant-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kc = unreachable_kubeconfig(&dir);
@@ -90,8 +90,8 @@ fn unreachable_cluster_fails_fast_without_leaking_the_mysql_password() {
             "run",
             "--kubeconfig",
             kc.to_str().unwrap(),
-            "--mysql-url",
-            "mysql://root:Hunter2Secret@127.0.0.1:3306/test",
+            "--store",
+            "memory",
             "--connect-timeout",
             "3s",
         ],
@@ -105,13 +105,51 @@ fn unreachable_cluster_fails_fast_without_leaking_the_mysql_password() {
         last.starts_with("podgrant: error: cannot reach the Kubernetes API server"),
         "{err}"
     );
+    assert!(out.is_empty(), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unreachable_mysql_fails_fast_without_leaking_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("mysql://root:Hunter2Secret@127.0.0.1:{port}/test");
+    let o = podgrant(
+        &["run", "--mysql-url", &url, "--connect-timeout", "5s"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("podgrant: error: cannot use MySQL at mysql://root:***@127.0.0.1:"),
+        "{err}"
+    );
     assert!(
         !err.contains("Hunter2Secret") && !out.contains("Hunter2Secret"),
         "{err}"
     );
-    assert!(
-        err.contains("root:***@127.0.0.1"),
-        "the redacted URL is logged: {err}"
+}
+
+#[test]
+fn mysql_url_from_the_environment_is_used_and_redacted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podgrant"));
+    cmd.args(["run", "--connect-timeout", "5s"]).env(
+        "PODGRANT_MYSQL_URL",
+        format!("mysql://app:EnvSecret99@127.0.0.1:{port}/"),
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("mysql://app:***@127.0.0.1"), "{err}");
+    assert!(!err.contains("EnvSecret99"), "{err}");
 }
