@@ -720,7 +720,7 @@ async fn measure_grant_and_revoke_1000_accounts_10_services() {
                 want(
                     &key,
                     &format!("svc-{s}"),
-                    &db,
+                    &format!("{db}{s}"), // one database per service (never created)
                     &["SELECT", "INSERT", "UPDATE"],
                     &format!("pw-{s}"),
                 )
@@ -733,6 +733,8 @@ async fn measure_grant_and_revoke_1000_accounts_10_services() {
     let (rounds, statements) = ctx.converge(&desired).await;
     let grant_time = t.elapsed();
     assert_eq!(rounds, 1);
+    let k = desired.keys().next().unwrap().clone();
+    assert_eq!(ctx.show_grants(&k).await.len(), 1);
     assert_eq!(ctx.accounts().await, wanted);
     let per_kind: BTreeMap<&str, usize> = {
         let observed = ctx.store.observe(&BTreeSet::new()).await.unwrap();
