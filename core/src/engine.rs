@@ -95,6 +95,17 @@ pub struct Engine<S: GrantStore> {
     metrics: Arc<Metrics>,
 }
 
+/// Aborts a background task when dropped (so a dropped engine leaves nothing running).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
 /// Why a reconcile did not finish.
 #[derive(Debug)]
 enum ReconcileError {
@@ -175,9 +186,16 @@ impl<S: GrantStore> Engine<S> {
                 let api: Api<Lease> = Api::namespaced(self.client.clone(), &lc.namespace);
                 let mut stop = stop_rx.clone();
                 let elector = LeaderElector::new(api, lc);
-                Some(tokio::spawn(elector.run(leading_tx, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })))
+                // Only an explicit stop releases the lease; if `run` is dropped (a crash, an
+                // aborted task) the elector is aborted too and the lease simply expires.
+                Some(AbortOnDrop(Some(tokio::spawn(elector.run(
+                    leading_tx,
+                    async move {
+                        if stop.wait_for(|s| *s).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    },
+                )))))
             }
             None => {
                 _keep_leading_tx = Some(leading_tx);
@@ -271,9 +289,11 @@ impl<S: GrantStore> Engine<S> {
             }
         };
         let _ = stop_tx.send(true);
-        if let Some(handle) = elector {
+        if let Some(mut guard) = elector {
             // Let the elector release the lease; bounded.
-            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+            if let Some(handle) = guard.0.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+            }
         }
         metrics.set_leader(false);
         result
