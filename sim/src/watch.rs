@@ -131,7 +131,7 @@ impl Emitter {
         if let Some(p) = self.faults.malformed_p {
             if self.rng.random::<f64>() < p {
                 out.push(Ok(Bytes::from_static(
-                    b"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\n",
+                    b"{\"type\":\"MODIFIED\",\"object\":not-json}\n",
                 )));
                 self.count(|s| s.count_fault("malformed_line"));
             }
