@@ -592,6 +592,128 @@ mod tests {
         }
     }
 
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The obvious O(services x pods) definition, to check the indexed one against.
+        fn reference(c: &Cluster, policy: &Policy) -> Desired {
+            let mut ip_count: HashMap<IpAddr, usize> = HashMap::new();
+            for p in c.pods.values() {
+                if let Some(ip) = p.grantable_ip() {
+                    *ip_count.entry(ip).or_default() += 1;
+                }
+            }
+            let mut out = Desired::new();
+            for s in c.services.values() {
+                let Ok(Some(spec)) = validate::grant_spec(s, policy) else {
+                    continue;
+                };
+                let Some(pw) = c
+                    .secrets
+                    .get(&spec.password_secret)
+                    .and_then(|sec| sec.data.get(&spec.password_key))
+                else {
+                    continue;
+                };
+                if validate::check_password(pw.expose()).is_err() {
+                    continue;
+                }
+                for p in c.pods.values() {
+                    let Some(ip) = p.grantable_ip() else { continue };
+                    if p.id.namespace != s.id.namespace
+                        || !s.selects(&p.labels)
+                        || ip_count[&ip] > 1
+                    {
+                        continue;
+                    }
+                    let key = AccountKey {
+                        user: spec.user.clone(),
+                        host: ip,
+                    };
+                    out.entry(key.clone()).or_insert_with(|| DesiredAccount {
+                        key,
+                        owner: s.id.clone(),
+                        pod: p.id.clone(),
+                        database: spec.database.clone(),
+                        privileges: spec.privileges.clone(),
+                        password: pw.clone(),
+                        fingerprint: fingerprint(&spec.user, pw.expose()),
+                    });
+                }
+            }
+            out
+        }
+
+        fn labels_strategy() -> impl Strategy<Value = BTreeMap<String, String>> {
+            prop::collection::btree_map(
+                prop::sample::select(vec!["app", "tier"]).prop_map(String::from),
+                prop::sample::select(vec!["a", "b"]).prop_map(String::from),
+                0..=2,
+            )
+        }
+
+        fn cluster_strategy() -> impl Strategy<Value = Cluster> {
+            let svc = (
+                0..2usize,
+                0..4usize,
+                prop::option::of(labels_strategy()),
+                prop::sample::select(vec!["alice", "bob", "ro'ot"]),
+                any::<bool>(),
+            );
+            let pod_s = (0..2usize, labels_strategy(), 1u8..6, any::<[bool; 4]>());
+            let secret_s = (0..2usize, prop::sample::select(vec!["pw", "bad\\pw", "ok"]));
+            (
+                prop::collection::vec(svc, 0..6),
+                prop::collection::vec(pod_s, 0..12),
+                prop::collection::vec(secret_s, 0..2),
+            )
+                .prop_map(|(svcs, pods, secrets)| {
+                    let ns = |i: usize| ["n1", "n2"][i].to_string();
+                    let mut c = Cluster::default();
+                    for (n, i, sel, user, same_secret) in svcs {
+                        let mut s = service(&ns(n), &format!("s{i}"), "a", user);
+                        s.selector = sel;
+                        if !same_secret {
+                            s.annotations
+                                .insert(ANN_PASSWORD_SECRET.into(), "pw/other".into());
+                        }
+                        c.services.insert(s.id.clone(), s);
+                    }
+                    for (j, (n, labels, ip, flags)) in pods.into_iter().enumerate() {
+                        let mut p = pod(&ns(n), &format!("p{j}"), "a", &format!("10.0.0.{ip}"));
+                        p.labels = labels;
+                        p.running = flags[0] || flags[3];
+                        p.ready = flags[1] || flags[3];
+                        p.terminating = flags[2] && !flags[3];
+                        c.pods.insert(p.id.clone(), p);
+                    }
+                    for (n, pw) in secrets {
+                        let mut sec = secret(&ns(n), pw);
+                        sec.data.insert("other".into(), Password::new("other-pw"));
+                        c.secrets.insert(sec.id.clone(), sec);
+                    }
+                    c
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn indexed_matches_reference(c in cluster_strategy()) {
+                let policy = Policy::default();
+                let d = desired_state(&c, &policy);
+                prop_assert_eq!(&d.accounts, &reference(&c, &policy));
+                prop_assert_eq!(&d, &desired_state(&c, &policy));
+                for p in &d.problems {
+                    prop_assert!(c.services.contains_key(&p.service));
+                    prop_assert!(!p.reason.contains("bad\\pw"));
+                }
+            }
+        }
+    }
+
     /// 100k pods x 100 services in 10 namespaces; prints the time (no assertion on it).
     /// `cargo test -p podgrant-core --release --lib -- --ignored --nocapture desired_state_scale`
     #[test]
