@@ -7,6 +7,7 @@
 //! - [`mysql`] — a real MySQL for tests: `MYSQL_URL`, else a self-started mariadbd, else Docker, else skipped loudly.
 //! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
 //! - [`reproduce`] — `reproduce busy-loop`: the specimen pegs a core, the engine stays near zero, side by side.
+//! - [`scenario`] — scenario files (JSON), the runner (paused clock or real time), watchdog, reports.
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
 //! - [`truth`] — the sim's store as core's facts, and the desired set it implies (the oracle).
 
@@ -16,5 +17,6 @@ pub mod invariants;
 pub mod mysql;
 pub mod plot;
 pub mod reproduce;
+pub mod scenario;
 pub mod specimen;
 pub mod truth;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use podgrant_harness::reproduce::{self, BusyLoopOptions, StoreChoice};
+use podgrant_harness::scenario;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,11 @@ enum Command {
     Reproduce {
         #[command(subcommand)]
         what: Reproduce,
+    },
+    /// Scenario files: run one, or fuzz generated ones.
+    Scenario {
+        #[command(subcommand)]
+        what: ScenarioCmd,
     },
     /// The simulated API server.
     Sim {
@@ -57,6 +63,41 @@ enum Reproduce {
 }
 
 #[derive(Subcommand)]
+enum ScenarioCmd {
+    /// Run a scenario file; writes report.txt and report.json (and a capture on failure).
+    Run {
+        file: PathBuf,
+        /// Run in real time (profiled) instead of under tokio's paused clock.
+        #[arg(long)]
+        real_time: bool,
+        /// Run a deliberately broken subject instead of the engine (checks the harness's teeth).
+        #[arg(long, value_enum, default_value = "engine")]
+        subject: SubjectArg,
+        #[arg(long, default_value = "target/podgrant-artifacts/scenario")]
+        artifacts: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SubjectArg {
+    Engine,
+    NeverRevokes,
+    SpinOnClosedStream,
+    BareWatcher,
+}
+
+impl From<SubjectArg> for scenario::Subject {
+    fn from(s: SubjectArg) -> Self {
+        match s {
+            SubjectArg::Engine => scenario::Subject::Engine,
+            SubjectArg::NeverRevokes => scenario::Subject::NeverRevokes,
+            SubjectArg::SpinOnClosedStream => scenario::Subject::SpinOnClosedStream,
+            SubjectArg::BareWatcher => scenario::Subject::BareWatcher,
+        }
+    }
+}
+
+#[derive(Subcommand)]
 enum SimCmd {
     /// Serve the sim over loopback TCP and write a kubeconfig (Ctrl-C to stop).
     Serve {
@@ -81,7 +122,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Print the chain, skipping causes their parent's message already includes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg = format!("{msg}: {c}");
+                }
+            }
+            eprintln!("error: {msg}");
             ExitCode::from(2)
         }
     }
@@ -119,6 +168,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Scenario {
+            what:
+                ScenarioCmd::Run {
+                    file,
+                    real_time,
+                    subject,
+                    artifacts,
+                },
+        } => {
+            let sc = scenario::Scenario::load(&file)?;
+            let mut opts = if real_time {
+                scenario::RunOptions::real_time(artifacts.join(&sc.name))
+            } else {
+                scenario::RunOptions::paused(artifacts.join(&sc.name))
+            };
+            opts.subject = subject.into();
+            opts.capture = true;
+            let report = scenario::run(&sc, &opts)?;
+            print!("{report}");
+            Ok(if report.passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

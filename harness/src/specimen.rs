@@ -112,7 +112,12 @@ pub async fn watch_pods_by_selector(
     selector: String,
     stats: Arc<SpecimenStats>,
 ) -> Result<(), SpecimenError> {
-    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    // An empty namespace watches all namespaces (what the scenario runner's planted bug uses).
+    let pods: Api<Pod> = if namespace.is_empty() {
+        Api::all(client)
+    } else {
+        Api::namespaced(client, &namespace)
+    };
     let watch = pods
         .watch(&WatchParams::default().labels(&selector), "0")
         .await?;

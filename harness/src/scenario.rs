@@ -1,0 +1,891 @@
+//! Scenarios: a JSON file (initial cluster, timed steps, fault changes, budgets, store) and the runner that checks every invariant.
+//!
+//! # Format (see `harness/scenarios/*.json`)
+//!
+//! ```json
+//! {
+//!   "name": "relabel-under-watch-closes",
+//!   "description": "free text",
+//!   "seed": 7,
+//!   "store": "memory",                       // or "mysql" (forces real time)
+//!   "initial": [ {"op": "create_namespace", "name": "shop"}, … ],   // sim steps, before the engine starts
+//!   "steps": [ {"at": "2s", "step": {"op": "relabel_pod", …}},       // sim steps at simulated offsets;
+//!              {"at": "5s", "step": {"op": "set_faults", "plan": {…}}} ],  // fault-plan changes are steps too
+//!   "quiesce": "40s",                        // after the last step, before convergence is checked
+//!   "safety_grace": "3s",                    // how long an account may stay unsafe (debounce + latency)
+//!   "budgets": {"max_rewatch_per_sec": 1.0, …}
+//! }
+//! ```
+//!
+//! Steps are the sim's own scenario steps ([`podgrant_sim::Step`]): create/delete/relabel pods and
+//! services, readiness, phase, terminating, IPs and IP recycling, secrets, annotations,
+//! `set_faults`, `flood`, `compact`.
+//!
+//! # Runner
+//!
+//! The engine, the sim (in-process, no sockets) and the steps share one current-thread runtime
+//! on a thread named `pg-scenario`. By default tokio's clock is **paused**: simulated time jumps
+//! whenever everything waits, so a minute of cluster life takes milliseconds and the counted work
+//! per simulated second (requests to the sim, watches, reconciles, statements) is deterministic.
+//! A busy loop stops simulated time from advancing at all; a wall-clock watchdog on another
+//! thread notices, samples the stuck thread with pprof, and stops the run with a
+//! [`Invariant::BusyLoop`] (or [`Invariant::RewatchRate`] when the frozen time was spent
+//! re-watching) violation instead of hanging.
+//!
+//! Every run can be profiled ([`RunOptions::capture`]); on any violation the capture's artifacts
+//! (`profile.pb.gz`, `flamegraph.svg`, `top.txt`) are written next to `report.txt`/`report.json`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use podgrant_core::engine::{Engine, EngineConfig};
+use podgrant_core::grant::{AccountKey, Action, Observed};
+use podgrant_core::metrics::Metrics;
+use podgrant_core::store::memory::MemoryState;
+use podgrant_core::store::{ApplyReport, GrantStore, MemoryStore, StoreError};
+use podgrant_sim::{Sim, Step, TimedStep};
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{Artifacts, Capture, DEFAULT_FREQUENCY};
+use crate::cpu::{CpuMeter, CpuReport};
+use crate::invariants::{
+    check_convergence, check_convergence_observed, check_ledger, check_work, Budgets, Invariant,
+    SafetyTracker, Violation, WorkCounts,
+};
+
+/// Thread name of the runtime a scenario runs on.
+pub const SCENARIO_THREADS: &str = "pg-scenario";
+
+/// Errors that stop a scenario from running at all (bad file, setup failure) — not violations.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("reading scenario {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("scenario {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("scenario {name}: initial step {index} ({step}): {message}")]
+    Initial {
+        name: String,
+        index: usize,
+        step: String,
+        message: String,
+    },
+    #[error("scenario {name}: step {index} at {at:?}: {message}")]
+    Step {
+        name: String,
+        index: usize,
+        at: Duration,
+        message: String,
+    },
+    #[error("scenario {name}: steps must be in time order (step {index} at {at:?} is before the previous one)")]
+    Order {
+        name: String,
+        index: usize,
+        at: Duration,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runtime: {0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
+    #[error(transparent)]
+    Cpu(#[from] crate::cpu::CpuError),
+    #[error(transparent)]
+    Truth(#[from] crate::truth::TruthError),
+    #[error(transparent)]
+    Mysql(#[from] crate::mysql::MysqlError),
+    #[error("store: {0}")]
+    Store(String),
+    #[error(
+        "store \"mysql\": no MySQL available (MYSQL_URL unset, no mariadbd/mysqld, no Docker)"
+    )]
+    NoMysql,
+}
+
+/// Which grant store the engine uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+    Mysql,
+}
+
+fn default_quiesce() -> Duration {
+    Duration::from_secs(40)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(3)
+}
+
+/// A scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub store: StoreKind,
+    /// Applied before the engine starts.
+    #[serde(default)]
+    pub initial: Vec<Step>,
+    /// Applied at their offsets (simulated time) after the engine starts.
+    #[serde(default)]
+    pub steps: Vec<TimedStep>,
+    /// Simulated time after the last step before convergence is checked.
+    #[serde(default = "default_quiesce", with = "humantime_serde")]
+    pub quiesce: Duration,
+    /// How long an owned account may stay unsafe before it is a violation.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub safety_grace: Duration,
+    #[serde(default)]
+    pub budgets: Budgets,
+}
+
+impl Scenario {
+    /// Parses a scenario; errors carry serde's line and column.
+    pub fn from_json(path: &Path, text: &str) -> Result<Self, ScenarioError> {
+        let s: Self = serde_json::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Loads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(path, &text)
+    }
+
+    /// Steps must be in time order.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let mut last = Duration::ZERO;
+        for (index, s) in self.steps.iter().enumerate() {
+            if s.at < last {
+                return Err(ScenarioError::Order {
+                    name: self.name.clone(),
+                    index,
+                    at: s.at,
+                });
+            }
+            last = s.at;
+        }
+        Ok(())
+    }
+
+    /// Offset of the last step.
+    pub fn last_step_at(&self) -> Duration {
+        self.steps.last().map_or(Duration::ZERO, |s| s.at)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a scenario always serializes")
+    }
+}
+
+/// What runs against the sim: the real engine, or a deliberately broken one (planted bugs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// podgrant's engine.
+    #[default]
+    Engine,
+    /// The engine over a store that silently ignores Revoke, Drop and Release.
+    NeverRevokes,
+    /// The seed's loop (the specimen): spins on the closed watch channel.
+    SpinOnClosedStream,
+    /// A bare `kube::runtime::watcher` over pods, consumed in a loop: re-watches with no backoff.
+    BareWatcher,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Tokio's paused clock (deterministic, fast) or real time.
+    pub paused: bool,
+    /// Profile the run (always in real time; on a busy loop, the watchdog profiles regardless).
+    pub capture: bool,
+    /// Where the report and, on failure, the capture go.
+    pub artifacts: PathBuf,
+    /// Wall time without simulated progress before the watchdog declares a busy loop.
+    pub stall_after: Duration,
+    /// Upper bound on wall time for the whole run (real-time runs).
+    pub wall_limit: Duration,
+    pub subject: Subject,
+}
+
+impl RunOptions {
+    pub fn paused(artifacts: impl Into<PathBuf>) -> Self {
+        Self {
+            paused: true,
+            capture: false,
+            artifacts: artifacts.into(),
+            stall_after: Duration::from_secs(3),
+            wall_limit: Duration::from_secs(600),
+            subject: Subject::Engine,
+        }
+    }
+    pub fn real_time(artifacts: impl Into<PathBuf>) -> Self {
+        Self {
+            paused: false,
+            capture: true,
+            ..Self::paused(artifacts)
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub seed: u64,
+    pub subject: Subject,
+    pub paused_clock: bool,
+    pub passed: bool,
+    pub violations: Vec<Violation>,
+    /// Simulated time covered.
+    #[serde(with = "humantime_serde")]
+    pub simulated: Duration,
+    #[serde(with = "humantime_serde")]
+    pub wall: Duration,
+    pub work: WorkCounts,
+    pub desired_accounts: usize,
+    pub owned_accounts: usize,
+    /// CPU of the scenario thread (engine + sim + steps).
+    pub cpu: Option<CpuReport>,
+    pub artifacts_dir: PathBuf,
+    pub capture: Option<CapturePaths>,
+}
+
+/// Where a capture was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapturePaths {
+    pub profile: PathBuf,
+    pub flamegraph: PathBuf,
+    pub top: PathBuf,
+    #[serde(skip)]
+    pub tables: String,
+}
+
+impl From<&Artifacts> for CapturePaths {
+    fn from(a: &Artifacts) -> Self {
+        Self {
+            profile: a.profile.clone(),
+            flamegraph: a.flamegraph.clone(),
+            top: a.top_file.clone(),
+            tables: format!("{}\n{}", a.top, a.top_cum),
+        }
+    }
+}
+
+impl ScenarioReport {
+    /// The invariants broken, deduplicated, in order of first appearance.
+    pub fn broken(&self) -> Vec<Invariant> {
+        let mut seen = BTreeSet::new();
+        self.violations
+            .iter()
+            .map(|v| v.invariant)
+            .filter(|i| seen.insert(*i))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for ScenarioReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "scenario {} (seed {}, subject {:?}, {} clock): {}",
+            self.name,
+            self.seed,
+            self.subject,
+            if self.paused_clock {
+                "paused"
+            } else {
+                "real-time"
+            },
+            if self.passed { "PASSED" } else { "FAILED" }
+        )?;
+        writeln!(
+            f,
+            "  simulated {:?} in {:.2?} wall; accounts: {} owned / {} desired",
+            self.simulated, self.wall, self.owned_accounts, self.desired_accounts
+        )?;
+        let w = &self.work;
+        writeln!(
+            f,
+            "  work: {} requests ({:.2}/s), {} watches ({:.2}/s), {} lists, {} reconciles ({:.2}/s), {} statements ({:.2}/s), {} events",
+            w.requests,
+            w.per_sec(w.requests),
+            w.watch_requests,
+            w.per_sec(w.watch_requests),
+            w.list_requests,
+            w.reconciles,
+            w.per_sec(w.reconciles),
+            w.statements,
+            w.per_sec(w.statements),
+            w.events
+        )?;
+        if let Some(c) = &self.cpu {
+            writeln!(
+                f,
+                "  cpu of {SCENARIO_THREADS}: {:.2?} ({:.3} of a core, demand {:.3})",
+                c.cpu, c.share, c.demand
+            )?;
+        }
+        for v in &self.violations {
+            writeln!(f, "  VIOLATION {v}")?;
+        }
+        if let Some(c) = &self.capture {
+            writeln!(
+                f,
+                "  capture: {} (go tool pprof -top {})\n           {}\n           {}\n{}",
+                c.profile.display(),
+                c.profile.display(),
+                c.flamegraph.display(),
+                c.top.display(),
+                c.tables
+            )?;
+        }
+        writeln!(
+            f,
+            "  report: {}",
+            self.artifacts_dir.join("report.json").display()
+        )
+    }
+}
+
+/// A store wrapper that never revokes: Revoke, Drop and Release are acknowledged and ignored.
+#[derive(Debug, Clone)]
+pub struct NeverRevokes(pub MemoryStore);
+
+impl GrantStore for NeverRevokes {
+    async fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+        self.0.observe(wanted).await
+    }
+    async fn apply(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {
+        let kept: Vec<Action> = actions
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    Action::Revoke { .. } | Action::Drop { .. } | Action::Release { .. }
+                )
+            })
+            .cloned()
+            .collect();
+        let r = self.0.apply(&kept).await?;
+        Ok(ApplyReport {
+            applied: actions.len(),
+            statements: r.statements,
+        })
+    }
+}
+
+/// Shared between the scenario thread and the watchdog.
+#[derive(Debug, Default)]
+struct Heartbeat {
+    /// Simulated milliseconds reached.
+    sim_ms: AtomicU64,
+    /// Set by the watchdog to stop the run.
+    abort: AtomicBool,
+    done: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// What the watchdog saw when it stopped a run.
+#[derive(Debug, Clone)]
+struct Stall {
+    at_sim: Duration,
+    requests_during: u64,
+    watches_during: u64,
+    capture: Option<Artifacts>,
+}
+
+/// Runs a scenario and writes `report.txt` and `report.json` into `opts.artifacts`.
+pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, ScenarioError> {
+    scenario.validate()?;
+    let mut opts = opts.clone();
+    if scenario.store == StoreKind::Mysql {
+        opts.paused = false; // real I/O under a paused clock would jump timers
+    }
+    std::fs::create_dir_all(&opts.artifacts).map_err(|source| ScenarioError::Write {
+        path: opts.artifacts.clone(),
+        source,
+    })?;
+    let meter = CpuMeter::new(SCENARIO_THREADS, Duration::from_millis(50))?;
+    let cpu_iv = meter.interval()?;
+    let capture = if opts.capture {
+        Some(Capture::start(DEFAULT_FREQUENCY)?)
+    } else {
+        None
+    };
+    let beat = Arc::new(Heartbeat::default());
+    let sim_cell: Arc<std::sync::Mutex<Option<Sim>>> = Arc::default();
+    let wall_start = Instant::now();
+
+    let thread = {
+        let (scenario, opts, beat, sim_cell) = (
+            scenario.clone(),
+            opts.clone(),
+            beat.clone(),
+            sim_cell.clone(),
+        );
+        std::thread::Builder::new()
+            .name(SCENARIO_THREADS.into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .start_paused(opts.paused)
+                    .build()
+                    .map_err(|e| ScenarioError::Runtime(e.to_string()))?;
+                let out = rt.block_on(drive(&scenario, &opts, &beat, &sim_cell));
+                beat.done.store(true, Ordering::SeqCst);
+                // Drop the runtime here, cancelling any task still spinning.
+                drop(rt);
+                out
+            })
+            .map_err(|e| ScenarioError::Runtime(e.to_string()))?
+    };
+
+    // The watchdog: simulated time must advance while the run is not done.
+    let mut stall: Option<Stall> = None;
+    let mut last = (beat.sim_ms.load(Ordering::SeqCst), Instant::now());
+    let mut stats_at_last = None;
+    while !beat.done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        let now_ms = beat.sim_ms.load(Ordering::SeqCst);
+        let sim_stats = sim_cell
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.stats());
+        if now_ms != last.0 || stats_at_last.is_none() {
+            if now_ms != last.0 {
+                last = (now_ms, Instant::now());
+            }
+            stats_at_last = sim_stats;
+            continue;
+        }
+        let frozen_for = last.1.elapsed();
+        let timed_out = wall_start.elapsed() > opts.wall_limit;
+        if (opts.paused && frozen_for > opts.stall_after) || timed_out {
+            // Profile the stuck thread for a moment (unless a capture is already running).
+            let cap = if capture.is_none() {
+                Capture::start(DEFAULT_FREQUENCY).ok().and_then(|c| {
+                    std::thread::sleep(Duration::from_millis(700));
+                    c.finish(&opts.artifacts.join("capture"), SCENARIO_THREADS)
+                        .ok()
+                })
+            } else {
+                None
+            };
+            let after = sim_cell
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|s| s.stats());
+            let (req, watches) = match (&stats_at_last, &after) {
+                (Some(a), Some(b)) => (
+                    b.total_requests().saturating_sub(a.total_requests()),
+                    total_watches(b).saturating_sub(total_watches(a)),
+                ),
+                _ => (0, 0),
+            };
+            stall = Some(Stall {
+                at_sim: Duration::from_millis(now_ms),
+                requests_during: req,
+                watches_during: watches,
+                capture: cap,
+            });
+            beat.abort.store(true, Ordering::SeqCst);
+            beat.notify.notify_one();
+            break;
+        }
+    }
+    // Wait (bounded) for the scenario thread; a spin that never yields is left behind, reported.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let outcome = if thread.is_finished() {
+        match thread.join() {
+            Ok(r) => Some(r?),
+            Err(_) => {
+                return Err(ScenarioError::Runtime(
+                    "the scenario thread panicked".into(),
+                ))
+            }
+        }
+    } else {
+        None // leaked: it never yields
+    };
+    let wall = wall_start.elapsed();
+    let cpu = cpu_iv.finish(0).ok();
+
+    let mut violations = Vec::new();
+    let mut drove = outcome.unwrap_or_default();
+    if let Some(s) = &stall {
+        let why = if s.watches_during > 100 {
+            Violation::new(
+                Invariant::RewatchRate,
+                format!(
+                    "simulated time froze at {:?} while the subject made {} watch requests ({} requests) in {:?} of wall time: re-watching without backoff",
+                    s.at_sim, s.watches_during, s.requests_during, opts.stall_after
+                ),
+            )
+        } else {
+            Violation::new(
+                Invariant::BusyLoop,
+                format!(
+                    "simulated time froze at {:?} for {:?} of wall time with {} requests to the sim: a busy loop that never waits (stopped by the watchdog)",
+                    s.at_sim, opts.stall_after, s.requests_during
+                ),
+            )
+        };
+        violations.push(why);
+        drove.simulated = s.at_sim;
+    }
+    violations.extend(drove.violations.iter().cloned());
+    if !opts.paused && stall.is_none() {
+        // Real time: the thread's CPU demand (on-CPU + run-queue wait) against the idle budget.
+        if let Some(c) = &cpu {
+            violations.extend(crate::invariants::check_cpu(
+                &scenario.budgets,
+                Some(c.demand),
+                None,
+                None,
+            ));
+        }
+    }
+
+    let mut capture_paths = stall
+        .as_ref()
+        .and_then(|s| s.capture.as_ref())
+        .map(CapturePaths::from);
+    if let Some(c) = capture {
+        let failed = !violations.is_empty();
+        if failed || opts.capture {
+            let a = c.finish(&opts.artifacts.join("capture"), SCENARIO_THREADS)?;
+            if capture_paths.is_none() {
+                capture_paths = Some(CapturePaths::from(&a));
+            }
+        }
+    }
+    let report = ScenarioReport {
+        name: scenario.name.clone(),
+        seed: scenario.seed,
+        subject: opts.subject,
+        paused_clock: opts.paused,
+        passed: violations.is_empty(),
+        violations,
+        simulated: drove.simulated,
+        wall,
+        work: drove.work,
+        desired_accounts: drove.desired,
+        owned_accounts: drove.owned,
+        cpu,
+        artifacts_dir: opts.artifacts.clone(),
+        capture: capture_paths,
+    };
+    write_report(&report, scenario, &opts.artifacts)?;
+    Ok(report)
+}
+
+fn total_watches(s: &podgrant_sim::Stats) -> u64 {
+    s.watch_starts.values().sum()
+}
+
+fn write_report(r: &ScenarioReport, s: &Scenario, dir: &Path) -> Result<(), ScenarioError> {
+    let w = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| ScenarioError::Write { path, source })
+    };
+    w("report.txt", r.to_string())?;
+    w(
+        "report.json",
+        serde_json::to_string_pretty(r).expect("a report always serializes"),
+    )?;
+    w("scenario.json", s.to_json())
+}
+
+/// What the scenario thread produced.
+#[derive(Debug, Default)]
+struct Drove {
+    violations: Vec<Violation>,
+    simulated: Duration,
+    work: WorkCounts,
+    desired: usize,
+    owned: usize,
+}
+
+/// The subject's counters, when it has any.
+enum SubjectHandle {
+    Engine(Arc<Metrics>),
+    Other,
+}
+
+fn spawn_subject(
+    subject: Subject,
+    client: kube::Client,
+    store: &AnyStore,
+    config: EngineConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (SubjectHandle, tokio::task::JoinHandle<()>) {
+    match (subject, store) {
+        (Subject::Engine, AnyStore::Memory(s)) => {
+            let e = Engine::new(client, Arc::new(s.clone()), config);
+            let m = e.metrics();
+            (
+                SubjectHandle::Engine(m),
+                tokio::spawn(async move {
+                    let _ = e.run(shutdown).await;
+                }),
+            )
+        }
+        (Subject::Engine, AnyStore::Mysql { store: s, .. }) => {
+            let e = Engine::new(client, Arc::new(s.clone()), config);
+            let m = e.metrics();
+            (
+                SubjectHandle::Engine(m),
+                tokio::spawn(async move {
+                    let _ = e.run(shutdown).await;
+                }),
+            )
+        }
+        (Subject::NeverRevokes, AnyStore::Memory(s)) => {
+            let e = Engine::new(client, Arc::new(NeverRevokes(s.clone())), config);
+            let m = e.metrics();
+            (
+                SubjectHandle::Engine(m),
+                tokio::spawn(async move {
+                    let _ = e.run(shutdown).await;
+                }),
+            )
+        }
+        (Subject::NeverRevokes, AnyStore::Mysql { .. }) => {
+            unreachable!("planted bugs run on the memory store (checked in drive)")
+        }
+        (Subject::SpinOnClosedStream, _) => {
+            let stats = Arc::new(crate::specimen::SpecimenStats::default());
+            let h = tokio::spawn(async move {
+                let _ = crate::specimen::watch_pods_by_selector(
+                    client,
+                    String::new(),
+                    String::new(),
+                    stats,
+                )
+                .await;
+            });
+            (SubjectHandle::Other, h)
+        }
+        (Subject::BareWatcher, _) => {
+            let h = tokio::spawn(async move {
+                let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
+                let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default());
+                let mut stream = std::pin::pin!(stream);
+                while stream.next().await.is_some() {}
+            });
+            (SubjectHandle::Other, h)
+        }
+    }
+}
+
+enum AnyStore {
+    Memory(MemoryStore),
+    Mysql {
+        store: podgrant_core::store::mysql::MysqlStore,
+        _server: Box<crate::mysql::TestMysql>,
+    },
+}
+
+/// The scenario itself, on the scenario thread.
+async fn drive(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    beat: &Heartbeat,
+    sim_cell: &std::sync::Mutex<Option<Sim>>,
+) -> Result<Drove, ScenarioError> {
+    let sim = Sim::builder().seed(scenario.seed).build();
+    *sim_cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(sim.clone());
+    for (index, step) in scenario.initial.iter().enumerate() {
+        sim.apply(step).map_err(|e| ScenarioError::Initial {
+            name: scenario.name.clone(),
+            index,
+            step: format!("{step:?}"),
+            message: e.to_string(),
+        })?;
+    }
+    let store = match scenario.store {
+        StoreKind::Memory => AnyStore::Memory(MemoryStore::new()),
+        StoreKind::Mysql => {
+            if opts.subject == Subject::NeverRevokes {
+                return Err(ScenarioError::Store(
+                    "the never-revokes subject runs on the memory store only".into(),
+                ));
+            }
+            let m = crate::mysql::provide(&scenario.name)
+                .await?
+                .ok_or(ScenarioError::NoMysql)?;
+            let schema = format!("pgh_{}_{}", std::process::id(), scenario.seed % 100_000);
+            let s = podgrant_core::store::mysql::MysqlStore::connect(m.url(), &schema)
+                .await
+                .map_err(|e| ScenarioError::Store(e.to_string()))?;
+            AnyStore::Mysql {
+                store: s,
+                _server: Box::new(m),
+            }
+        }
+    };
+    let foreign_before = match &store {
+        AnyStore::Memory(s) => s.snapshot(),
+        AnyStore::Mysql { .. } => MemoryState::default(),
+    };
+    let config = EngineConfig {
+        seed: scenario.seed,
+        ..EngineConfig::default()
+    };
+    let policy = config.policy.clone();
+    let client = kube::Client::new(sim.service(), "default");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (handle, task) = spawn_subject(opts.subject, client, &store, config, async move {
+        let _ = stop_rx.await;
+    });
+
+    let start = tokio::time::Instant::now();
+    let end = start + scenario.last_step_at() + scenario.quiesce;
+    let tick = Duration::from_millis(100);
+    let mut safety = SafetyTracker::new();
+    let mut violations = Vec::new();
+    let mut next_step = 0;
+    let aborted = loop {
+        let now = tokio::time::Instant::now();
+        let elapsed = now - start;
+        beat.sim_ms
+            .store(elapsed.as_millis() as u64, Ordering::SeqCst);
+        while let Some(ts) = scenario.steps.get(next_step) {
+            if ts.at > elapsed {
+                break;
+            }
+            sim.apply(&ts.step).map_err(|e| ScenarioError::Step {
+                name: scenario.name.clone(),
+                index: next_step,
+                at: ts.at,
+                message: e.to_string(),
+            })?;
+            next_step += 1;
+        }
+        if let AnyStore::Memory(s) = &store {
+            let cluster = crate::truth::cluster(&sim)?;
+            violations.extend(safety.observe(
+                elapsed,
+                scenario.safety_grace,
+                &cluster,
+                &s.snapshot(),
+            ));
+        }
+        if now >= end {
+            break false;
+        }
+        let wake = scenario
+            .steps
+            .get(next_step)
+            .map_or(end, |s| start + s.at)
+            .min(now + tick);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = beat.notify.notified() => {}
+        }
+        if beat.abort.load(Ordering::SeqCst) {
+            break true;
+        }
+    };
+    let simulated = tokio::time::Instant::now() - start;
+    let _ = stop_tx.send(());
+    if aborted {
+        task.abort();
+    } else if tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .is_err()
+    {
+        violations.push(Violation::new(
+            Invariant::BusyLoop,
+            "the subject did not stop within 10 s of shutdown",
+        ));
+    }
+
+    // Final checks, after quiescence.
+    let (_, desired) = crate::truth::desired(&sim, &policy)?;
+    let (owned, final_violations) = match &store {
+        AnyStore::Memory(s) => {
+            let state = s.snapshot();
+            let mut v = check_convergence(&desired.accounts, &state);
+            v.extend(check_ledger(&state, &foreign_before, true));
+            (state.ledger.len(), v)
+        }
+        AnyStore::Mysql { store: s, .. } => {
+            let wanted = desired.accounts.keys().cloned().collect();
+            let observed = s
+                .observe(&wanted)
+                .await
+                .map_err(|e| ScenarioError::Store(e.to_string()))?;
+            let v = check_convergence_observed(&desired.accounts, &observed);
+            let _ = s.disconnect().await;
+            (observed.owned.len(), v)
+        }
+    };
+    if !aborted {
+        violations.extend(final_violations);
+    }
+    let stats = sim.stats();
+    let (reconciles, statements, events) = match &handle {
+        SubjectHandle::Engine(m) => {
+            let s = m.snapshot();
+            (s.reconciles, s.statements, s.total_events())
+        }
+        SubjectHandle::Other => (0, 0, 0),
+    };
+    let work = WorkCounts {
+        elapsed: simulated,
+        requests: stats.total_requests(),
+        watch_requests: total_watches(&stats),
+        list_requests: stats
+            .requests
+            .iter()
+            .filter(|(k, _)| k.starts_with("list "))
+            .map(|(_, v)| v)
+            .sum(),
+        reconciles,
+        statements,
+        events,
+    };
+    if !aborted {
+        violations.extend(check_work(&scenario.budgets, &work));
+    }
+    Ok(Drove {
+        violations,
+        simulated,
+        work,
+        desired: desired.accounts.len(),
+        owned,
+    })
+}
