@@ -440,11 +440,17 @@ impl MysqlStore {
             }
 
             // 3. Their database-level privileges.
+            // Only the grantees with our user names (`GRANTEE LIKE 'user'@%`), with `_`
+            // escaped by an explicit ESCAPE character (the default one depends on sql_mode).
+            let (like, params) = grantee_filter(&users);
             self.count(1);
             let rows: Vec<(String, String, String, String)> = conn
-                .query(
-                    "SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE \
-                     FROM information_schema.SCHEMA_PRIVILEGES",
+                .exec(
+                    format!(
+                        "SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE \
+                         FROM information_schema.SCHEMA_PRIVILEGES WHERE {like}"
+                    ),
+                    Params::Positional(params),
                 )
                 .await
                 .map_err(|e| self.classify(&e, "reading schema privileges", &[]))?;
@@ -530,6 +536,29 @@ impl MysqlStore {
     }
 }
 
+/// `GRANTEE LIKE ? ESCAPE '|' OR ...` for these user names, and the patterns.
+fn grantee_filter(users: &BTreeSet<&str>) -> (String, Vec<Value>) {
+    let mut terms = Vec::with_capacity(users.len());
+    let mut params = Vec::with_capacity(users.len());
+    for u in users {
+        let mut pattern = String::from("'");
+        for c in u.chars() {
+            match c {
+                '_' | '%' | '|' => {
+                    pattern.push('|');
+                    pattern.push(c);
+                }
+                '\'' => pattern.push_str("''"),
+                _ => pattern.push(c),
+            }
+        }
+        pattern.push_str("'@%");
+        terms.push("GRANTEE LIKE ? ESCAPE '|'");
+        params.push(Value::from(pattern));
+    }
+    (terms.join(" OR "), params)
+}
+
 impl GrantStore for MysqlStore {
     async fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
         self.observe_inner(wanted).await
@@ -551,6 +580,20 @@ mod tests {
             message: message.into(),
             state: "HY000".into(),
         })
+    }
+
+    #[test]
+    fn grantee_filter_escapes_like_wildcards() {
+        let users: BTreeSet<&str> = ["app_1", "b"].into();
+        let (sql, params) = grantee_filter(&users);
+        assert_eq!(
+            sql,
+            "GRANTEE LIKE ? ESCAPE '|' OR GRANTEE LIKE ? ESCAPE '|'"
+        );
+        assert_eq!(
+            params,
+            vec![Value::from("'app|_1'@%"), Value::from("'b'@%")]
+        );
     }
 
     #[test]
