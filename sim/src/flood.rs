@@ -96,12 +96,13 @@ impl FloodHandle {
 
 /// Emit one churn event; returns false if there is nothing to churn.
 fn churn_one(sim: &Sim, spec: &FloodSpec, counter: u64) -> bool {
-    let objects = sim.list(&spec.resource, spec.namespace.as_deref());
-    if objects.is_empty() {
+    let Ok(info) = sim.resolve(&spec.resource) else {
         return false;
-    }
-    let idx = usize::try_from(counter).unwrap_or(0) % objects.len();
-    let mut obj: Value = objects[idx].clone();
+    };
+    let picked = lock(&sim.inner.store).nth(info.plural, spec.namespace.as_deref(), counter);
+    let Some(mut obj) = picked else {
+        return false;
+    };
     let ns = obj
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)

@@ -324,6 +324,10 @@ impl Sim {
         lock(&self.inner.stats).count_fault("compact");
     }
 
+    pub(crate) fn resolve(&self, resource: &str) -> Result<&'static ResourceInfo, SimError> {
+        info_for(resource)
+    }
+
     pub(crate) fn ipam(&self) -> MutexGuard<'_, Ipam> {
         lock(&self.inner.ipam)
     }

@@ -115,6 +115,33 @@ impl Store {
         }
     }
 
+    /// The `i % n`-th of the `n` objects of a resource (in one namespace or all), for round-robin churn.
+    pub fn nth(&self, resource: &str, namespace: Option<&str>, i: u64) -> Option<Value> {
+        let map = self.objects.get(resource)?;
+        match namespace {
+            None => {
+                let n = map.len() as u64;
+                if n == 0 {
+                    return None;
+                }
+                map.values().nth(usize::try_from(i % n).ok()?).cloned()
+            }
+            Some(ns) => {
+                let range = || {
+                    map.range((ns.to_string(), String::new())..)
+                        .take_while(|(k, _)| k.0 == ns)
+                };
+                let n = range().count() as u64;
+                if n == 0 {
+                    return None;
+                }
+                range()
+                    .nth(usize::try_from(i % n).ok()?)
+                    .map(|(_, v)| v.clone())
+            }
+        }
+    }
+
     /// Number of objects of a resource (all namespaces).
     pub fn count(&self, resource: &str) -> usize {
         self.objects.get(resource).map_or(0, |m| m.len())
