@@ -183,7 +183,7 @@ struct Inner {
 }
 
 /// An in-memory grant store. Cloning shares the same state (keep a clone to inspect it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     ledger_schema: Arc<str>,
@@ -192,6 +192,12 @@ pub struct MemoryStore {
 /// Statements one observe costs on MySQL: ledger, `mysql.user`, schema privileges (only the
 /// ledger query when there is nothing in the ledger and nothing wanted).
 pub const OBSERVE_STATEMENTS: u64 = 3;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl MemoryStore {
     pub fn new() -> Self {
@@ -383,7 +389,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn statements_are_counted_per_batch_not_per_account() {
-        let store = MemoryStore::new();
+        let store = MemoryStore::default();
         let d = desired(50);
         let wanted: BTreeSet<AccountKey> = d.keys().cloned().collect();
         let actions = plan(&d, &store.observe(&wanted).await.unwrap());
