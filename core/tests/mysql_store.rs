@@ -450,6 +450,72 @@ async fn crash_between_statements_converges() {
 }
 
 #[tokio::test]
+async fn partial_multi_account_statement_converges() {
+    // MariaDB's multi-account GRANT is not all-or-nothing: an account dropped behind our back
+    // between observe and apply makes it fail part-way. The error is transient, and one more
+    // observe/plan/apply repairs everything.
+    let Some(mut ctx) = Ctx::new("partial").await else {
+        return;
+    };
+    let db = ctx.db();
+    let keys: Vec<AccountKey> = (1..=3)
+        .map(|i| ctx.key("p", &format!("127.0.5.{i}")))
+        .collect();
+    let first: Desired = keys
+        .iter()
+        .map(|k| want(k, "svc", &db, &["SELECT"], "pw"))
+        .collect();
+    ctx.converge(&first).await;
+    let second: Desired = keys
+        .iter()
+        .map(|k| want(k, "svc", &db, &["SELECT", "INSERT"], "pw"))
+        .collect();
+    let wanted: BTreeSet<AccountKey> = second.keys().cloned().collect();
+    let actions = plan(&second, &ctx.store.observe(&wanted).await.unwrap());
+    assert_eq!(actions.len(), 3);
+    ctx.admin
+        .query_drop(format!("DROP USER {}", sql::account(&keys[1]).unwrap()))
+        .await
+        .unwrap();
+    let err = ctx.store.apply(&actions).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let (rounds, _) = ctx.converge(&second).await;
+    assert_eq!(rounds, 1);
+    assert_eq!(ctx.accounts().await, wanted);
+    for k in &keys {
+        assert_eq!(
+            ctx.show_grants(k).await,
+            vec![format!(
+                "GRANT SELECT, INSERT ON `{}`.* TO `{}`@`{}`",
+                db.replace('_', "\\_"),
+                k.user,
+                k.host
+            )]
+        );
+    }
+    ctx.converge(&Desired::new()).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn dropped_ledger_table_is_recreated() {
+    let Some(mut ctx) = Ctx::new("ledger_gone").await else {
+        return;
+    };
+    ctx.store.observe(&BTreeSet::new()).await.unwrap();
+    ctx.admin
+        .query_drop(format!("DROP DATABASE `{}`", ctx.schema))
+        .await
+        .unwrap();
+    let err = ctx.store.observe(&BTreeSet::new()).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let observed = ctx.store.observe(&BTreeSet::new()).await.unwrap();
+    assert!(observed.owned.is_empty());
+    assert_eq!(ctx.ledger_rows().await, 0);
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn ledger_row_without_account_is_created() {
     let Some(mut ctx) = Ctx::new("claim_only").await else {
         return;
