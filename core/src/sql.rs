@@ -9,7 +9,8 @@
 //! - **database names** must match `^[a-z][a-z0-9_]{0,63}$` and are written in backticks. In
 //!   `GRANT`/`REVOKE ... ON db.*`, `_` is a wildcard, so it is written `\_` (a backslash inside
 //!   backticks is no escape in any SQL mode; MySQL and MariaDB then match `_` literally).
-//! - **privileges** must be names from [`crate::validate::KNOWN_DB_PRIVILEGES`].
+//! - **privileges** must be names from [`crate::validate::KNOWN_DB_PRIVILEGES`] to be granted;
+//!   a `REVOKE` also takes any upper-case, privilege-shaped name the server itself reported.
 //! - **passwords** must pass [`crate::validate::check_password`] — printable, no control
 //!   characters, no backslash — and are quoted by doubling `'`. Without backslashes, a
 //!   single-quoted literal reads the same with and without `NO_BACKSLASH_ESCAPES`, so the
