@@ -3,6 +3,7 @@
 //! The map:
 //! - [`capture`] — pprof-rs captures: `profile.pb.gz`, `flamegraph.svg`, pprof-style `top` tables.
 //! - [`cpu`] — per-thread CPU accounting of a named runtime, CPU share, CPU per event, RSS.
+//! - [`generate`] — proptest scenario generation (state-machine style), fuzz loop, minimal cases as JSON.
 //! - [`invariants`] — pure checks: convergence, safety (with grace), ledger consistency, budgets.
 //! - [`mysql`] — a real MySQL for tests: `MYSQL_URL`, else a self-started mariadbd, else Docker, else skipped loudly.
 //! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
@@ -13,6 +14,7 @@
 
 pub mod capture;
 pub mod cpu;
+pub mod generate;
 pub mod invariants;
 pub mod mysql;
 pub mod plot;

@@ -76,6 +76,25 @@ enum ScenarioCmd {
         #[arg(long, default_value = "target/podgrant-artifacts/scenario")]
         artifacts: PathBuf,
     },
+    /// Generate scenarios with proptest and run them on the engine under the paused clock;
+    /// a failure is shrunk, written as a scenario file, and re-run in real time with a capture.
+    Fuzz {
+        #[arg(long, default_value_t = 64)]
+        cases: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Most operations per generated scenario.
+        #[arg(long, default_value_t = 24)]
+        max_ops: usize,
+        #[arg(long, default_value = "target/podgrant-artifacts/fuzz")]
+        artifacts: PathBuf,
+        /// Fuzz a deliberately broken subject (the fuzzer must find and shrink its bug).
+        #[arg(long, value_enum, default_value = "engine")]
+        subject: SubjectArg,
+        /// Do not re-run the minimal failing case in real time.
+        #[arg(long)]
+        no_real_time_rerun: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -198,6 +217,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Scenario {
+            what:
+                ScenarioCmd::Fuzz {
+                    cases,
+                    seed,
+                    max_ops,
+                    artifacts,
+                    subject,
+                    no_real_time_rerun,
+                },
+        } => fuzz(&podgrant_harness::generate::FuzzOptions {
+            cases,
+            seed,
+            max_ops,
+            subject: subject.into(),
+            real_time_rerun: !no_real_time_rerun,
+            artifacts,
+        }),
         Command::Sim {
             what:
                 SimCmd::Serve {
@@ -208,6 +245,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     kubeconfig,
                 },
         } => sim_serve(port, faults, scenario, seed, kubeconfig),
+    }
+}
+
+fn fuzz(opts: &podgrant_harness::generate::FuzzOptions) -> Result<ExitCode> {
+    let (cases, seed) = (opts.cases, opts.seed);
+    let bar = indicatif::ProgressBar::new(u64::from(cases));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} cases {msg}",
+        )
+        .expect("static template"),
+    );
+    let outcome = podgrant_harness::generate::fuzz(opts, &mut |runs, shrinking| {
+        if shrinking {
+            bar.set_message(format!("(failure found; shrinking, run {runs})"));
+        } else {
+            bar.set_position(runs.min(u64::from(cases)));
+        }
+    })?;
+    bar.finish();
+    println!(
+        "fuzz: seed {seed}, {} cases ({} runs incl. shrinking) in {:.1?}",
+        outcome.cases, outcome.runs, outcome.wall
+    );
+    match outcome.failure {
+        None => {
+            println!("all cases passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(f) => {
+            println!("FAILED: {}", f.reason);
+            println!(
+                "minimal case: {} (replay: podgrant-harness scenario run {})",
+                f.file.display(),
+                f.file.display()
+            );
+            print!("{}", f.paused_report);
+            if let Some(r) = &f.real_time_report {
+                print!("real-time re-run:\n{r}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

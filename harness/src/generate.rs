@@ -1,0 +1,704 @@
+//! proptest generation of scenarios (state-machine style), the fuzz loop, and minimal failing cases written as JSON.
+//!
+//! A generated case is a list of abstract [`Op`]s over small index spaces (pod slots, service
+//! slots). [`realize`] replays them against a model of what exists and turns each into a valid sim
+//! step (or skips it when it does not apply, e.g. deleting a pod slot that is empty), so that
+//! proptest's shrinking — dropping and simplifying ops — always yields a valid, smaller scenario.
+//! Faults are steps too; the plan is lifted before the quiescence period, so convergence is
+//! always expected at the end. The minimal failing case is written as a scenario file that
+//! `podgrant-harness scenario run` replays exactly (same seed, same result), then re-run in real
+//! time with a pprof capture.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec, Step, TimedStep};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+
+use crate::invariants::Budgets;
+use crate::scenario::{self, RunOptions, Scenario, ScenarioReport, StoreKind, Subject};
+
+/// Namespaces, pod slots and service slots of generated scenarios.
+pub const NAMESPACES: [&str; 2] = ["alpha", "beta"];
+pub const POD_SLOTS: u8 = 8;
+pub const SERVICE_SLOTS: u8 = 3;
+
+/// Hostile annotation values (each must be rejected, with the other services unaffected).
+pub const HOSTILE: [(&str, &str); 8] = [
+    ("podgrant.io/mysql-user", "bob'; DROP USER root; --"),
+    ("podgrant.io/mysql-user", "a`b"),
+    ("podgrant.io/mysql-user", "user\u{0}nul"),
+    ("podgrant.io/mysql-user", "аdmin"), // Cyrillic а
+    ("podgrant.io/mysql-privileges", "ALL PRIVILEGES"),
+    ("podgrant.io/mysql-privileges", "SELECT, SUPER"),
+    ("podgrant.io/mysql-database", "db/*comment*/"),
+    ("podgrant.io/mysql-user", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+];
+
+/// One abstract operation. Indices are taken modulo the slot counts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    CreatePod {
+        pod: u8,
+        svc: u8,
+        ready: bool,
+        host_network: bool,
+    },
+    DeletePod {
+        pod: u8,
+    },
+    Relabel {
+        pod: u8,
+        svc: u8,
+    },
+    SetReady {
+        pod: u8,
+        ready: bool,
+    },
+    SetTerminating {
+        pod: u8,
+    },
+    /// Delete pod `from` and give its IP to a new pod in slot `to` selected by `svc`.
+    RecycleIp {
+        from: u8,
+        to: u8,
+        svc: u8,
+    },
+    CreateService {
+        svc: u8,
+    },
+    DeleteService {
+        svc: u8,
+    },
+    /// Change the privileges annotation (0: SELECT, 1: SELECT, INSERT, 2: SELECT, UPDATE, DELETE).
+    SetPrivileges {
+        svc: u8,
+        variant: u8,
+    },
+    /// Set one hostile annotation on a service.
+    Hostile {
+        svc: u8,
+        which: u8,
+    },
+    /// Change the password in the service's secret.
+    RotatePassword {
+        svc: u8,
+    },
+    SetFault {
+        kind: FaultKind,
+    },
+    Flood {
+        n: u16,
+    },
+    Compact,
+}
+
+/// Every fault the sim has, as generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    None,
+    CloseAfterInitial,
+    CloseAfterEvents,
+    CloseReset,
+    CloseProbability,
+    CloseAfterDuration,
+    Expire,
+    Http429,
+    Http500,
+    Http503,
+    Latency,
+    Stall,
+    Duplicate,
+    Malformed,
+}
+
+const FAULT_KINDS: [FaultKind; 14] = [
+    FaultKind::None,
+    FaultKind::CloseAfterInitial,
+    FaultKind::CloseAfterEvents,
+    FaultKind::CloseReset,
+    FaultKind::CloseProbability,
+    FaultKind::CloseAfterDuration,
+    FaultKind::Expire,
+    FaultKind::Http429,
+    FaultKind::Http500,
+    FaultKind::Http503,
+    FaultKind::Latency,
+    FaultKind::Stall,
+    FaultKind::Duplicate,
+    FaultKind::Malformed,
+];
+
+impl FaultKind {
+    /// The sim fault plan for this kind (pure).
+    pub fn plan(self, seed: u64) -> FaultPlan {
+        let close = |when, mode| Fault::CloseWatch { when, mode };
+        let (fault, verb): (Option<Fault>, Option<&str>) = match self {
+            FaultKind::None => (None, None),
+            FaultKind::CloseAfterInitial => (
+                Some(close(CloseWhen::AfterInitialEvents, CloseMode::Clean)),
+                Some("watch"),
+            ),
+            FaultKind::CloseAfterEvents => (
+                Some(close(CloseWhen::AfterEvents { n: 2 }, CloseMode::Clean)),
+                Some("watch"),
+            ),
+            FaultKind::CloseReset => (
+                Some(close(CloseWhen::AfterInitialEvents, CloseMode::Reset)),
+                Some("watch"),
+            ),
+            FaultKind::CloseProbability => (
+                Some(close(CloseWhen::Probability { p: 0.3 }, CloseMode::Clean)),
+                Some("watch"),
+            ),
+            FaultKind::CloseAfterDuration => (
+                Some(close(
+                    CloseWhen::AfterDuration {
+                        after: Duration::from_millis(500),
+                    },
+                    CloseMode::Clean,
+                )),
+                Some("watch"),
+            ),
+            FaultKind::Expire => (Some(Fault::Expire), Some("watch")),
+            FaultKind::Http429 => (
+                Some(Fault::HttpError {
+                    code: 429,
+                    fraction: 0.5,
+                    retry_after_seconds: Some(1),
+                }),
+                None,
+            ),
+            FaultKind::Http500 => (
+                Some(Fault::HttpError {
+                    code: 500,
+                    fraction: 0.3,
+                    retry_after_seconds: None,
+                }),
+                None,
+            ),
+            FaultKind::Http503 => (
+                Some(Fault::HttpError {
+                    code: 503,
+                    fraction: 0.5,
+                    retry_after_seconds: None,
+                }),
+                None,
+            ),
+            FaultKind::Latency => (
+                Some(Fault::Latency {
+                    delay: Duration::from_millis(300),
+                }),
+                None,
+            ),
+            FaultKind::Stall => (
+                Some(Fault::Stall {
+                    headers: true,
+                    duration: Some(Duration::from_secs(5)),
+                }),
+                Some("watch"),
+            ),
+            FaultKind::Duplicate => (Some(Fault::Duplicate { p: 0.3 }), Some("watch")),
+            FaultKind::Malformed => (Some(Fault::MalformedLine { p: 0.1 }), Some("watch")),
+        };
+        let mut plan = FaultPlan::new(seed);
+        if let Some(fault) = fault {
+            let mut rule = FaultRule::new(fault);
+            if let Some(v) = verb {
+                rule = rule.verb(v);
+            }
+            // Never fault the engine's Event posts and leases: only pods/services/secrets traffic.
+            for r in ["pods", "services", "secrets"] {
+                let mut r2 = rule.clone();
+                r2.resource = Some(r.into());
+                plan = plan.rule(r2);
+            }
+        }
+        plan
+    }
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let pod = 0..POD_SLOTS;
+    let svc = 0..SERVICE_SLOTS;
+    prop_oneof![
+        4 => (pod.clone(), svc.clone(), proptest::bool::weighted(0.8), proptest::bool::weighted(0.1))
+            .prop_map(|(pod, svc, ready, host_network)| Op::CreatePod { pod, svc, ready, host_network }),
+        2 => pod.clone().prop_map(|pod| Op::DeletePod { pod }),
+        2 => (pod.clone(), svc.clone()).prop_map(|(pod, svc)| Op::Relabel { pod, svc }),
+        2 => (pod.clone(), any::<bool>()).prop_map(|(pod, ready)| Op::SetReady { pod, ready }),
+        1 => pod.clone().prop_map(|pod| Op::SetTerminating { pod }),
+        2 => (pod.clone(), pod.clone(), svc.clone()).prop_map(|(from, to, svc)| Op::RecycleIp { from, to, svc }),
+        1 => svc.clone().prop_map(|svc| Op::CreateService { svc }),
+        1 => svc.clone().prop_map(|svc| Op::DeleteService { svc }),
+        1 => (svc.clone(), 0..3u8).prop_map(|(svc, variant)| Op::SetPrivileges { svc, variant }),
+        1 => (svc.clone(), 0..HOSTILE.len() as u8).prop_map(|(svc, which)| Op::Hostile { svc, which }),
+        1 => svc.prop_map(|svc| Op::RotatePassword { svc }),
+        2 => proptest::sample::select(FAULT_KINDS.to_vec()).prop_map(|kind| Op::SetFault { kind }),
+        1 => (1..2000u16).prop_map(|n| Op::Flood { n }),
+        1 => Just(Op::Compact),
+    ]
+}
+
+/// A generated case: ops with the simulated gap (ms) before each.
+pub fn case_strategy(max_ops: usize) -> impl Strategy<Value = Vec<(u16, Op)>> {
+    proptest::collection::vec((0..4000u16, op_strategy()), 1..=max_ops)
+}
+
+fn ns_of(slot: u8) -> &'static str {
+    NAMESPACES[(slot as usize) % NAMESPACES.len()]
+}
+fn pod_name(slot: u8) -> String {
+    format!("pod-{slot}")
+}
+fn svc_name(slot: u8) -> String {
+    format!("svc-{slot}")
+}
+fn app(svc: u8) -> BTreeMap<String, String> {
+    [("app".to_string(), format!("app-{svc}"))].into()
+}
+
+fn service_step(svc: u8, ns: &str) -> Step {
+    Step::create_service(ns, &svc_name(svc), app(svc)).annotations([
+        ("podgrant.io/mysql-user", format!("user{svc}")),
+        ("podgrant.io/mysql-database", format!("db{svc}")),
+        ("podgrant.io/mysql-privileges", "SELECT, INSERT".to_string()),
+        (
+            "podgrant.io/mysql-password-secret",
+            format!("{}-pw/password", svc_name(svc)),
+        ),
+    ])
+}
+
+/// Pure: turns ops into a valid scenario (same ops + seed → same scenario).
+pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
+    // Model of what exists: pod slot → (namespace, has IP to recycle), service slots per namespace.
+    let mut pods: BTreeMap<u8, &'static str> = BTreeMap::new();
+    let mut services: BTreeSet<(&'static str, u8)> = BTreeSet::new();
+    let mut rotation: BTreeMap<(&str, u8), u32> = BTreeMap::new();
+    let mut initial = Vec::new();
+    for ns in NAMESPACES {
+        initial.push(Step::create_namespace(ns));
+        for svc in 0..SERVICE_SLOTS {
+            initial.push(Step::create_secret(
+                ns,
+                &format!("{}-pw", svc_name(svc)),
+                [("password", format!("pw-{svc}-0"))],
+            ));
+        }
+    }
+    // Two services exist from the start in the first namespace.
+    for svc in 0..2 {
+        initial.push(service_step(svc, NAMESPACES[0]));
+        services.insert((NAMESPACES[0], svc));
+    }
+    let mut steps = Vec::new();
+    let mut at = Duration::ZERO;
+    let mut push = |at: Duration, step: Step| steps.push(TimedStep { at, step });
+    for (gap, op) in ops {
+        at += Duration::from_millis(u64::from(*gap));
+        match *op {
+            Op::CreatePod {
+                pod,
+                svc,
+                ready,
+                host_network,
+            } => {
+                if pods.contains_key(&pod) {
+                    continue;
+                }
+                let ns = ns_of(pod);
+                pods.insert(pod, ns);
+                push(
+                    at,
+                    Step::create_pod(ns, &pod_name(pod))
+                        .labels(app(svc % SERVICE_SLOTS))
+                        .ready(ready)
+                        .host_network(host_network),
+                );
+            }
+            Op::DeletePod { pod } => {
+                if let Some(ns) = pods.remove(&pod) {
+                    push(at, Step::delete_pod(ns, &pod_name(pod)));
+                }
+            }
+            Op::Relabel { pod, svc } => {
+                if let Some(ns) = pods.get(&pod) {
+                    push(
+                        at,
+                        Step::relabel_pod(ns, &pod_name(pod), app(svc % SERVICE_SLOTS)),
+                    );
+                }
+            }
+            Op::SetReady { pod, ready } => {
+                if let Some(ns) = pods.get(&pod) {
+                    push(at, Step::set_pod_ready(ns, &pod_name(pod), ready));
+                }
+            }
+            Op::SetTerminating { pod } => {
+                if let Some(ns) = pods.get(&pod) {
+                    push(at, Step::set_pod_terminating(ns, &pod_name(pod)));
+                }
+            }
+            Op::RecycleIp { from, to, svc } => {
+                // Same namespace only (the sim recycles within one); `to` must be free.
+                let Some(ns) = pods.get(&from).copied() else {
+                    continue;
+                };
+                if from == to || pods.contains_key(&to) || ns_of(to) != ns {
+                    continue;
+                }
+                pods.remove(&from);
+                pods.insert(to, ns);
+                push(
+                    at,
+                    Step::RecycleIp {
+                        namespace: ns.into(),
+                        from: pod_name(from),
+                        to: pod_name(to),
+                        labels: app(svc % SERVICE_SLOTS),
+                    },
+                );
+            }
+            Op::CreateService { svc } => {
+                let ns = NAMESPACES[(svc as usize + 1) % NAMESPACES.len()];
+                let key = (ns, svc % SERVICE_SLOTS);
+                if services.insert(key) {
+                    push(at, service_step(key.1, ns));
+                }
+            }
+            Op::DeleteService { svc } => {
+                if let Some(key) = services
+                    .iter()
+                    .find(|(_, s)| *s == svc % SERVICE_SLOTS)
+                    .copied()
+                {
+                    services.remove(&key);
+                    push(at, Step::delete_service(key.0, &svc_name(key.1)));
+                }
+            }
+            Op::SetPrivileges { svc, variant } => {
+                if let Some((ns, s)) = services
+                    .iter()
+                    .find(|(_, s)| *s == svc % SERVICE_SLOTS)
+                    .copied()
+                {
+                    let p = ["SELECT", "SELECT, INSERT", "SELECT, UPDATE, DELETE"]
+                        [variant as usize % 3];
+                    push(
+                        at,
+                        Step::AnnotateService {
+                            namespace: ns.into(),
+                            name: svc_name(s),
+                            annotations: [(
+                                "podgrant.io/mysql-privileges".to_string(),
+                                Some(p.to_string()),
+                            )]
+                            .into(),
+                        },
+                    );
+                }
+            }
+            Op::Hostile { svc, which } => {
+                if let Some((ns, s)) = services
+                    .iter()
+                    .find(|(_, s)| *s == svc % SERVICE_SLOTS)
+                    .copied()
+                {
+                    let (k, v) = HOSTILE[which as usize % HOSTILE.len()];
+                    push(
+                        at,
+                        Step::AnnotateService {
+                            namespace: ns.into(),
+                            name: svc_name(s),
+                            annotations: [(k.to_string(), Some(v.to_string()))].into(),
+                        },
+                    );
+                }
+            }
+            Op::RotatePassword { svc } => {
+                let ns = NAMESPACES[0];
+                let s = svc % SERVICE_SLOTS;
+                let n = rotation.entry((ns, s)).or_insert(0);
+                *n += 1;
+                let secret = format!("{}-pw", svc_name(s));
+                push(at, Step::delete_secret(ns, &secret));
+                push(
+                    at,
+                    Step::create_secret(ns, &secret, [("password", format!("pw-{s}-{n}"))]),
+                );
+            }
+            Op::SetFault { kind } => push(
+                at,
+                Step::SetFaults {
+                    plan: kind.plan(seed),
+                },
+            ),
+            Op::Flood { n } => push(
+                at,
+                Step::Flood(FloodSpec::burst(NAMESPACES[0], u64::from(n))),
+            ),
+            Op::Compact => push(at, Step::Compact),
+        }
+    }
+    // Lift every fault before quiescence: convergence is expected once the cluster is healthy.
+    at += Duration::from_secs(1);
+    steps.push(TimedStep {
+        at,
+        step: Step::SetFaults {
+            plan: FaultPlan::new(seed),
+        },
+    });
+    Scenario {
+        name: name.to_string(),
+        description: format!("generated by proptest (seed {seed}, {} ops)", ops.len()),
+        seed,
+        store: StoreKind::Memory,
+        initial,
+        steps,
+        quiesce: Duration::from_secs(45),
+        // Faults delay what the engine observes: its watch guard backs off up to 30 s, stalls
+        // last 5 s, plus debounce — an account may stay unsafe that long, not longer.
+        safety_grace: Duration::from_secs(40),
+        budgets: fuzz_budgets(),
+    }
+}
+
+/// Budgets of generated scenarios (averaged over the whole simulated run).
+pub fn fuzz_budgets() -> Budgets {
+    Budgets {
+        max_rewatch_per_sec: Some(2.0),
+        max_requests_per_sec: Some(10.0),
+        max_reconciles_per_sec: Some(2.0),
+        max_statements_per_sec: Some(50.0),
+        ..Budgets::default()
+    }
+}
+
+/// Outcome of a fuzz run.
+#[derive(Debug)]
+pub struct FuzzOutcome {
+    pub cases: u32,
+    pub runs: u64,
+    pub wall: Duration,
+    /// The minimal failing case, if any: its file and its real-time re-run.
+    pub failure: Option<FuzzFailure>,
+}
+
+#[derive(Debug)]
+pub struct FuzzFailure {
+    pub file: PathBuf,
+    pub reason: String,
+    pub paused_report: Box<ScenarioReport>,
+    pub real_time_report: Option<Box<ScenarioReport>>,
+}
+
+/// Errors of the fuzz loop itself.
+#[derive(Debug, thiserror::Error)]
+pub enum FuzzError {
+    #[error(transparent)]
+    Scenario(#[from] scenario::ScenarioError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("proptest aborted: {0}")]
+    Aborted(String),
+}
+
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for (i, chunk) in b.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(seed.wrapping_add(i as u64 * 0x9e37_79b9)).to_le_bytes());
+    }
+    b
+}
+
+/// What to fuzz and how.
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    pub cases: u32,
+    pub seed: u64,
+    /// Most ops per generated scenario.
+    pub max_ops: usize,
+    /// The engine, or a planted bug (to check that the fuzzer finds and shrinks it).
+    pub subject: Subject,
+    /// Re-run the minimal failing case in real time with a capture (takes its full
+    /// simulated duration in wall time).
+    pub real_time_rerun: bool,
+    pub artifacts: PathBuf,
+}
+
+/// Runs `cases` generated scenarios under the paused clock (deterministic for a seed); on a
+/// failure, shrinks it, writes the minimal case as `minimal-<seed>.json` under `artifacts`,
+/// replays that file under the paused clock with a capture, and (optionally) re-runs it in real
+/// time with a capture. `on_case` is called after every run (with the number of runs so far
+/// and whether a failure has been found, i.e. whether proptest is shrinking).
+pub fn fuzz(
+    opts: &FuzzOptions,
+    on_case: &mut dyn FnMut(u64, bool),
+) -> Result<FuzzOutcome, FuzzError> {
+    let (cases, seed, max_ops, artifacts) = (
+        opts.cases,
+        opts.seed,
+        opts.max_ops,
+        opts.artifacts.as_path(),
+    );
+    let start = std::time::Instant::now();
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 200,
+        ..Config::default()
+    };
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let runs = std::cell::Cell::new(0u64);
+    let failed_once = std::cell::Cell::new(false);
+    let on_case = std::cell::RefCell::new(on_case);
+    let case_dir = artifacts.join("cases");
+    let result = runner.run(&case_strategy(max_ops), |ops| {
+        runs.set(runs.get() + 1);
+        let sc = realize(&format!("fuzz-{seed}"), seed, &ops);
+        let mut run_opts = RunOptions::paused(case_dir.join("last"));
+        run_opts.subject = opts.subject;
+        let report =
+            scenario::run(&sc, &run_opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        (on_case.borrow_mut())(runs.get(), failed_once.get());
+        if report.passed {
+            Ok(())
+        } else {
+            failed_once.set(true);
+            Err(TestCaseError::fail(
+                report
+                    .violations
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ))
+        }
+    });
+    let failure = match result {
+        Ok(()) => None,
+        Err(TestError::Abort(reason)) => return Err(FuzzError::Aborted(reason.to_string())),
+        Err(TestError::Fail(reason, ops)) => {
+            let sc = realize(&format!("fuzz-{seed}-minimal"), seed, &ops);
+            std::fs::create_dir_all(artifacts).map_err(|source| FuzzError::Write {
+                path: artifacts.to_path_buf(),
+                source,
+            })?;
+            let file = artifacts.join(format!("minimal-{seed}.json"));
+            std::fs::write(&file, sc.to_json()).map_err(|source| FuzzError::Write {
+                path: file.clone(),
+                source,
+            })?;
+            // Replay exactly what `scenario run FILE` will run.
+            let replay = Scenario::load(&file)?;
+            let mut paused_opts = RunOptions::paused(artifacts.join("minimal-paused"));
+            paused_opts.subject = opts.subject;
+            paused_opts.capture = true;
+            let paused = scenario::run(&replay, &paused_opts)?;
+            let real = if opts.real_time_rerun {
+                let mut o = RunOptions::real_time(artifacts.join("minimal-real-time"));
+                o.subject = opts.subject;
+                Some(scenario::run(&replay, &o)?)
+            } else {
+                None
+            };
+            Some(FuzzFailure {
+                file,
+                reason: reason.to_string(),
+                paused_report: Box::new(paused),
+                real_time_report: real.map(Box::new),
+            })
+        }
+    };
+    Ok(FuzzOutcome {
+        cases,
+        runs: runs.get(),
+        wall: start.elapsed(),
+        failure,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn realize_skips_ops_that_do_not_apply_and_is_deterministic() {
+        let ops = vec![
+            (0, Op::DeletePod { pod: 3 }), // nothing there: skipped
+            (
+                100,
+                Op::CreatePod {
+                    pod: 3,
+                    svc: 0,
+                    ready: true,
+                    host_network: false,
+                },
+            ),
+            (
+                100,
+                Op::CreatePod {
+                    pod: 3,
+                    svc: 1,
+                    ready: true,
+                    host_network: false,
+                },
+            ), // taken: skipped
+            (
+                100,
+                Op::RecycleIp {
+                    from: 3,
+                    to: 5,
+                    svc: 1,
+                },
+            ), // pod-5 is in the same namespace
+            (
+                100,
+                Op::SetFault {
+                    kind: FaultKind::CloseAfterInitial,
+                },
+            ),
+        ];
+        let a = realize("t", 9, &ops);
+        let b = realize("t", 9, &ops);
+        assert_eq!(a, b);
+        let kinds: Vec<String> = a
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::to_value(&s.step).unwrap()["op"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["create_pod", "recycle_ip", "set_faults", "set_faults"]
+        );
+        // The last step lifts every fault.
+        match &a.steps.last().unwrap().step {
+            Step::SetFaults { plan } => assert!(plan.rules.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        // JSON round-trip: what `scenario run` replays is exactly this.
+        let back = Scenario::from_json(Path::new("x"), &a.to_json()).expect("parses");
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn every_fault_kind_has_a_plan() {
+        for k in FAULT_KINDS {
+            let p = k.plan(1);
+            assert_eq!(p.rules.is_empty(), k == FaultKind::None, "{k:?}");
+        }
+    }
+}
