@@ -18,6 +18,7 @@ use crate::routes::{self, ResourceRequest, Route};
 use crate::selector::{FieldSelector, LabelSelector, Selectors};
 use crate::sim::{lock, Inner};
 use crate::store::Replay;
+use crate::table::TableOpts;
 use crate::watch::{self, WatchSpec, WatchStart};
 
 /// A JSON response.
@@ -113,7 +114,23 @@ where
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            match resource(&inner, &parts.method, rr, &query, &content_type, body).await {
+            let accept = parts
+                .headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let table = TableOpts::from_request(accept, query.get("includeObject"));
+            match resource(
+                &inner,
+                &parts.method,
+                rr,
+                &query,
+                &content_type,
+                table,
+                body,
+            )
+            .await
+            {
                 Ok(resp) => resp,
                 Err(e) => error_response(&e),
             }
@@ -180,6 +197,7 @@ async fn resource<B>(
     rr: ResourceRequest,
     query: &Query,
     content_type: &str,
+    table: Option<TableOpts>,
     body: B,
 ) -> Result<Response<SimBody>, SimError>
 where
@@ -211,7 +229,14 @@ where
     match verb {
         "get" => {
             // GET on /status returns the whole object, like the apiserver.
-            Ok(json_response(200, &inner.get(info, ns, &name)?))
+            let obj = inner.get(info, ns, &name)?;
+            match table {
+                Some(t) => Ok(json_response(
+                    200,
+                    &crate::table::from_object(info, &obj, inner.clock.now(), t, true),
+                )),
+                None => Ok(json_response(200, &obj)),
+            }
         }
         "list" | "watch" | "deletecollection" => {
             let params = ListParams::from_query(query)?;
@@ -233,9 +258,15 @@ where
                         params.limit,
                         params.continue_token.as_deref(),
                     )?;
-                    Ok(json_response(200, &page))
+                    match table {
+                        Some(t) => Ok(json_response(
+                            200,
+                            &crate::table::from_list(info, &page, inner.clock.now(), t),
+                        )),
+                        None => Ok(json_response(200, &page)),
+                    }
                 }
-                "watch" => Ok(start_watch(inner, rr, params, selectors, decision)),
+                "watch" => Ok(start_watch(inner, rr, params, selectors, decision, table)),
                 _ => {
                     let mut deleted = Vec::new();
                     for obj in inner.selected(info, ns, &selectors) {
@@ -306,6 +337,7 @@ fn start_watch(
     params: ListParams,
     selectors: Selectors,
     decision: Decision,
+    table: Option<TableOpts>,
 ) -> Response<SimBody> {
     {
         let mut stats = lock(&inner.stats);
@@ -375,6 +407,7 @@ fn start_watch(
         bookmark_interval: inner.config.bookmark_interval,
         timeout: params.timeout.or(Some(Duration::from_secs(1800))),
         initial_events_end: params.send_initial_events,
+        table: table.map(|t| (t, inner.clock.clone())),
     };
     let s = watch::stream(spec, start, rx, decision.watch, inner.stats.clone());
     let mut resp = Response::new(SimBody::stream(s));

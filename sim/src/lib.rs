@@ -27,6 +27,7 @@ mod sim; // Sim, SimBuilder and shared state
 pub mod stats; // request/fault/watch counters
 pub mod status; // metav1.Status builders
 pub mod store; // object store, RV, event history, broadcast
+pub mod table; // meta.k8s.io/v1 Table responses for kubectl get
 pub mod watch; // watch streams
 
 pub use body::SimBody;

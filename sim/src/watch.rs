@@ -13,11 +13,13 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
 use crate::body::BodyError;
+use crate::clock::Clock;
 use crate::fault::{CloseMode, CloseWhen, WatchFaults};
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
 use crate::stats::Stats;
 use crate::store::{Event, EventType};
+use crate::table::TableOpts;
 
 /// What a watch is scoped to and how it behaves.
 pub struct WatchSpec {
@@ -29,6 +31,8 @@ pub struct WatchSpec {
     pub timeout: Option<Duration>,
     /// Streaming list: end the initial ADDED events with a `k8s.io/initial-events-end` bookmark.
     pub initial_events_end: bool,
+    /// Send each event's object as a one-row `Table` (kubectl get -w); column definitions on the first only.
+    pub table: Option<(TableOpts, Clock)>,
 }
 
 /// Where a watch starts.
@@ -65,6 +69,18 @@ fn bookmark(info: &ResourceInfo, rv: u64, initial_end: bool) -> Bytes {
         "BOOKMARK",
         &json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}),
     )
+}
+
+/// Encode an object event, as a one-row Table when asked.
+fn event_line(spec: &WatchSpec, kind: &str, obj: &Value, first: &mut bool) -> Bytes {
+    match &spec.table {
+        None => line(kind, obj),
+        Some((opts, clock)) => {
+            let t = crate::table::from_object(spec.info, obj, clock.now(), *opts, *first);
+            *first = false;
+            line(kind, &t)
+        }
+    }
 }
 
 /// How an event appears to a watch with this scope: `None` if it is not visible.
@@ -186,6 +202,7 @@ pub fn stream(
         let mut em = Emitter { rng: ChaCha8Rng::seed_from_u64(faults.seed), faults, sent: 0, stats };
         let ns = spec.namespace.as_deref();
         let mut last_rv;
+        let mut first = true;
         match start {
             WatchStart::Expired { requested, oldest } => {
                 yield Ok(line("ERROR", &crate::status::expired(requested, oldest)));
@@ -196,10 +213,14 @@ pub fn stream(
                 for ev in events {
                     last_rv = last_rv.max(ev.rv);
                     if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
-                        let (out, close) = em.event(line(t.as_str(), &obj));
+                        let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
                         for o in out { yield o; }
                         if close {
-                            if let Some(e) = em.close() { yield e; }
+                            if let Some(e) = em.close() {
+                // Return Pending once so the transport flushes what was sent before the reset.
+                tokio::task::yield_now().await;
+                yield e;
+            }
                             return;
                         }
                     }
@@ -208,10 +229,14 @@ pub fn stream(
             WatchStart::Snapshot { objects, rv } => {
                 last_rv = rv;
                 for obj in objects.iter().filter(|o| spec.selectors.matches(o)) {
-                    let (out, close) = em.event(line("ADDED", obj));
+                    let (out, close) = em.event(event_line(&spec, "ADDED", obj, &mut first));
                     for o in out { yield o; }
                     if close {
-                        if let Some(e) = em.close() { yield e; }
+                        if let Some(e) = em.close() {
+                // Return Pending once so the transport flushes what was sent before the reset.
+                tokio::task::yield_now().await;
+                yield e;
+            }
                         return;
                     }
                 }
@@ -222,7 +247,11 @@ pub fn stream(
             }
         }
         if close_after_initial {
-            if let Some(e) = em.close() { yield e; }
+            if let Some(e) = em.close() {
+                // Return Pending once so the transport flushes what was sent before the reset.
+                tokio::task::yield_now().await;
+                yield e;
+            }
             return;
         }
         let period = spec.bookmark_interval.max(Duration::from_millis(1));
@@ -232,7 +261,11 @@ pub fn stream(
             tokio::select! {
                 biased;
                 _ = sleep_opt(close_at) => {
-                    if let Some(e) = em.close() { yield e; }
+                    if let Some(e) = em.close() {
+                // Return Pending once so the transport flushes what was sent before the reset.
+                tokio::task::yield_now().await;
+                yield e;
+            }
                     return;
                 }
                 _ = sleep_opt(deadline) => return,
@@ -241,10 +274,14 @@ pub fn stream(
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
                         if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
-                            let (out, close) = em.event(line(t.as_str(), &obj));
+                            let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
                             for o in out { yield o; }
                             if close {
-                                if let Some(e) = em.close() { yield e; }
+                                if let Some(e) = em.close() {
+                // Return Pending once so the transport flushes what was sent before the reset.
+                tokio::task::yield_now().await;
+                yield e;
+            }
                                 return;
                             }
                         }

@@ -251,3 +251,83 @@ async fn kube_rs_over_tcp_lists_and_watches() {
         ev => panic!("unexpected {ev:?}"),
     }
 }
+
+#[tokio::test]
+async fn kubectl_get_prints_server_side_table_columns() {
+    let e = env().await;
+    e.sim.apply(&Step::create_pod("default", "web-1")).unwrap();
+    e.sim
+        .apply(
+            &Step::create_pod("default", "web-2")
+                .ready(false)
+                .phase("Pending"),
+        )
+        .unwrap();
+    e.sim
+        .apply(&Step::create_service("default", "db", [("app", "db")]))
+        .unwrap();
+    let out = kubectl_ok(&e.kubeconfig, &["get", "pods", "-o", "wide"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"],
+        "{out}"
+    );
+    let row1: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        (row1[0], row1[1], row1[2], row1[5]),
+        ("web-1", "1/1", "Running", "10.244.0.1"),
+        "{out}"
+    );
+    let row2: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        (row2[0], row2[1], row2[2]),
+        ("web-2", "0/1", "Pending"),
+        "{out}"
+    );
+    let svc = kubectl_ok(&e.kubeconfig, &["get", "svc", "db"]).await;
+    assert!(
+        svc.lines().next().unwrap().contains("CLUSTER-IP") && svc.contains("3306/TCP"),
+        "{svc}"
+    );
+
+    // Watch in table mode prints a row per event, headers once.
+    let mut child = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&e.kubeconfig)
+        .args(["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    assert!(next_line(&mut lines, deadline)
+        .await
+        .unwrap()
+        .starts_with("NAME"));
+    assert!(next_line(&mut lines, deadline)
+        .await
+        .unwrap()
+        .starts_with("web-1"));
+    assert!(next_line(&mut lines, deadline)
+        .await
+        .unwrap()
+        .starts_with("web-2"));
+    while e.sim.stats().watch_starts("pods") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl never started a watch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.sim
+        .apply(&Step::set_pod_ready("default", "web-2", true))
+        .unwrap();
+    let line = next_line(&mut lines, deadline).await.unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((cols[0], cols[1]), ("web-2", "1/1"), "{line}");
+    child.kill().await.unwrap();
+}
