@@ -358,3 +358,53 @@ async fn selector_scoped_watch_sends_deleted_and_added_on_relabel() {
     let all: Vec<Pod> = pods.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(all.len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn patch_flavours_deletecollection_and_namespace_cascade() {
+    use kube::api::DeleteParams;
+    let sim = Sim::builder().build();
+    for (n, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        sim.apply(&Step::create_pod("team", n).labels([("app", app)]))
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client(&sim), "team");
+    let p = pods
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"labels": {"app": null, "x": "1"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p.metadata.labels.unwrap().into_iter().collect::<Vec<_>>(),
+        [("x".to_string(), "1".to_string())]
+    );
+    let jp: json_patch::Patch = serde_json::from_value(
+        json!([{"op": "add", "path": "/metadata/annotations", "value": {"k": "v"}}]),
+    )
+    .unwrap();
+    let p = pods
+        .patch("b", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
+    assert_eq!(p.metadata.annotations.unwrap()["k"], "v");
+    let ips_before = sim.ips_in_use();
+    let gone = pods
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=web"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.left().unwrap().items.len(),
+        1,
+        "only b still has app=web"
+    );
+    assert_eq!(sim.ips_in_use(), ips_before - 1);
+    let ns: Api<Namespace> = Api::all(client(&sim));
+    ns.delete("team", &DeleteParams::default()).await.unwrap();
+    assert!(sim.list("pods", Some("team")).is_empty());
+    assert_eq!(sim.ips_in_use(), 0);
+}
