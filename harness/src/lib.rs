@@ -9,6 +9,7 @@
 //! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
 //! - [`reproduce`] — `reproduce busy-loop`: the specimen pegs a core, the engine stays near zero, side by side.
 //! - [`scenario`] — scenario files (JSON), the runner (paused clock or real time), watchdog, reports.
+//! - [`soak`] — the engine in real time under long generated churn and faults; CPU-over-time SVG.
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
 //! - [`truth`] — the sim's store as core's facts, and the desired set it implies (the oracle).
 
@@ -20,5 +21,6 @@ pub mod mysql;
 pub mod plot;
 pub mod reproduce;
 pub mod scenario;
+pub mod soak;
 pub mod specimen;
 pub mod truth;

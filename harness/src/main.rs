@@ -33,6 +33,21 @@ enum Command {
         #[command(subcommand)]
         what: ScenarioCmd,
     },
+    /// The engine against the sim in real time with churn and faults; writes a CPU-over-time SVG.
+    Soak {
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Time allowed to converge once faults are lifted at the end.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// Budget on the engine's average CPU share (1.0 = a core).
+        #[arg(long, default_value_t = 0.05)]
+        max_cpu_share: f64,
+        #[arg(long, default_value = "target/podgrant-artifacts/soak")]
+        artifacts: PathBuf,
+    },
     /// The simulated API server.
     Sim {
         #[command(subcommand)]
@@ -235,6 +250,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             real_time_rerun: !no_real_time_rerun,
             artifacts,
         }),
+        Command::Soak {
+            duration,
+            seed,
+            settle,
+            max_cpu_share,
+            artifacts,
+        } => {
+            let bar = indicatif::ProgressBar::new(1000);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {msg}",
+                )
+                .expect("static template"),
+            );
+            let report = podgrant_harness::soak::run(
+                &podgrant_harness::soak::SoakOptions {
+                    duration,
+                    seed,
+                    settle,
+                    artifacts,
+                    max_cpu_share,
+                },
+                &mut |frac, line| {
+                    bar.set_position((frac * 1000.0) as u64);
+                    bar.set_message(line.to_string());
+                },
+            )?;
+            bar.finish();
+            print!("{report}");
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Sim {
             what:
                 SimCmd::Serve {
