@@ -151,7 +151,7 @@ pub enum Fault {
         delay: Duration,
     },
     /// Accept the request, then go silent: with `headers`, a 200 and no body bytes; without, nothing at all.
-    /// `duration` bounds the silence (then the response ends, or a 504-free close); absent = forever.
+    /// `duration` bounds the silence, after which the connection is dropped; absent = silent forever.
     Stall {
         #[serde(default)]
         headers: bool,

@@ -8,7 +8,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::body::SimBody;
+use crate::body::{BodyError, SimBody};
 use crate::error::SimError;
 use crate::fault::Decision;
 use crate::lifecycle::UpdateMode;
@@ -63,7 +63,37 @@ where
 }
 
 /// Handle one request.
-pub(crate) async fn handle<B>(inner: Arc<Inner>, req: Request<B>) -> Response<SimBody>
+/// Why a resource request did not produce a normal response.
+enum Failure {
+    /// Answer with this Status.
+    Status(SimError),
+    /// Drop the connection without answering (an injected stall that ran out).
+    Drop,
+}
+
+impl From<SimError> for Failure {
+    fn from(e: SimError) -> Self {
+        Failure::Status(e)
+    }
+}
+
+/// Handle one request; `Err` means: drop the connection without a response.
+pub(crate) async fn handle<B>(
+    inner: Arc<Inner>,
+    req: Request<B>,
+) -> Result<Response<SimBody>, BodyError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Ok(match handle_inner(inner, req).await {
+        Ok(resp) => resp,
+        Err(Failure::Status(e)) => error_response(&e),
+        Err(Failure::Drop) => return Err(BodyError::Reset),
+    })
+}
+
+async fn handle_inner<B>(inner: Arc<Inner>, req: Request<B>) -> Result<Response<SimBody>, Failure>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -71,17 +101,17 @@ where
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     if path.starts_with("/_sim/") || path == "/_sim" {
-        return crate::admin::handle(&inner, &parts.method, &path, body).await;
+        return Ok(crate::admin::handle(&inner, &parts.method, &path, body).await);
     }
     if parts.method == Method::GET {
         if path == "/openapi/v3" {
-            return json_response(200, &crate::openapi::root());
+            return Ok(json_response(200, &crate::openapi::root()));
         }
         if let Some(doc) = path
             .strip_prefix("/openapi/v3/")
             .and_then(crate::openapi::group_version)
         {
-            return json_response(200, &doc);
+            return Ok(json_response(200, &doc));
         }
     }
     let query = Query::parse(parts.uri.query());
@@ -89,7 +119,7 @@ where
         Ok(r) => r,
         Err(e) => {
             lock(&inner.stats).unrouted += 1;
-            return error_response(&e);
+            return Ok(error_response(&e));
         }
     };
     let get_only = |v: Value| {
@@ -99,7 +129,7 @@ where
             error_response(&SimError::MethodNotAllowed)
         }
     };
-    match route {
+    Ok(match route {
         Route::Version => get_only(crate::discovery::version()),
         Route::CoreVersions => get_only(crate::discovery::core_versions()),
         Route::Groups => get_only(crate::discovery::group_list()),
@@ -120,7 +150,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let table = TableOpts::from_request(accept, query.get("includeObject"));
-            match resource(
+            resource(
                 &inner,
                 &parts.method,
                 rr,
@@ -129,13 +159,9 @@ where
                 table,
                 body,
             )
-            .await
-            {
-                Ok(resp) => resp,
-                Err(e) => error_response(&e),
-            }
+            .await?
         }
-    }
+    })
 }
 
 fn injected_error(code: u16, retry_after: Option<u64>) -> Response<SimBody> {
@@ -149,39 +175,36 @@ fn injected_error(code: u16, retry_after: Option<u64>) -> Response<SimBody> {
     resp
 }
 
-async fn apply_pre_faults(d: &Decision) -> Option<Response<SimBody>> {
+async fn silence(duration: Option<Duration>) {
+    match duration {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+async fn apply_pre_faults(d: &Decision) -> Result<Option<Response<SimBody>>, Failure> {
     if !d.latency.is_zero() {
         tokio::time::sleep(d.latency).await;
     }
     if let Some((headers, duration)) = d.stall {
         if headers {
-            let silence = async move {
-                match duration {
-                    Some(t) => tokio::time::sleep(t).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            let s = futures::stream::once(silence)
-                .filter_map(|_| async { None::<Result<Bytes, crate::body::BodyError>> });
+            // Headers now, then no body bytes; after `duration` (if any) the connection drops.
+            let s =
+                futures::stream::once(silence(duration)).map(|_| Err::<Bytes, _>(BodyError::Reset));
             let mut resp = Response::new(SimBody::stream(s));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            return Some(resp);
+            return Ok(Some(resp));
         }
-        match duration {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending::<()>().await,
-        }
-        return Some(error_response(&SimError::Internal(
-            "stalled request released by fault injection".into(),
-        )));
+        silence(duration).await;
+        return Err(Failure::Drop);
     }
     if let Some((code, retry)) = d.http_error {
-        return Some(injected_error(code, retry));
+        return Ok(Some(injected_error(code, retry)));
     }
-    None
+    Ok(None)
 }
 
 use futures::StreamExt;
@@ -199,14 +222,14 @@ async fn resource<B>(
     content_type: &str,
     table: Option<TableOpts>,
     body: B,
-) -> Result<Response<SimBody>, SimError>
+) -> Result<Response<SimBody>, Failure>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let info = rr.info;
     let watch_flag = query.flag("watch");
-    let verb = rr.verb(method, watch_flag)?;
+    let verb = rr.verb(method, watch_flag).map_err(Failure::Status)?;
     lock(&inner.stats).count_request(verb, info.plural);
     let ns = rr.namespace.as_deref();
     let has_continue = query.get("continue").is_some_and(|c| !c.is_empty());
@@ -217,9 +240,32 @@ where
             stats.count_fault(f);
         }
     }
-    if let Some(resp) = apply_pre_faults(&decision).await {
+    if let Some(resp) = apply_pre_faults(&decision).await? {
         return Ok(resp);
     }
+    execute(inner, rr, verb, query, content_type, table, decision, body)
+        .await
+        .map_err(Failure::Status)
+}
+
+/// Carry out a verb (after faults that answer early).
+#[allow(clippy::too_many_arguments)]
+async fn execute<B>(
+    inner: &Arc<Inner>,
+    rr: ResourceRequest,
+    verb: &'static str,
+    query: &Query,
+    content_type: &str,
+    table: Option<TableOpts>,
+    decision: Decision,
+    body: B,
+) -> Result<Response<SimBody>, SimError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let info = rr.info;
+    let ns = rr.namespace.as_deref();
     let mode = if rr.subresource.as_deref() == Some("status") {
         UpdateMode::Status
     } else {

@@ -1,6 +1,5 @@
 //! `SimService`: the simulator as a `tower::Service`, used in-process by kube-rs and by the TCP server.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 
-use crate::body::SimBody;
+use crate::body::{BodyError, SimBody};
 use crate::sim::Inner;
 
 /// The in-process service. Clone freely.
@@ -30,15 +29,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<SimBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<SimBody>, Infallible>> + Send>>;
+    /// An injected stall that ends by dropping the connection (no response at all).
+    type Error = BodyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<SimBody>, BodyError>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BodyError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(crate::handler::handle(inner, req).await) })
+        Box::pin(crate::handler::handle(inner, req))
     }
 }

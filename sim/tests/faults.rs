@@ -322,7 +322,64 @@ async fn stall_with_and_without_headers() {
             .is_err(),
         "a stall without headers never answers"
     );
-    assert_eq!(sim.stats().faults("stall"), 2);
+    // Bounded stalls end by dropping the connection: an error for the client, not an answer.
+    sim.set_faults(plan(
+        FaultRule::new(Fault::Stall {
+            headers: false,
+            duration: Some(Duration::from_secs(5)),
+        })
+        .verb("get"),
+    ));
+    let start = Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), pods.get("p0"))
+            .await
+            .expect("ends after 5s")
+            .is_err()
+    );
+    assert!(start.elapsed() >= Duration::from_secs(5));
+    sim.set_faults(plan(
+        FaultRule::new(Fault::Stall {
+            headers: true,
+            duration: Some(Duration::from_secs(5)),
+        })
+        .verb("watch"),
+    ));
+    let (lines, end) = watch_lines(
+        send(&sim, "GET", WATCH, None, "").await.into_body(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!((lines.len(), end), (0, WatchEnd::Reset));
+    assert_eq!(sim.stats().faults("stall"), 4);
+}
+
+#[tokio::test]
+async fn stall_without_headers_over_tcp_sends_nothing_then_drops() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim_with_pods(1);
+    sim.set_faults(plan(
+        FaultRule::new(Fault::Stall {
+            headers: false,
+            duration: Some(Duration::from_millis(300)),
+        })
+        .verb("list"),
+    ));
+    let server = sim.serve_tcp(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    conn.write_all(b"GET /api/v1/pods HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut out))
+        .await
+        .expect("connection dropped");
+    assert!(
+        out.is_empty(),
+        "no response bytes: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(sim.stats().faults("stall"), 1);
 }
 
 #[tokio::test(start_paused = true)]
