@@ -434,6 +434,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     })?;
     let meter = CpuMeter::new(SCENARIO_THREADS, Duration::from_millis(50))?;
     let cpu_iv = meter.interval()?;
+    let rss_start = crate::cpu::mem_stats()?.rss_kib;
     let capture = if opts.capture {
         Some(Capture::start(DEFAULT_FREQUENCY)?)
     } else {
@@ -567,13 +568,19 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     }
     violations.extend(drove.violations.iter().cloned());
     if !opts.paused && stall.is_none() {
-        // Real time: the thread's CPU demand (on-CPU + run-queue wait) against the idle budget.
+        // Real time: the thread's CPU demand (on-CPU + run-queue wait) against the idle budget,
+        // CPU per event handled, and resident memory growth over the run.
         if let Some(c) = &cpu {
+            let per_event = (drove.work.events > 0)
+                .then(|| c.cpu.as_secs_f64() * 1e6 / drove.work.events as f64);
+            let rss_growth = crate::cpu::mem_stats()
+                .ok()
+                .map(|m| m.rss_kib as i64 - rss_start as i64);
             violations.extend(crate::invariants::check_cpu(
                 &scenario.budgets,
                 Some(c.demand),
-                None,
-                None,
+                per_event,
+                rss_growth,
             ));
         }
     }

@@ -30,6 +30,8 @@ pub enum SoakError {
     Truth(#[from] crate::truth::TruthError),
     #[error(transparent)]
     Reproduce(#[from] crate::reproduce::ReproduceError),
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
     #[error("sim: {0}")]
     Sim(String),
     #[error("writing {path}: {source}")]
@@ -76,6 +78,10 @@ pub struct SoakReport {
     pub violations: Vec<Violation>,
     pub svg: PathBuf,
     pub report_json: PathBuf,
+    /// The engine's profile over the soak.
+    pub profile: PathBuf,
+    #[serde(skip)]
+    pub top: String,
 }
 
 impl SoakReport {
@@ -111,10 +117,14 @@ impl std::fmt::Display for SoakReport {
         for v in &self.violations {
             writeln!(f, "  VIOLATION {v}")?;
         }
+        if !self.passed() {
+            writeln!(f, "{}", self.top)?;
+        }
         writeln!(
             f,
-            "  cpu over time: {}\n  report: {}",
+            "  cpu over time: {}\n  profile: {}\n  report: {}",
             self.svg.display(),
+            self.profile.display(),
             self.report_json.display()
         )
     }
@@ -207,6 +217,8 @@ pub fn run(
         let _ = stop_rx.await;
     }));
 
+    // Every real-time run is profiled; the capture is written with the report.
+    let capture = crate::capture::Capture::start(crate::capture::DEFAULT_FREQUENCY)?;
     let total_iv = meter.interval()?;
     let start = Instant::now();
     let mut samples = Vec::new();
@@ -237,6 +249,7 @@ pub fn run(
         samples.push(s);
     }
     let total = total_iv.finish(metrics.snapshot().total_events())?;
+    let artifacts = capture.finish(&opts.artifacts.join("capture"), ENGINE_THREADS)?;
     // Lift faults and give the engine a bounded time to converge.
     sim.set_faults(FaultPlan::new(opts.seed));
     churn_task.abort();
@@ -301,6 +314,8 @@ pub fn run(
         violations,
         svg,
         report_json: opts.artifacts.join("soak.json"),
+        profile: artifacts.profile.clone(),
+        top: format!("{}\n{}", artifacts.top, artifacts.top_cum),
     };
     std::fs::write(
         &report.report_json,

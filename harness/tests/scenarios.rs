@@ -117,3 +117,25 @@ fn bad_scenario_files_get_clear_errors() {
     let e = scenario::run(&sc, &RunOptions::paused(dir.path())).expect_err("ghost pod");
     assert!(e.to_string().contains("initial step 0"), "{e}");
 }
+
+#[test]
+fn mysql_scenario_converges_on_a_real_server_in_real_time() {
+    // The provider prints which server it used (or SKIPPED loudly); here a self-started
+    // mariadbd at least is always available.
+    let sc = example("mysql-short");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = RunOptions::real_time(dir.path());
+    opts.capture = false;
+    let r = match scenario::run(&sc, &opts) {
+        Err(ScenarioError::NoMysql) => {
+            eprintln!("\n*** SKIPPED mysql_scenario_converges_on_a_real_server_in_real_time: no MySQL ***\n");
+            return;
+        }
+        other => other.expect("scenario runs"),
+    };
+    eprintln!("{r}");
+    assert!(!r.paused_clock, "mysql forces real time");
+    assert!(r.passed, "{r}");
+    assert!(r.desired_accounts >= 3, "{r}");
+    assert_eq!(r.owned_accounts, r.desired_accounts, "{r}");
+}
