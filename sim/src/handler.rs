@@ -295,9 +295,9 @@ where
                     if decision.expire && params.continue_token.is_some() {
                         return Err(crate::list::expired());
                     }
-                    let store = lock(&inner.store);
+                    // Build the page under the store lock; serialize after releasing it.
                     let page = crate::list::page(
-                        &store,
+                        &lock(&inner.store),
                         info,
                         ns,
                         &selectors,

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::error::SimError;
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
-use crate::store::Store;
+use crate::store::{Key, Store};
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Token {
@@ -48,34 +48,39 @@ pub fn page(
     limit: Option<u64>,
     continue_token: Option<&str>,
 ) -> Result<Value, SimError> {
-    let (rv, items, after) = match continue_token {
+    let (rv, owned, after) = match continue_token {
         Some(tok) => {
             let (rv, ns, name) = decode(tok)?;
             let items = store
                 .state_at(info.plural, namespace, rv)
                 .map_err(|_| expired())?;
-            (rv, items, Some((ns, name)))
+            (rv, Some(items), Some((ns, name)))
         }
-        None => (store.current_rv(), store.list(info.plural, namespace), None),
+        None => (store.current_rv(), None, None),
     };
-    let matching: Vec<_> = items
-        .into_iter()
-        .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+    // Borrow while filtering; clone only the items of this page.
+    let all: Box<dyn Iterator<Item = (&Key, &Value)>> = match &owned {
+        Some(items) => Box::new(items.iter().map(|(k, v)| (k, v))),
+        None => store.iter(info.plural, namespace),
+    };
+    let matching: Vec<(&Key, &Value)> = all
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
         .filter(|(_, v)| sel.matches(v))
         .collect();
     let total = matching.len();
     let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let mut metadata = json!({"resourceVersion": rv.to_string()});
-    let items: Vec<Value> = if total > limit {
-        let page: Vec<_> = matching.into_iter().take(limit).collect();
-        if let Some(((ns, name), _)) = page.last() {
+    if total > limit {
+        if let Some(((ns, name), _)) = matching.get(limit - 1) {
             metadata["continue"] = json!(encode(rv, ns, name));
             metadata["remainingItemCount"] = json!(total - limit);
         }
-        page.into_iter().map(|(_, v)| v).collect()
-    } else {
-        matching.into_iter().map(|(_, v)| v).collect()
-    };
+    }
+    let items: Vec<Value> = matching
+        .into_iter()
+        .take(limit)
+        .map(|(_, v)| v.clone())
+        .collect();
     Ok(json!({
         "kind": info.list_kind(),
         "apiVersion": info.api_version(),

@@ -115,6 +115,24 @@ impl Store {
         }
     }
 
+    /// Borrowing iteration over current objects of a resource, sorted; `namespace` filters.
+    pub fn iter<'a>(
+        &'a self,
+        resource: &str,
+        namespace: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = (&'a Key, &'a Value)> + 'a> {
+        let Some(map) = self.objects.get(resource) else {
+            return Box::new(std::iter::empty());
+        };
+        match namespace {
+            None => Box::new(map.iter()),
+            Some(ns) => Box::new(
+                map.range((ns.to_string(), String::new())..)
+                    .take_while(move |(k, _)| k.0 == ns),
+            ),
+        }
+    }
+
     /// The `i % n`-th of the `n` objects of a resource (in one namespace or all), for round-robin churn.
     pub fn nth(&self, resource: &str, namespace: Option<&str>, i: u64) -> Option<Value> {
         let map = self.objects.get(resource)?;

@@ -1,0 +1,151 @@
+//! Simulator benches: how fast the simulated API server feeds a watcher and answers a big list.
+//!
+//! - `sim/watch_tcp/events` — events per second one kube-rs watcher receives over TCP (loopback):
+//!   per iteration the sim emits a burst of 10 000 MODIFIED pod events (flood) and the watcher
+//!   reads until it has all of them; the time covers generation, encoding, HTTP chunking and
+//!   kube-rs decoding into `Pod` (throughput is reported in events/s).
+//! - `sim/watch_tcp/raw_bytes` — the same burst read as raw bytes from a plain TCP socket (events
+//!   counted by their `"type":"MODIFIED"` marker): the server's side without kube-rs decoding.
+//! - `sim/list_10k_pods/{in_process,tcp}` — one unpaginated kube-rs `list` of 10 000 pods, through
+//!   the in-process `tower::Service` and over TCP (includes kube-rs decoding 10 000 `Pod`s).
+//! - `sim/list_10k_pods/raw_bytes` — the same list read as raw bytes over TCP (server side only).
+//!
+//! Wall time (this is a throughput figure). Run briefly with:
+//! `cargo bench -p podgrant-benches --bench sim -- --warm-up-time 1 --measurement-time 5`
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use podgrant_sim::{FloodSpec, Sim, Step};
+
+const BURST: u64 = 10_000;
+const LIST_PODS: usize = 10_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+fn tcp_client(url: &str) -> kube::Client {
+    let config = kube::Config::new(url.parse().expect("sim url"));
+    kube::Client::try_from(config).expect("kube client")
+}
+
+fn watch_tcp(c: &mut Criterion) {
+    let rt = runtime();
+    let sim = Sim::builder().watch_buffer(1 << 16).build();
+    for i in 0..100 {
+        sim.apply(&Step::create_pod("bench", &format!("p{i}"))).expect("pod");
+    }
+    let server = rt.block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into())).expect("serve");
+    let pods: Api<Pod> = Api::namespaced(rt.block_on(async { tcp_client(&server.url()) }), "bench");
+    let rv = sim.resource_version().to_string();
+    let mut stream = rt.block_on(pods.watch(&WatchParams::default().timeout(290), &rv)).expect("watch").boxed();
+    let mut g = c.benchmark_group("sim/watch_tcp");
+    g.throughput(Throughput::Elements(BURST));
+    g.sample_size(10);
+    g.bench_function("events", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let gen = {
+                    let sim = sim.clone();
+                    std::thread::spawn(move || sim.flood(FloodSpec::burst("bench", BURST)).sent())
+                };
+                rt.block_on(async {
+                    let mut got = 0u64;
+                    while got < BURST {
+                        match stream.next().await {
+                            Some(Ok(WatchEvent::Modified(_))) => got += 1,
+                            Some(Ok(_)) => {}
+                            other => panic!("watch ended: {other:?}"),
+                        }
+                    }
+                });
+                total += start.elapsed();
+                assert_eq!(gen.join().expect("generator"), BURST);
+            }
+            total
+        })
+    });
+    // Raw bytes over a plain socket: count event markers, carrying a tail across reads.
+    let marker = b"\"type\":\"MODIFIED\"";
+    let mut conn = rt.block_on(async {
+        let mut conn = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+        let req = format!("GET /api/v1/namespaces/bench/pods?watch=true&resourceVersion={} HTTP/1.1\r\nhost: x\r\n\r\n", sim.resource_version());
+        conn.write_all(req.as_bytes()).await.expect("write");
+        conn
+    });
+    g.bench_function("raw_bytes", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let gen = {
+                    let sim = sim.clone();
+                    std::thread::spawn(move || sim.flood(FloodSpec::burst("bench", BURST)).sent())
+                };
+                rt.block_on(async {
+                    let mut got = 0u64;
+                    let mut buf = vec![0u8; 1 << 16];
+                    let mut tail: Vec<u8> = Vec::new();
+                    while got < BURST {
+                        let n = conn.read(&mut buf).await.expect("read");
+                        assert!(n > 0, "watch ended");
+                        tail.extend_from_slice(&buf[..n]);
+                        got += tail.windows(marker.len()).filter(|w| *w == marker).count() as u64;
+                        let keep = tail.len().saturating_sub(marker.len() - 1);
+                        tail.drain(..keep);
+                    }
+                });
+                total += start.elapsed();
+                assert_eq!(gen.join().expect("generator"), BURST);
+            }
+            total
+        })
+    });
+    g.finish();
+    drop(server);
+}
+
+fn list_10k(c: &mut Criterion) {
+    let rt = runtime();
+    let sim = Sim::builder().build();
+    for i in 0..LIST_PODS {
+        sim.apply(&Step::create_pod(&format!("ns{}", i % 10), &format!("pod-{i}")).labels([("app", "web")])).expect("pod");
+    }
+    let server = rt.block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into())).expect("serve");
+    let in_process: Api<Pod> = rt.block_on(async { Api::all(kube::Client::new(sim.service(), "default")) });
+    let tcp: Api<Pod> = rt.block_on(async { Api::all(tcp_client(&server.url())) });
+    let mut g = c.benchmark_group("sim/list_10k_pods");
+    g.throughput(Throughput::Elements(LIST_PODS as u64));
+    g.sample_size(10);
+    for (name, api) in [("in_process", &in_process), ("tcp", &tcp)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let list = rt.block_on(api.list(&ListParams::default())).expect("list");
+                assert_eq!(list.items.len(), LIST_PODS);
+            })
+        });
+    }
+    g.bench_function("raw_bytes", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut conn = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+                conn.write_all(b"GET /api/v1/pods HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
+                let mut out = Vec::with_capacity(16 << 20);
+                conn.read_to_end(&mut out).await.expect("read");
+                assert!(out.len() > LIST_PODS * 300, "short list response: {} bytes", out.len());
+            })
+        })
+    });
+    g.finish();
+    drop(server);
+}
+
+criterion_group!(benches, watch_tcp, list_10k);
+criterion_main!(benches);
