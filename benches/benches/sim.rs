@@ -17,16 +17,20 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use podgrant_sim::{FloodSpec, Sim, Step};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BURST: u64 = 10_000;
 const LIST_PODS: usize = 10_000;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn tcp_client(url: &str) -> kube::Client {
@@ -38,12 +42,18 @@ fn watch_tcp(c: &mut Criterion) {
     let rt = runtime();
     let sim = Sim::builder().watch_buffer(1 << 16).build();
     for i in 0..100 {
-        sim.apply(&Step::create_pod("bench", &format!("p{i}"))).expect("pod");
+        sim.apply(&Step::create_pod("bench", &format!("p{i}")))
+            .expect("pod");
     }
-    let server = rt.block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into())).expect("serve");
+    let server = rt
+        .block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into()))
+        .expect("serve");
     let pods: Api<Pod> = Api::namespaced(rt.block_on(async { tcp_client(&server.url()) }), "bench");
     let rv = sim.resource_version().to_string();
-    let mut stream = rt.block_on(pods.watch(&WatchParams::default().timeout(290), &rv)).expect("watch").boxed();
+    let mut stream = rt
+        .block_on(pods.watch(&WatchParams::default().timeout(290), &rv))
+        .expect("watch")
+        .boxed();
     let mut g = c.benchmark_group("sim/watch_tcp");
     g.throughput(Throughput::Elements(BURST));
     g.sample_size(10);
@@ -116,10 +126,17 @@ fn list_10k(c: &mut Criterion) {
     let rt = runtime();
     let sim = Sim::builder().build();
     for i in 0..LIST_PODS {
-        sim.apply(&Step::create_pod(&format!("ns{}", i % 10), &format!("pod-{i}")).labels([("app", "web")])).expect("pod");
+        sim.apply(
+            &Step::create_pod(&format!("ns{}", i % 10), &format!("pod-{i}"))
+                .labels([("app", "web")]),
+        )
+        .expect("pod");
     }
-    let server = rt.block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into())).expect("serve");
-    let in_process: Api<Pod> = rt.block_on(async { Api::all(kube::Client::new(sim.service(), "default")) });
+    let server = rt
+        .block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into()))
+        .expect("serve");
+    let in_process: Api<Pod> =
+        rt.block_on(async { Api::all(kube::Client::new(sim.service(), "default")) });
     let tcp: Api<Pod> = rt.block_on(async { Api::all(tcp_client(&server.url())) });
     let mut g = c.benchmark_group("sim/list_10k_pods");
     g.throughput(Throughput::Elements(LIST_PODS as u64));
@@ -135,11 +152,21 @@ fn list_10k(c: &mut Criterion) {
     g.bench_function("raw_bytes", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut conn = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
-                conn.write_all(b"GET /api/v1/pods HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
+                let mut conn = tokio::net::TcpStream::connect(server.addr())
+                    .await
+                    .expect("connect");
+                conn.write_all(
+                    b"GET /api/v1/pods HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .expect("write");
                 let mut out = Vec::with_capacity(16 << 20);
                 conn.read_to_end(&mut out).await.expect("read");
-                assert!(out.len() > LIST_PODS * 300, "short list response: {} bytes", out.len());
+                assert!(
+                    out.len() > LIST_PODS * 300,
+                    "short list response: {} bytes",
+                    out.len()
+                );
             })
         })
     });
