@@ -555,9 +555,13 @@ async fn connection_killed_mid_reconcile_is_transient_then_converges() {
     ctx.store.kill_connection_after(2);
     let err = ctx.store.apply(&actions).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+    // It died mid-reconcile: ledger rows and accounts exist, grants do not.
+    assert_eq!(ctx.ledger_rows().await, 6);
+    assert_eq!(ctx.accounts().await, wanted);
+    assert!(ctx.show_grants(&keys[0]).await.is_empty());
     let (rounds, _) = ctx.converge(&desired).await;
     assert_eq!(rounds, 1);
-    assert_eq!(ctx.accounts().await, wanted);
+    assert_eq!(ctx.show_grants(&keys[0]).await.len(), 1);
     ctx.converge(&Desired::new()).await;
     ctx.cleanup().await;
 }

@@ -216,7 +216,8 @@ impl MysqlStore {
     /// connection is killed from another connection (`KILL CONNECTION`), like a server-side
     /// kill mid-reconcile. The apply then fails with a transient error.
     pub fn kill_connection_after(&self, n: u64) {
-        self.inner.kill_after.store(n, Ordering::SeqCst);
+        // Stored as n + 1: the check runs before each statement, and 1 means "kill now".
+        self.inner.kill_after.store(n + 1, Ordering::SeqCst);
     }
 
     /// Closes the pool.
