@@ -1,6 +1,8 @@
 //! Planner benches: the pure core's cost, without I/O.
 //!
-//! What it measures (ns per iteration; one iteration is one reconcile's pure work):
+//! What it measures: the bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`, via
+//! `iter_custom`) per iteration — not wall time, so a busy neighbour on this 2-core machine
+//! does not read as a regression. One iteration is one reconcile's pure work:
 //! - `planner/full_diff/{1000,10000,100000}` — 1k/10k/100k ready pods across 100 opted-in
 //!   services: `desired_state` over the whole cluster, then `plan` against a converged store
 //!   (the steady-state resync, no action comes out).
@@ -18,6 +20,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use podgrant_benches::cpu_clock::measure_thread_cpu;
 use podgrant_benches::{fixtures, slowdown};
 use podgrant_core::desired::desired_state;
 use podgrant_core::grant::Observed;
@@ -61,13 +64,15 @@ fn full_diff(c: &mut Criterion) {
             configure(&mut g, pods);
             g.throughput(Throughput::Elements(pods as u64));
             g.bench_with_input(BenchmarkId::from_parameter(pods), &pods, |b, _| {
-                b.iter(|| {
-                    let mut n = 0;
-                    for _ in 0..=extra {
-                        let state = desired_state(black_box(&cluster), &policy);
-                        n += plan(&state.accounts, black_box(&observed)).len();
-                    }
-                    n
+                b.iter_custom(|iters| {
+                    measure_thread_cpu(iters, || {
+                        let mut n = 0;
+                        for _ in 0..=extra {
+                            let state = desired_state(black_box(&cluster), &policy);
+                            n += plan(&state.accounts, black_box(&observed)).len();
+                        }
+                        n
+                    })
                 })
             });
         }
@@ -96,17 +101,19 @@ fn one_event(c: &mut Criterion) {
         let mut flapping = fixtures::pod(pods / 2, SERVICES);
         configure(&mut g, pods);
         g.bench_with_input(BenchmarkId::from_parameter(pods), &pods, |b, _| {
-            b.iter(|| {
-                let mut n = 0;
-                for _ in 0..=extra {
-                    flapping.ready = !flapping.ready;
-                    let changed =
-                        index.apply(ClusterEvent::Pods(Change::Applied(flapping.clone())));
-                    assert!(changed);
-                    let state = desired_state(index.cluster(), &policy);
-                    n += plan(&state.accounts, black_box(&observed)).len();
-                }
-                n
+            b.iter_custom(|iters| {
+                measure_thread_cpu(iters, || {
+                    let mut n = 0;
+                    for _ in 0..=extra {
+                        flapping.ready = !flapping.ready;
+                        let changed =
+                            index.apply(ClusterEvent::Pods(Change::Applied(flapping.clone())));
+                        assert!(changed);
+                        let state = desired_state(index.cluster(), &policy);
+                        n += plan(&state.accounts, black_box(&observed)).len();
+                    }
+                    n
+                })
             })
         });
     }

@@ -2,14 +2,18 @@
 //!
 //! The map:
 //! - [`profiler`] — criterion 0.8 `Profiler` around `pprof::ProfilerGuard` (flamegraph.svg, profile.pb, profile.folded).
+//! - [`cpu_clock`] — the calling thread's CPU clock, for `iter_custom` CPU-time benches.
 //! - [`fixtures`] — deterministic synthetic clusters for the planner benches.
 //! - [`slowdown`] — `PODGRANT_BENCH_SLOWDOWN=N`: the planted slowdown the gate's test catches.
+//! - [`live`] — in-process sim + engine (or a bare kube-rs watcher) on a named runtime, CPU-metered.
 //! - [`gate`] — the regression gate behind the `podgrant-bench-gate` binary.
 //!
 //! [`criterion`] is the `Criterion` every bench should use, so `--profile-time` profiles.
 
+pub mod cpu_clock;
 pub mod fixtures;
 pub mod gate;
+pub mod live;
 pub mod profiler;
 pub mod slowdown;
 

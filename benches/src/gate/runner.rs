@@ -89,31 +89,41 @@ impl CargoRunner {
         Ok(targets)
     }
 
+    fn list(&self, target: &str) -> Result<Vec<String>, GateError> {
+        let mut cmd = self.cargo();
+        cmd.args([
+            "bench",
+            "-p",
+            &self.package,
+            "--bench",
+            target,
+            "--",
+            "--list",
+        ]);
+        let listing = self.run(cmd, &format!("listing the benches of {target}"))?;
+        Ok(parse_list(&listing))
+    }
+
     fn target_of(&mut self, full_id: &str) -> Result<String, GateError> {
-        if self.index.is_none() {
-            let mut index = BTreeMap::new();
-            for target in self.bench_targets()? {
-                let mut cmd = self.cargo();
-                cmd.args([
-                    "bench",
-                    "-p",
-                    &self.package,
-                    "--bench",
-                    &target,
-                    "--",
-                    "--list",
-                ]);
-                let listing = self.run(cmd, &format!("listing the benches of {target}"))?;
-                for id in parse_list(&listing) {
-                    index.insert(id, target.clone());
-                }
-            }
-            self.index = Some(index);
+        if let Some(t) = self.index.as_ref().and_then(|i| i.get(full_id)) {
+            return Ok(t.clone());
         }
-        self.index
-            .as_ref()
-            .and_then(|i| i.get(full_id).cloned())
-            .ok_or_else(|| GateError::UnknownBench(full_id.to_string()))
+        // podgrant's convention (`planner/...` lives in the `planner` target) is tried first;
+        // any other layout falls back to listing every target.
+        let first = full_id.split('/').next().unwrap_or_default();
+        let mut targets = self.bench_targets()?;
+        targets.sort_by_key(|t| t.as_str() != first);
+        for target in targets {
+            let ids = self.list(&target)?;
+            let index = self.index.get_or_insert_with(BTreeMap::new);
+            for id in ids {
+                index.insert(id, target.clone());
+            }
+            if let Some(t) = index.get(full_id) {
+                return Ok(t.clone());
+            }
+        }
+        Err(GateError::UnknownBench(full_id.to_string()))
     }
 }
 
