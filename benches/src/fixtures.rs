@@ -45,12 +45,17 @@ pub fn pod(i: usize, services: usize) -> PodFacts {
 
 /// A cluster of `pods` ready pods across `services` opted-in services, with their Secrets.
 pub fn cluster(pods: usize, services: usize) -> Cluster {
+    cluster_with_users(pods, services, "u")
+}
+
+/// [`cluster`] with user names `{user_prefix}{s}` (unique names for benches on a real MySQL).
+pub fn cluster_with_users(pods: usize, services: usize, user_prefix: &str) -> Cluster {
     assert!(services > 0, "a fixture needs at least one service");
     let mut c = Cluster::default();
     for s in 0..services {
         let id = ObjectRef::new(namespace(s), format!("svc-{s}"));
         let annotations = BTreeMap::from([
-            (ANN_USER.to_string(), format!("u{s}")),
+            (ANN_USER.to_string(), format!("{user_prefix}{s}")),
             (ANN_DATABASE.to_string(), format!("db{s}")),
             (ANN_PRIVILEGES.to_string(), "SELECT,INSERT".to_string()),
             (ANN_PASSWORD_SECRET.to_string(), format!("pw-{s}/password")),
