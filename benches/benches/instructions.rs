@@ -1,0 +1,98 @@
+//! Instruction-count benches (gungraun, on valgrind's callgrind): the planner after one pod event, and the decode of one pod watch event.
+//!
+//! What it measures: instructions executed (and callgrind's other counts), repeatable to a
+//! few instructions from run to run and untouched by a busy machine:
+//! - `planner::one_event::n1000` / `n10000` — `desired_state` + `plan` for 1,000 / 10,000
+//!   ready pods over 100 services against a converged store, right after one pod turned
+//!   not-ready (one Drop and one Release come out). Setup is not counted.
+//! - `decode::pod_modified` — one watch line (`{"type":"MODIFIED","object":{…pod…}}`) parsed
+//!   into `kube::core::WatchEvent<Pod>` with serde_json, then reduced to `PodFacts` by
+//!   `podgrant_core::watch::pod_facts`: the engine's per-event decode path.
+//!
+//! Run (needs valgrind and the runner of the same version as the library):
+//! `cargo install gungraun-runner --version 0.20.0` then
+//! `cargo bench -p podgrant-benches --features gungraun --bench instructions`.
+//! Off by default (feature `gungraun`) so that a plain `cargo bench` needs neither.
+
+use std::hint::black_box;
+
+use gungraun::prelude::*;
+use k8s_openapi::api::core::v1::Pod;
+use podgrant_benches::fixtures;
+use podgrant_core::desired::desired_state;
+use podgrant_core::grant::{Action, Observed};
+use podgrant_core::model::Cluster;
+use podgrant_core::planner::plan;
+use podgrant_core::validate::Policy;
+
+const SERVICES: usize = 100;
+
+/// A converged store for `pods` pods, and the cluster right after pod 0 turned not-ready.
+fn after_one_event(pods: usize) -> (Cluster, Observed, Policy) {
+    let policy = fixtures::policy();
+    let mut cluster = fixtures::cluster(pods, SERVICES);
+    let observed = fixtures::converged(&desired_state(&cluster, &policy).accounts);
+    fixtures::flip_ready(&mut cluster, 0, SERVICES);
+    (cluster, observed, policy)
+}
+
+#[library_benchmark]
+#[bench::n1000(after_one_event(1_000))]
+#[bench::n10000(after_one_event(10_000))]
+fn one_event(input: (Cluster, Observed, Policy)) -> Vec<Action> {
+    let (cluster, observed, policy) = input;
+    let state = desired_state(black_box(&cluster), &policy);
+    black_box(plan(&state.accounts, black_box(&observed)))
+}
+
+/// One MODIFIED watch line for a ready pod with labels, annotations and an IP.
+fn pod_line() -> String {
+    serde_json::json!({
+        "type": "MODIFIED",
+        "object": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web-7d9f8c6b5-x2x4q",
+                "namespace": "shop",
+                "uid": "2f1c7a7e-4a51-4b1e-9b0e-8d7d2b1f5c3a",
+                "resourceVersion": "123456",
+                "labels": {"app": "web", "pod-template-hash": "7d9f8c6b5", "tier": "frontend"},
+                "annotations": {"churn": "42", "kubectl.kubernetes.io/restartedAt": "2026-11-26T10:00:00Z"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8c6b5", "uid": "9a7e", "controller": true}]
+            },
+            "spec": {
+                "nodeName": "node-3",
+                "containers": [{"name": "web", "image": "registry.example/web:1.2.3", "ports": [{"containerPort": 8080}]}]
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "10.42.3.17",
+                "podIPs": [{"ip": "10.42.3.17"}],
+                "hostIP": "192.0.2.13",
+                "conditions": [
+                    {"type": "Initialized", "status": "True"},
+                    {"type": "Ready", "status": "True"},
+                    {"type": "ContainersReady", "status": "True"},
+                    {"type": "PodScheduled", "status": "True"}
+                ]
+            }
+        }
+    })
+    .to_string()
+}
+
+#[library_benchmark]
+#[bench::pod_modified(pod_line())]
+fn decode(line: String) -> Option<podgrant_core::model::PodFacts> {
+    match serde_json::from_str::<kube::core::WatchEvent<Pod>>(black_box(&line)) {
+        Ok(kube::core::WatchEvent::Modified(pod)) => {
+            Some(black_box(podgrant_core::watch::pod_facts(pod)))
+        }
+        _ => None,
+    }
+}
+
+library_benchmark_group!(name = planner; benchmarks = one_event);
+library_benchmark_group!(name = event_decode; benchmarks = decode);
+main!(library_benchmark_groups = planner, event_decode);
