@@ -32,7 +32,8 @@
 //! the shortest posting list among its selector's pairs. A fingerprint is computed once per
 //! Service, not per pod.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
@@ -153,7 +154,7 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
     // 3. Per namespace: index grantable pods by the selector pairs in use, then match.
     let mut accounts: Desired = BTreeMap::new();
     for (ns, services) in &by_ns {
-        let used: BTreeSet<(&str, &str)> = services
+        let used: HashSet<(&str, &str)> = services
             .iter()
             .filter_map(|r| r.service.selector.as_ref())
             .flat_map(|sel| sel.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -209,31 +210,31 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
                     user: ready.spec.user.clone(),
                     host: ip,
                 };
-                match accounts.get(&key) {
+                match accounts.entry(key) {
                     // Services are visited in ObjectRef order, so the first holder is the lowest.
-                    Some(existing) if existing.owner != ready.service.id => {
-                        problems.insert((
-                            ready.service.id.clone(),
-                            format!(
-                                "account {key} is also wanted by Service {}, which keeps it (lowest namespace/name)",
-                                existing.owner
-                            ),
-                        ));
+                    Entry::Occupied(existing) => {
+                        if existing.get().owner != ready.service.id {
+                            problems.insert((
+                                ready.service.id.clone(),
+                                format!(
+                                    "account {} is also wanted by Service {}, which keeps it (lowest namespace/name)",
+                                    existing.key(),
+                                    existing.get().owner
+                                ),
+                            ));
+                        }
                     }
-                    Some(_) => {}
-                    None => {
-                        accounts.insert(
-                            key.clone(),
-                            DesiredAccount {
-                                key,
-                                owner: ready.service.id.clone(),
-                                pod: pod.id.clone(),
-                                database: ready.spec.database.clone(),
-                                privileges: ready.spec.privileges.clone(),
-                                password: ready.password.clone(),
-                                fingerprint: ready.fingerprint.clone(),
-                            },
-                        );
+                    Entry::Vacant(slot) => {
+                        let key = slot.key().clone();
+                        slot.insert(DesiredAccount {
+                            key,
+                            owner: ready.service.id.clone(),
+                            pod: pod.id.clone(),
+                            database: ready.spec.database.clone(),
+                            privileges: ready.spec.privileges.clone(),
+                            password: ready.password.clone(),
+                            fingerprint: ready.fingerprint.clone(),
+                        });
                     }
                 }
             }
