@@ -190,10 +190,12 @@ where
         continue_token: Option<String>,
     ) -> BoxFuture<'_, Result<Page<K>, SourceError>> {
         Box::pin(async move {
-            let mut lp = ListParams::default();
-            lp.label_selector = self.label_selector.clone();
-            lp.limit = limit;
-            lp.continue_token = continue_token;
+            let lp = ListParams {
+                label_selector: self.label_selector.clone(),
+                limit,
+                continue_token,
+                ..ListParams::default()
+            };
             let list = self.api.list(&lp).await?;
             Ok(Page {
                 items: list.items,
@@ -622,7 +624,7 @@ mod tests {
         // Backoff 0.5, 1, 2, 4, 8, then 10 s (±20%): ~5 + 590/10 ≈ 65 watches in 10 minutes.
         assert_eq!(lists, 1, "a clean close is not a reason to relist");
         assert!(
-            watches >= 40 && watches <= 90,
+            (40..=90).contains(&watches),
             "watches in 600 s: {watches}"
         );
         let snap = metrics.snapshot();
