@@ -12,18 +12,18 @@
 //! The async shell (watchers, index, engine loop, leader election, metrics, HTTP) lives in
 //! the modules added beside these; `main.rs` is the `podgrant` binary.
 
-pub mod backoff;
+pub mod backoff; // exponential backoff with seeded jitter
 pub mod desired;
-pub mod engine;
-pub mod events;
+pub mod engine; // the async shell: watch → index → debounce → desired → observe → plan → apply
+pub mod events; // Kubernetes Events for bad annotations (deduplicated, rate-limited)
 pub mod grant;
-pub mod http;
-pub mod index;
-pub mod leader;
-pub mod metrics;
+pub mod http; // /metrics, /healthz, /readyz, /debug/pprof/profile
+pub mod index; // the sync index: Cluster facts kept level-correct from watch changes
+pub mod leader; // Lease leader election
+pub mod metrics; // atomic counters and Prometheus text
 pub mod model;
 pub mod planner;
 pub mod sql;
 pub mod store;
 pub mod validate;
-pub mod watch;
+pub mod watch; // guarded list/watch loops (no hot re-watch) → model facts
