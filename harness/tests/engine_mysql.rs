@@ -262,3 +262,57 @@ async fn grant_and_revoke_1000_pods_across_10_services_on_mysql() {
     cleanup(&pool, &refs, &schema).await;
     let _ = pool.disconnect().await;
 }
+
+/// The MySQL connection is killed (`KILL CONNECTION` from another session) in the middle of
+/// an apply: the engine backs off, re-observes, re-plans and converges; every account exists
+/// exactly once, with its grant, and the ledger matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_connection_killed_mid_reconcile_converges() {
+    let Some((url, _guard)) = server("engine_mysql_kill").await else {
+        return;
+    };
+    let schema = unique("pgkill_");
+    let user = unique("kl");
+    let store = MysqlStore::connect(&url, &schema)
+        .await
+        .expect("MysqlStore");
+    let pool = mysql_async::Pool::new(url.as_str());
+    let sim = sim();
+    opt_in(&sim, "web", "web", &user, "shop", "SELECT");
+    for i in 0..30 {
+        pod(&sim, &format!("web-{i}"), "web");
+    }
+    let want: BTreeSet<IpAddr> = (0..30).map(|i| pod_ip(&sim, &format!("web-{i}"))).collect();
+    store.kill_connection_after(2);
+    let mut cfg = config();
+    cfg.policy = cfg.policy.with_ledger_schema(&schema);
+    cfg.apply_backoff.initial = Duration::from_millis(100);
+    let engine = start(&sim, Arc::new(store.clone()), cfg);
+    wait_real(
+        "30 accounts despite the kill",
+        Duration::from_secs(120),
+        || async { accounts_of(&pool, &user).await == want },
+    )
+    .await;
+    let m = engine.snapshot();
+    println!(
+        "connection killed mid-reconcile: transient errors={} reconciles={} statements={}",
+        m.store_errors_transient, m.reconciles, m.statements
+    );
+    assert!(m.store_errors_transient >= 1, "the kill happened: {m:?}");
+    for ip in &want {
+        let g = grants_of(&pool, &user, *ip).await.join("\n");
+        assert!(g.contains("GRANT SELECT ON `shop`.*"), "{ip}: {g}");
+    }
+    let mut c = pool.get_conn().await.unwrap();
+    let table = podgrant_core::sql::ledger_table(&schema).unwrap();
+    let rows: Option<u64> = c
+        .query_first(format!("SELECT COUNT(*) FROM {table}"))
+        .await
+        .expect("ledger count");
+    drop(c);
+    assert_eq!(rows, Some(30), "ledger rows");
+    engine.stop().await;
+    cleanup(&pool, &[&user], &schema).await;
+    let _ = pool.disconnect().await;
+}
