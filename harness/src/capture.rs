@@ -201,6 +201,34 @@ pub fn clean_name(name: &str) -> String {
     }
 }
 
+/// The workspace root at build time: frames from files under it are podgrant's own.
+const WORKSPACE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// A display name for a symbol. Release builds keep only short names (`{async_fn#0}`,
+/// `poll<…>`) for inlined frames; those get their source file appended, and frames from
+/// podgrant's own sources are marked so that `-focus=podgrant` finds them.
+pub fn label(name: &str, file: &str) -> String {
+    let name = clean_name(name);
+    let ours = (file.contains("/harness/src/")
+        || file.contains("/core/src/")
+        || file.contains("/sim/src/")
+        || file.contains("/benches/src/")
+        || file.starts_with(WORKSPACE_ROOT))
+        && !file.contains("/.cargo/")
+        && !file.contains("/rustc/");
+    if name.contains("::") {
+        name
+    } else if ours {
+        format!("podgrant {name} @{}", basename(file))
+    } else {
+        format!("{name} @{}", basename(file))
+    }
+}
+
+fn basename(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
+
 fn stacks_of(report: &pprof::Report) -> Vec<Stack> {
     report
         .data
@@ -209,7 +237,7 @@ fn stacks_of(report: &pprof::Report) -> Vec<Stack> {
             functions: frames
                 .frames
                 .iter()
-                .flat_map(|f| f.iter().map(|s| clean_name(&s.name())))
+                .flat_map(|f| f.iter().map(|s| label(&s.name(), &s.filename())))
                 .collect(),
             count: *count as i64,
         })
@@ -411,6 +439,25 @@ mod tests {
         let text = t.to_string();
         assert!(text.contains("flat%"), "{text}");
         assert!(text.contains("  60ms 60.00% 60.00%"), "{text}");
+    }
+
+    #[test]
+    fn labels_short_inlined_names_with_their_file() {
+        assert_eq!(
+            label("{async_fn#0}", "/work/main/harness/src/specimen.rs"),
+            "podgrant {async_fn#0} @specimen.rs"
+        );
+        assert_eq!(
+            label(
+                "poll<X>",
+                "/root/.cargo/registry/src/x/tokio-1/src/runtime/task.rs"
+            ),
+            "poll<X> @task.rs"
+        );
+        assert_eq!(
+            label("podgrant_core::a::b", "/work/main/core/src/a.rs"),
+            "podgrant_core::a::b"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! # Runner
 //!
 //! The engine, the sim (in-process, no sockets) and the steps share one current-thread runtime
-//! on a thread named `pg-scenario`. By default tokio's clock is **paused**: simulated time jumps
+//! on a thread of its own (named `pg-scn-NNNN`). By default tokio's clock is **paused**: simulated time jumps
 //! whenever everything waits, so a minute of cluster life takes milliseconds and the counted work
 //! per simulated second (requests to the sim, watches, reconciles, statements) is deterministic.
 //! A busy loop stops simulated time from advancing at all; a wall-clock watchdog on another
@@ -58,8 +58,16 @@ use crate::invariants::{
     SafetyTracker, Violation, WorkCounts,
 };
 
-/// Thread name of the runtime a scenario runs on.
-pub const SCENARIO_THREADS: &str = "pg-scenario";
+/// Thread-name prefix of the runtimes scenarios run on. Each run gets its own name
+/// (`pg-scn-0001`, fixed width), so that runs in parallel never count each other's CPU.
+pub const SCENARIO_THREADS: &str = "pg-scn-";
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn run_thread_name() -> String {
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed) % 10_000;
+    format!("{SCENARIO_THREADS}{n:04}")
+}
 
 /// Errors that stop a scenario from running at all (bad file, setup failure) — not violations.
 #[derive(Debug, thiserror::Error)]
@@ -348,7 +356,7 @@ impl std::fmt::Display for ScenarioReport {
         if let Some(c) = &self.cpu {
             writeln!(
                 f,
-                "  cpu of {SCENARIO_THREADS}: {:.2?} ({:.3} of a core, demand {:.3})",
+                "  cpu of the scenario thread: {:.2?} ({:.3} of a core, demand {:.3})",
                 c.cpu, c.share, c.demand
             )?;
         }
@@ -432,7 +440,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
         path: opts.artifacts.clone(),
         source,
     })?;
-    let meter = CpuMeter::new(SCENARIO_THREADS, Duration::from_millis(50))?;
+    let thread_name = run_thread_name();
+    let meter = CpuMeter::new(&thread_name, Duration::from_millis(50))?;
     let cpu_iv = meter.interval()?;
     let rss_start = crate::cpu::mem_stats()?.rss_kib;
     let capture = if opts.capture {
@@ -451,11 +460,13 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
             beat.clone(),
             sim_cell.clone(),
         );
+        let name = thread_name.clone();
         std::thread::Builder::new()
-            .name(SCENARIO_THREADS.into())
+            .name(thread_name.clone())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .thread_name(name.clone()) // its blocking pool, if any, is counted too
                     .start_paused(opts.paused)
                     .build()
                     .map_err(|e| ScenarioError::Runtime(e.to_string()))?;
@@ -494,8 +505,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
             let cap = if capture.is_none() {
                 Capture::start(DEFAULT_FREQUENCY).ok().and_then(|c| {
                     std::thread::sleep(Duration::from_millis(700));
-                    c.finish(&opts.artifacts.join("capture"), SCENARIO_THREADS)
-                        .ok()
+                    c.finish(&opts.artifacts.join("capture"), &thread_name).ok()
                 })
             } else {
                 None
@@ -592,7 +602,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     if let Some(c) = capture {
         let failed = !violations.is_empty();
         if failed || opts.capture {
-            let a = c.finish(&opts.artifacts.join("capture"), SCENARIO_THREADS)?;
+            let a = c.finish(&opts.artifacts.join("capture"), &thread_name)?;
             if capture_paths.is_none() {
                 capture_paths = Some(CapturePaths::from(&a));
             }

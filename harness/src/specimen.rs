@@ -25,8 +25,11 @@
 //! the zero value and is ignored — the same JSON round-trip included. It never re-watches and
 //! never returns. Stop it by dropping its runtime or aborting its task.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -103,16 +106,40 @@ impl GoWatchEvent {
     }
 }
 
+/// The specimen's future. Its `poll` is never inlined, so that the seed's function shows by
+/// name (`WatchPodsBySelector`) on a profile even in a release build, where the async body is
+/// inlined into it and keeps only a short name (`{async_fn#0}`) in line-tables-only debuginfo.
+pub struct WatchPodsBySelector<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for WatchPodsBySelector<F> {
+    type Output = F::Output;
+    #[inline(never)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// The seed's `WatchPodsBySelector`, faithfully: spins on the closed channel once the server
-/// ends the watch. Returns only if the watch cannot be started.
+/// ends the watch. Resolves only if the watch cannot be started. An empty `namespace` watches
+/// all namespaces.
+pub fn watch_pods_by_selector(
+    client: kube::Client,
+    namespace: String,
+    selector: String,
+    stats: Arc<SpecimenStats>,
+) -> WatchPodsBySelector<impl Future<Output = Result<(), SpecimenError>> + Send> {
+    WatchPodsBySelector(Box::pin(watch_pods_by_selector_loop(
+        client, namespace, selector, stats,
+    )))
+}
+
 #[inline(never)]
-pub async fn watch_pods_by_selector(
+async fn watch_pods_by_selector_loop(
     client: kube::Client,
     namespace: String,
     selector: String,
     stats: Arc<SpecimenStats>,
 ) -> Result<(), SpecimenError> {
-    // An empty namespace watches all namespaces (what the scenario runner's planted bug uses).
     let pods: Api<Pod> = if namespace.is_empty() {
         Api::all(client)
     } else {

@@ -35,7 +35,7 @@ fn busy_loop_reproduces_and_engine_stays_within_budget() {
     assert!(
         spec.top_cum
             .first()
-            .is_some_and(|f| f.contains("watch_pods_by_selector")),
+            .is_some_and(podgrant_harness::reproduce::is_specimen_fn),
         "{}",
         spec.top_cum
     );

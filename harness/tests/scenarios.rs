@@ -71,7 +71,7 @@ fn planted_spin_on_closed_stream_fails_busy_loop_without_hanging() {
     assert_eq!(r.broken().first(), Some(&Invariant::BusyLoop), "{r}");
     // The watchdog profiled the stuck thread: the seed's function is in the profile.
     let c = r.capture.as_ref().expect("watchdog capture");
-    assert!(c.tables.contains("watch_pods_by_selector"), "{}", c.tables);
+    assert!(c.tables.contains("WatchPodsBySelector"), "{}", c.tables);
     assert_capture(&r);
 }
 
