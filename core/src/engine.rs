@@ -111,6 +111,8 @@ impl Drop for AbortOnDrop {
 enum ReconcileError {
     Store(StoreError),
     NotConverged(usize),
+    /// Leadership was lost during the reconcile: stop applying at once.
+    LostLeadership,
 }
 
 impl<S: GrantStore> Engine<S> {
@@ -260,7 +262,7 @@ impl<S: GrantStore> Engine<S> {
                     if force {
                         last_applied = None;
                     }
-                    match self.reconcile(&index, &mut last_applied, &mut filter, recorder.as_ref()).await {
+                    match self.reconcile(&index, &mut last_applied, &mut filter, recorder.as_ref(), &leading_rx).await {
                         Ok(()) => {
                             backoff.reset();
                             if force || next_resync.is_none() {
@@ -276,6 +278,9 @@ impl<S: GrantStore> Engine<S> {
                                 }
                                 ReconcileError::NotConverged(n) => {
                                     tracing::warn!(remaining = n, ?delay, "store did not converge; retrying");
+                                }
+                                ReconcileError::LostLeadership => {
+                                    tracing::warn!("leadership lost during a reconcile; stopped applying");
                                 }
                             }
                             last_applied = None;
@@ -306,6 +311,7 @@ impl<S: GrantStore> Engine<S> {
         last_applied: &mut Option<Desired>,
         filter: &mut ProblemFilter,
         recorder: Option<&Recorder>,
+        leading: &watch::Receiver<bool>,
     ) -> Result<(), ReconcileError> {
         let m = &self.metrics;
         let state = desired_state(index.cluster(), &self.config.policy);
@@ -356,6 +362,10 @@ impl<S: GrantStore> Engine<S> {
                 return Ok(());
             }
             remaining = actions.len();
+            // The elector runs in its own task: if it stepped down meanwhile, apply nothing more.
+            if !*leading.borrow() {
+                return Err(ReconcileError::LostLeadership);
+            }
             tracing::debug!(actions = actions.len(), "applying");
             let report = self
                 .store
