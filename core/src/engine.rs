@@ -48,6 +48,10 @@ pub struct EngineConfig {
     pub apply_backoff: BackoffConfig,
     /// Observe→plan→apply rounds per reconcile before giving up until the next retry.
     pub max_rounds: u32,
+    /// A store call (observe or apply) that takes longer than this has failed (transient).
+    /// `None` (the default, safe under a paused test clock with real I/O): no limit.
+    /// The binary sets 120 s.
+    pub store_timeout: Option<Duration>,
     /// Seed of all jitter.
     pub seed: u64,
     /// Leader election; `None`: this replica always applies.
@@ -72,6 +76,7 @@ impl Default for EngineConfig {
                 jitter: 0.2,
             },
             max_rounds: 4,
+            store_timeout: None,
             seed: 0x5eed,
             leader: None,
             events: EventConfig::default(),
@@ -93,6 +98,22 @@ pub struct Engine<S: GrantStore> {
     store: Arc<S>,
     config: EngineConfig,
     metrics: Arc<Metrics>,
+}
+
+/// Runs a store call with an optional time limit; running out is a transient error.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    what: &str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match limit {
+        None => call.await,
+        Some(d) => tokio::time::timeout(d, call).await.unwrap_or_else(|_| {
+            Err(StoreError::Transient(format!(
+                "{what} timed out after {d:?}"
+            )))
+        }),
+    }
 }
 
 /// Aborts a background task when dropped (so a dropped engine leaves nothing running).
@@ -350,11 +371,13 @@ impl<S: GrantStore> Engine<S> {
         let mut remaining = 0;
         for _ in 0..self.config.max_rounds.max(1) {
             m.store_observe();
-            let observed = self
-                .store
-                .observe(&wanted)
-                .await
-                .map_err(ReconcileError::Store)?;
+            let observed = bounded(
+                self.config.store_timeout,
+                "observe",
+                self.store.observe(&wanted),
+            )
+            .await
+            .map_err(ReconcileError::Store)?;
             m.set_ledger_size(observed.owned.len() as u64);
             let actions = plan(&state.accounts, &observed);
             if actions.is_empty() {
@@ -367,11 +390,13 @@ impl<S: GrantStore> Engine<S> {
                 return Err(ReconcileError::LostLeadership);
             }
             tracing::debug!(actions = actions.len(), "applying");
-            let report = self
-                .store
-                .apply(&actions)
-                .await
-                .map_err(ReconcileError::Store)?;
+            let report = bounded(
+                self.config.store_timeout,
+                "apply",
+                self.store.apply(&actions),
+            )
+            .await
+            .map_err(ReconcileError::Store)?;
             m.store_apply(report.statements);
             for a in actions.iter().take(report.applied) {
                 m.action(a.kind());

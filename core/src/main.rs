@@ -224,6 +224,7 @@ fn engine_config(args: &RunArgs) -> anyhow::Result<EngineConfig> {
         leader: (!args.no_leader_election).then_some(lease),
         identity,
         seed: std::process::id() as u64,
+        store_timeout: Some(Duration::from_secs(120)),
         ..EngineConfig::default()
     })
 }

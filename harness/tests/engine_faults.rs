@@ -319,3 +319,51 @@ async fn store_failure_mid_reconcile_is_retried_until_converged() {
     assert_eq!(snap.ledger.len(), 5);
     engine.stop().await;
 }
+
+/// A store that hangs on its first apply (a MySQL server that accepted the statement and went
+/// silent): with `store_timeout`, the reconcile fails as transient and is retried.
+struct HangOnce {
+    inner: MemoryStore,
+    hung: std::sync::atomic::AtomicBool,
+}
+
+impl podgrant_core::store::GrantStore for HangOnce {
+    async fn observe(
+        &self,
+        wanted: &std::collections::BTreeSet<podgrant_core::grant::AccountKey>,
+    ) -> Result<podgrant_core::grant::Observed, podgrant_core::store::StoreError> {
+        self.inner.observe(wanted).await
+    }
+    async fn apply(
+        &self,
+        actions: &[podgrant_core::grant::Action],
+    ) -> Result<podgrant_core::store::ApplyReport, podgrant_core::store::StoreError> {
+        if !self.hung.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.apply(actions).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_store_call_times_out_and_is_retried() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    pod(&sim, "web-1", "web");
+    let mut cfg = config();
+    cfg.store_timeout = Some(Duration::from_secs(30));
+    let hanging = Arc::new(HangOnce {
+        inner: store.clone(),
+        hung: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = start(&sim, hanging, cfg);
+    let t0 = Instant::now();
+    wait_until("granted after the hung apply timed out", LONG, || {
+        account_keys(&store).len() == 1
+    })
+    .await;
+    assert!(t0.elapsed() >= Duration::from_secs(30));
+    assert_eq!(engine.snapshot().store_errors_transient, 1);
+    engine.stop().await;
+}
