@@ -151,6 +151,18 @@ async fn grants_appear_in_mysql_with_exact_privileges_and_vanish_with_their_pods
         },
     )
     .await;
+    // Accounts are created before they are granted: wait for the grants too.
+    wait_real("grants in place", Duration::from_secs(60), || async {
+        grants_of(&pool, &ro, r1)
+            .await
+            .join("\n")
+            .contains(" ON `shop`.*")
+            && grants_of(&pool, &rw, w1)
+                .await
+                .join("\n")
+                .contains(" ON `shop`.*")
+    })
+    .await;
     let g = grants_of(&pool, &ro, r1).await.join("\n");
     assert!(g.contains("GRANT SELECT ON `shop`.*"), "{g}");
     assert!(!g.contains("INSERT"), "{g}");
@@ -288,10 +300,25 @@ async fn mysql_connection_killed_mid_reconcile_converges() {
     cfg.policy = cfg.policy.with_ledger_schema(&schema);
     cfg.apply_backoff.initial = Duration::from_millis(100);
     let engine = start(&sim, Arc::new(store.clone()), cfg);
+    // Accounts may exist before their grants (the kill can land between the two): wait for both.
     wait_real(
-        "30 accounts despite the kill",
+        "30 accounts with their grant despite the kill",
         Duration::from_secs(120),
-        || async { accounts_of(&pool, &user).await == want },
+        || async {
+            if accounts_of(&pool, &user).await != want {
+                return false;
+            }
+            for ip in &want {
+                if !grants_of(&pool, &user, *ip)
+                    .await
+                    .join("\n")
+                    .contains("GRANT SELECT ON `shop`.*")
+                {
+                    return false;
+                }
+            }
+            true
+        },
     )
     .await;
     let m = engine.snapshot();
