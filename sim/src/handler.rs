@@ -23,7 +23,11 @@ use crate::watch::{self, WatchSpec, WatchStart};
 
 /// A JSON response.
 pub(crate) fn json_response(code: u16, v: &Value) -> Response<SimBody> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    bytes_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A response with an already-serialized JSON body.
+pub(crate) fn bytes_response(code: u16, body: Vec<u8>) -> Response<SimBody> {
     let mut resp = Response::new(SimBody::full(body));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
@@ -295,22 +299,17 @@ where
                     if decision.expire && params.continue_token.is_some() {
                         return Err(crate::list::expired());
                     }
-                    // Build the page under the store lock; serialize after releasing it.
-                    let page = crate::list::page(
+                    let now = inner.clock.now();
+                    let bytes = crate::list::render(
                         &lock(&inner.store),
                         info,
                         ns,
                         &selectors,
                         params.limit,
                         params.continue_token.as_deref(),
+                        table.map(|t| (t, now)),
                     )?;
-                    match table {
-                        Some(t) => Ok(json_response(
-                            200,
-                            &crate::table::from_list(info, &page, inner.clock.now(), t),
-                        )),
-                        None => Ok(json_response(200, &page)),
-                    }
+                    Ok(bytes_response(200, bytes))
                 }
                 "watch" => Ok(start_watch(inner, rr, params, selectors, decision, table)),
                 _ => {
@@ -331,7 +330,7 @@ where
                         &serde_json::json!({
                             "kind": info.list_kind(), "apiVersion": info.api_version(),
                             "metadata": {"resourceVersion": store.current_rv().to_string()},
-                            "items": deleted,
+                            "items": Value::Array(deleted),
                         }),
                     ))
                 }

@@ -1,6 +1,6 @@
 //! Pod IP allocation from a CIDR: lowest free address first, freed on pod deletion, remembered for recycling.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use crate::error::SimError;
@@ -15,6 +15,9 @@ pub struct Ipam {
     size: u32,
     used: BTreeMap<u32, Key>,
     by_pod: HashMap<Key, u32>,
+    /// Every address below `high` that is free; everything from `high` up is free.
+    free_below: BTreeSet<u32>,
+    high: u32,
     released: VecDeque<(Key, u32)>,
 }
 
@@ -39,6 +42,8 @@ impl Ipam {
             size,
             used: BTreeMap::new(),
             by_pod: HashMap::new(),
+            free_below: BTreeSet::new(),
+            high: base + 1,
             released: VecDeque::new(),
         })
     }
@@ -48,9 +53,14 @@ impl Ipam {
         if let Some(ip) = self.by_pod.get(pod) {
             return Ok(Ipv4Addr::from(*ip));
         }
-        let ip = (self.base + 1..self.base + self.size - 1)
-            .find(|ip| !self.used.contains_key(ip))
-            .ok_or_else(|| SimError::Internal("pod CIDR exhausted".into()))?;
+        let ip = match self.free_below.pop_first() {
+            Some(ip) => ip,
+            None if self.high < self.base + self.size - 1 => {
+                self.high += 1;
+                self.high - 1
+            }
+            None => return Err(SimError::Internal("pod CIDR exhausted".into())),
+        };
         self.used.insert(ip, pod.clone());
         self.by_pod.insert(pod.clone(), ip);
         Ok(Ipv4Addr::from(ip))
@@ -62,7 +72,7 @@ impl Ipam {
             .parse()
             .map_err(|_| SimError::BadRequest(format!("invalid pod IP \"{ip}\"")))?;
         let n = u32::from(addr);
-        if n < self.base || n >= self.base + self.size {
+        if n <= self.base || n >= self.base + self.size - 1 {
             return Ok(());
         }
         match self.used.get(&n) {
@@ -72,6 +82,12 @@ impl Ipam {
             ))),
             _ => {
                 self.release(pod);
+                if n >= self.high {
+                    self.free_below.extend(self.high..n);
+                    self.high = n + 1;
+                } else {
+                    self.free_below.remove(&n);
+                }
                 self.used.insert(n, pod.clone());
                 self.by_pod.insert(pod.clone(), n);
                 Ok(())
@@ -83,6 +99,7 @@ impl Ipam {
     pub fn release(&mut self, pod: &Key) {
         if let Some(ip) = self.by_pod.remove(pod) {
             self.used.remove(&ip);
+            self.free_below.insert(ip);
             self.released.push_back((pod.clone(), ip));
             while self.released.len() > REMEMBERED {
                 self.released.pop_front();
@@ -121,5 +138,11 @@ mod tests {
         let c = ("ns".to_string(), "c".to_string());
         assert_eq!(ipam.allocate(&c).unwrap().to_string(), "10.0.0.1");
         assert!(Ipam::new("10.0.0.0").is_err());
+        // Claiming above the high-water mark leaves the gap allocatable, lowest first.
+        let d = ("ns".to_string(), "d".to_string());
+        ipam.claim(&d, "10.0.0.5").unwrap();
+        let e = ("ns".to_string(), "e".to_string());
+        assert_eq!(ipam.allocate(&e).unwrap().to_string(), "10.0.0.3");
+        assert!(ipam.claim(&e, "10.0.0.5").is_err());
     }
 }

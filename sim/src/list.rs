@@ -6,7 +6,10 @@ use serde_json::{json, Value};
 use crate::error::SimError;
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
+use std::time::SystemTime;
+
 use crate::store::{Key, Store};
+use crate::table::TableOpts;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Token {
@@ -39,15 +42,17 @@ fn decode(token: &str) -> Result<(u64, String, String), SimError> {
     Ok((t.rv, ns.to_string(), name.to_string()))
 }
 
-/// One page of a list, as the `<Kind>List` JSON document.
-pub fn page(
+/// One page of a list, serialized: the `<Kind>List` JSON document, or a `Table` when `table` is set.
+/// Items are serialized straight from the store (borrowed), never cloned.
+pub fn render(
     store: &Store,
     info: &'static ResourceInfo,
     namespace: Option<&str>,
     sel: &Selectors,
     limit: Option<u64>,
     continue_token: Option<&str>,
-) -> Result<Value, SimError> {
+    table: Option<(TableOpts, SystemTime)>,
+) -> Result<Vec<u8>, SimError> {
     let (rv, owned, after) = match continue_token {
         Some(tok) => {
             let (rv, ns, name) = decode(tok)?;
@@ -58,7 +63,6 @@ pub fn page(
         }
         None => (store.current_rv(), None, None),
     };
-    // Borrow while filtering; clone only the items of this page.
     let all: Box<dyn Iterator<Item = (&Key, &Value)>> = match &owned {
         Some(items) => Box::new(items.iter().map(|(k, v)| (k, v))),
         None => store.iter(info.plural, namespace),
@@ -76,17 +80,24 @@ pub fn page(
             metadata["remainingItemCount"] = json!(total - limit);
         }
     }
-    let items: Vec<Value> = matching
-        .into_iter()
-        .take(limit)
-        .map(|(_, v)| v.clone())
-        .collect();
-    Ok(json!({
-        "kind": info.list_kind(),
-        "apiVersion": info.api_version(),
-        "metadata": metadata,
-        "items": items,
-    }))
+    let items: Vec<&Value> = matching.into_iter().take(limit).map(|(_, v)| v).collect();
+    if let Some((opts, now)) = table {
+        let doc = crate::table::from_items(info, &items, metadata, now, opts);
+        return serde_json::to_vec(&doc).map_err(|e| SimError::Internal(e.to_string()));
+    }
+    let head =
+        json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": metadata});
+    let mut out = serde_json::to_vec(&head).map_err(|e| SimError::Internal(e.to_string()))?;
+    out.pop(); // the closing '}'
+    out.extend_from_slice(b",\"items\":[");
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, v).map_err(|e| SimError::Internal(e.to_string()))?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// The 410 for a continue token older than the history window (what kube-rs and kubectl relist on).

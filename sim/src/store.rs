@@ -203,13 +203,25 @@ impl Store {
         self.rv += 1;
         let rv = self.rv;
         let map = self.objects.entry(resource).or_default();
-        let (kind, old, mut obj) = match object {
-            Some(new) => match map.get(&key) {
-                Some(old) => (EventType::Modified, Some(old.clone()), new),
-                None => (EventType::Added, None, new),
-            },
+        let stamp = |o: &mut Value| {
+            if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+            }
+        };
+        let (kind, old, obj) = match object {
+            Some(mut new) => {
+                stamp(&mut new);
+                match map.insert(key.clone(), new.clone()) {
+                    Some(old) => (EventType::Modified, Some(old), new),
+                    None => (EventType::Added, None, new),
+                }
+            }
             None => match map.remove(&key) {
-                Some(old) => (EventType::Deleted, Some(old.clone()), old),
+                Some(old) => {
+                    let mut last = old.clone();
+                    stamp(&mut last);
+                    (EventType::Deleted, Some(old), last)
+                }
                 None => {
                     // Nothing to delete: undo the RV bump.
                     self.rv -= 1;
@@ -217,12 +229,6 @@ impl Store {
                 }
             },
         };
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-        }
-        if kind != EventType::Deleted {
-            map.insert(key.clone(), obj.clone());
-        }
         let event = Arc::new(Event {
             rv,
             resource,

@@ -211,19 +211,23 @@ fn row(info: &ResourceInfo, o: &Value, now: SystemTime, opts: TableOpts) -> Valu
     r
 }
 
-/// A Table for a list document (keeps its `metadata`: resourceVersion, continue).
-pub fn from_list(info: &ResourceInfo, list: &Value, now: SystemTime, opts: TableOpts) -> Value {
-    let rows: Vec<Value> = list["items"]
-        .as_array()
-        .map(|items| items.iter().map(|o| row(info, o, now, opts)).collect())
-        .unwrap_or_default();
-    json!({
+/// A Table for one list page (`metadata` carries resourceVersion and continue).
+pub fn from_items(
+    info: &ResourceInfo,
+    items: &[&Value],
+    metadata: Value,
+    now: SystemTime,
+    opts: TableOpts,
+) -> Value {
+    let rows: Vec<Value> = items.iter().map(|o| row(info, o, now, opts)).collect();
+    let mut doc = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": list.get("metadata").cloned().unwrap_or_else(|| json!({})),
         "columnDefinitions": columns(info),
-        "rows": rows,
-    })
+    });
+    doc["metadata"] = metadata;
+    doc["rows"] = Value::Array(rows);
+    doc
 }
 
 /// A one-row Table for one object or watch event; column definitions only when `headers`.
