@@ -201,6 +201,25 @@ async fn grants_appear_in_mysql_with_exact_privileges_and_vanish_with_their_pods
     let _ = pool.disconnect().await;
 }
 
+/// Accounts of `users` that exist (`granted == false`) or that also hold their db-level grant.
+async fn count_accounts(pool: &mysql_async::Pool, users: &[String], granted: bool) -> u64 {
+    let from = if granted {
+        "mysql.user u JOIN mysql.db d ON d.User = u.User AND d.Host = u.Host"
+    } else {
+        "mysql.user u"
+    };
+    let marks = users.iter().map(|_| "?").collect::<Vec<_>>().join(",");
+    let mut c = pool.get_conn().await.expect("conn");
+    let n: Option<u64> = c
+        .exec_first(
+            format!("SELECT COUNT(*) FROM {from} WHERE u.User IN ({marks})"),
+            users.to_vec(),
+        )
+        .await
+        .expect("count");
+    n.unwrap_or(0)
+}
+
 /// Figures for the closing note: 1,000 pods across 10 services granted, then revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_and_revoke_1000_pods_across_10_services_on_mysql() {
@@ -232,23 +251,14 @@ async fn grant_and_revoke_1000_pods_across_10_services_on_mysql() {
     let before = store.statements();
     let t0 = Instant::now();
     let engine = start(&sim, Arc::new(store.clone()), cfg);
-    let count = || async {
-        let mut c = pool.get_conn().await.expect("conn");
-        let n: Option<u64> = c
-            .exec_first(
-                format!(
-                    "SELECT COUNT(*) FROM mysql.user WHERE user IN ({})",
-                    users.iter().map(|_| "?").collect::<Vec<_>>().join(",")
-                ),
-                users.clone(),
-            )
-            .await
-            .expect("count");
-        n.unwrap_or(0)
-    };
-    wait_real("1000 accounts", Duration::from_secs(300), || async {
-        count().await == 1000
-    })
+    wait_real(
+        "1000 accounts granted, verified",
+        Duration::from_secs(300),
+        || async {
+            count_accounts(&pool, &users, true).await == 1000
+                && engine.snapshot().ledger_size == 1000
+        },
+    )
     .await;
     let grant_time = t0.elapsed();
     let grant_statements = store.statements() - before;
@@ -258,8 +268,8 @@ async fn grant_and_revoke_1000_pods_across_10_services_on_mysql() {
         sim.apply(&Step::delete_service(NS, &format!("svc{i}")))
             .unwrap();
     }
-    wait_real("0 accounts", Duration::from_secs(300), || async {
-        count().await == 0
+    wait_real("0 accounts, verified", Duration::from_secs(300), || async {
+        count_accounts(&pool, &users, false).await == 0 && engine.snapshot().ledger_size == 0
     })
     .await;
     let revoke_time = t1.elapsed();
