@@ -623,10 +623,7 @@ mod tests {
         driver.abort();
         // Backoff 0.5, 1, 2, 4, 8, then 10 s (±20%): ~5 + 590/10 ≈ 65 watches in 10 minutes.
         assert_eq!(lists, 1, "a clean close is not a reason to relist");
-        assert!(
-            (40..=90).contains(&watches),
-            "watches in 600 s: {watches}"
-        );
+        assert!((40..=90).contains(&watches), "watches in 600 s: {watches}");
         let snap = metrics.snapshot();
         let early = snap.restarts(RestartReason::ClosedEarly);
         assert!(
