@@ -240,11 +240,9 @@ impl WatcherRig {
             runtime.spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(ev) = stream.next().await {
-                    if let Ok(
-                        kube::runtime::watcher::Event::Apply(_)
-                        | kube::runtime::watcher::Event::Delete(_),
-                    ) = ev
-                    {
+                    // the initial list arrives as InitApply, later changes as Apply/Delete
+                    use kube::runtime::watcher::Event;
+                    if let Ok(Event::InitApply(_) | Event::Apply(_) | Event::Delete(_)) = ev {
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -257,7 +255,7 @@ impl WatcherRig {
         })
     }
 
-    /// Apply/Delete events seen so far.
+    /// Objects seen so far: the initial list (InitApply) plus later Apply/Delete events.
     pub fn pod_events(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
     }
