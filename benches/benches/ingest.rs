@@ -6,6 +6,7 @@
 //!   per burst, until the engine has counted every event.
 //! - `ingest/kube_watcher_floor` — the same bursts through `kube::runtime::watcher` +
 //!   `reflector` on their own runtime (`pgb-floor`): the floor any kube-rs controller pays.
+//!
 //! Both consumers watch every burst; each bench reports only its own threads' CPU
 //! (`iter_custom`), so the engine's overhead is the ratio of the two, and a busy neighbour
 //! is not counted. criterion's throughput line is events per CPU-second.

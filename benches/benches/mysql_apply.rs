@@ -7,6 +7,7 @@
 //! - `mysql_apply/batched` — one `apply` call with every action: the store batches
 //!   consecutive actions of a kind into multi-account statements.
 //! - `mysql_apply/one_per_account` — one `apply` call per account: no batching.
+//!
 //! Throughput: accounts per second (400 account changes per iteration: 200 up, 200 down).
 //! Statements per iteration are printed once for each mode.
 //!

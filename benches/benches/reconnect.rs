@@ -10,6 +10,7 @@
 //! - `reconnect/kube_watcher_floor` — a bare kube-rs `watcher` under the same fault: it
 //!   re-watches immediately with no backoff (the hot loop); CPU of its threads (`pgb-floor`)
 //!   per watch request the sim counted.
+//!
 //! Neither counts a busy neighbour. What matters in production is the *rate*: the engine's
 //! default backoff keeps it far below one re-watch per second (see the harness tests); this
 //! bench prices one re-watch.

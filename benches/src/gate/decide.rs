@@ -30,7 +30,7 @@ pub fn parse_threshold(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("threshold {s:?}: want e.g. 5% or 0.05"))?;
     let frac = if percent || v >= 1.0 { v / 100.0 } else { v };
-    if !frac.is_finite() || frac < 0.0 || frac > 10.0 {
+    if !frac.is_finite() || !(0.0..=10.0).contains(&frac) {
         return Err(format!("threshold {s:?}: out of range (0% to 1000%)"));
     }
     Ok(frac)
