@@ -82,7 +82,7 @@ fn sim_serve_answers_kubectl() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = String::new();
     let ok = loop {
-        let out = Command::new("/usr/bin/kubectl")
+        let out = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into()))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["get", "--raw", "/api/v1"])

@@ -170,7 +170,7 @@ async fn binary_serves_scenario_to_kubectl() {
             tokio::time::Instant::now() < deadline,
             "scenario pod never appeared"
         );
-        let out = tokio::process::Command::new("/usr/bin/kubectl")
+        let out = tokio::process::Command::new(common::kubectl())
             .arg("--kubeconfig")
             .arg(&kc)
             .args(["get", "pods", "-n", "demo", "-o", "name"])

@@ -1,4 +1,6 @@
-//! The real kubectl (/usr/bin/kubectl) and kube-rs over TCP against the simulator's loopback server.
+//! The real kubectl (`$KUBECTL`, else /usr/bin/kubectl) and kube-rs over TCP against the simulator's loopback server.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,8 +14,6 @@ use podgrant_sim::{Sim, SimServer, Step};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 struct Env {
     sim: Sim,
@@ -39,7 +39,7 @@ async fn env() -> Env {
 async fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new(KUBECTL)
+        Command::new(common::kubectl())
             .arg("--kubeconfig")
             .arg(kc)
             .args(args)
@@ -185,7 +185,7 @@ async fn next_line(
 async fn kubectl_watch_sees_created_pod() {
     let e = env().await;
     e.sim.apply(&Step::create_pod("default", "first")).unwrap();
-    let mut child = Command::new(KUBECTL)
+    let mut child = Command::new(common::kubectl())
         .arg("--kubeconfig")
         .arg(&e.kubeconfig)
         .args(["get", "pods", "-w", "-o", "name"])
@@ -293,7 +293,7 @@ async fn kubectl_get_prints_server_side_table_columns() {
     );
 
     // Watch in table mode prints a row per event, headers once.
-    let mut child = Command::new(KUBECTL)
+    let mut child = Command::new(common::kubectl())
         .arg("--kubeconfig")
         .arg(&e.kubeconfig)
         .args(["get", "pods", "-w"])

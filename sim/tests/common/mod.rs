@@ -10,6 +10,18 @@ use http_body_util::{BodyExt, Full};
 use podgrant_sim::{Sim, SimBody};
 use tower::ServiceExt;
 
+/// The kubectl to run: `$KUBECTL` (the Nix checks point it at nixpkgs' kubectl), else
+/// `/usr/bin/kubectl` when it exists, else `kubectl` from PATH.
+pub fn kubectl() -> std::ffi::OsString {
+    std::env::var_os("KUBECTL").unwrap_or_else(|| {
+        if std::path::Path::new("/usr/bin/kubectl").exists() {
+            "/usr/bin/kubectl".into()
+        } else {
+            "kubectl".into()
+        }
+    })
+}
+
 /// A kube client on the in-process service.
 pub fn client(sim: &Sim) -> kube::Client {
     kube::Client::new(sim.service(), "default")
