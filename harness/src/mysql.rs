@@ -3,7 +3,9 @@
 //! Order (issue 4): `MYSQL_URL`; else a `mariadbd`/`mysqld` found on `PATH` (or `/usr/sbin`),
 //! started in a temporary datadir listening only on a unix socket (about 3 s here); else a
 //! MySQL 8 container when a Docker daemon answers *and* the `mysql:8` image is already present
-//! (nothing is ever pulled: this machine's network is loopback only); else [`provide`] returns
+//! (nothing is ever pulled: this machine's network is loopback only) — with the cargo feature
+//! `testcontainers` started by testcontainers' MySQL 8 module (`mysql:8.1`, async runner, port
+//! bound on 127.0.0.1 only), without it by the Docker CLI; else [`provide`] returns
 //! `None` after printing a loud `SKIPPED` line — a test must then say it was skipped, never pass
 //! silently. `PODGRANT_TEST_MYSQL=url|spawn|docker|skip` forces one provider.
 //!
@@ -18,6 +20,13 @@ pub const FORCE_ENV: &str = "PODGRANT_TEST_MYSQL";
 
 /// How long a spawned server may take to answer.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The container held by a [`TestMysql`] (testcontainers removes it on drop); none without the feature.
+#[cfg(feature = "testcontainers")]
+type Container =
+    testcontainers_modules::testcontainers::ContainerAsync<testcontainers_modules::mysql::Mysql>;
+#[cfg(not(feature = "testcontainers"))]
+type Container = std::convert::Infallible;
 
 /// Errors while providing a server.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +57,8 @@ pub enum Provider {
     Url,
     /// A server this process started from this binary, in a temp datadir.
     Spawned { binary: PathBuf },
-    /// A `mysql:8` container started with the Docker CLI.
+    /// A MySQL 8 container: started by testcontainers' MySQL 8 module with the cargo feature
+    /// `testcontainers`, else by the Docker CLI.
     Docker { container: String },
 }
 
@@ -57,6 +67,9 @@ impl std::fmt::Display for Provider {
         match self {
             Provider::Url => write!(f, "MYSQL_URL"),
             Provider::Spawned { binary } => write!(f, "spawned {}", binary.display()),
+            Provider::Docker { container } if cfg!(feature = "testcontainers") => {
+                write!(f, "testcontainers MySQL 8 container {container}")
+            }
             Provider::Docker { container } => write!(f, "docker container {container}"),
         }
     }
@@ -68,6 +81,8 @@ pub struct TestMysql {
     provider: Provider,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
+    /// Held for the server's lifetime (testcontainers path only).
+    container: Option<Container>,
 }
 
 impl std::fmt::Debug for TestMysql {
@@ -103,6 +118,9 @@ impl Drop for TestMysql {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The testcontainers path: dropping the container removes it.
+        let _ = self.container.take();
+        #[cfg(not(feature = "testcontainers"))]
         if let Provider::Docker { container } = &self.provider {
             let _ = Command::new("docker")
                 .args(["rm", "-f", container])
@@ -172,6 +190,7 @@ fn from_url() -> Result<Option<TestMysql>, MysqlError> {
             provider: Provider::Url,
             child: None,
             dir: None,
+            container: None,
         }))
 }
 
@@ -276,6 +295,7 @@ pub async fn spawn() -> Result<TestMysql, MysqlError> {
         provider: Provider::Spawned { binary },
         child: Some(child),
         dir: Some(dir),
+        container: None,
     };
     wait_ready(&mut m, &log).await?;
     Ok(m)
@@ -323,8 +343,9 @@ async fn try_connect(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts a `mysql:8` container (only if the image is already present: nothing is pulled).
-/// Unexercised on this machine (no Docker daemon).
+/// Starts a `mysql:8` container with the Docker CLI (only if the image is already present:
+/// nothing is pulled). Unexercised on this machine (no Docker daemon).
+#[cfg(not(feature = "testcontainers"))]
 pub async fn docker() -> Result<TestMysql, MysqlError> {
     let answers = |args: &[&str]| {
         Command::new("docker")
@@ -372,9 +393,81 @@ pub async fn docker() -> Result<TestMysql, MysqlError> {
         provider: Provider::Docker { container: id },
         child: None,
         dir: None,
+        container: None,
     };
     wait_ready(&mut m, Path::new("/nonexistent")).await?;
     Ok(m)
+}
+
+/// Starts testcontainers' MySQL 8 module (`mysql:8.1`) with the async runner, only if a Docker
+/// daemon answers and the image is already present (nothing is pulled), its port published on
+/// 127.0.0.1 only. The container is held by the returned [`TestMysql`] and removed on drop.
+/// Unexercised on this machine (no Docker daemon): there it returns [`MysqlError::NoDocker`].
+#[cfg(feature = "testcontainers")]
+pub async fn docker() -> Result<TestMysql, MysqlError> {
+    use testcontainers_modules::mysql::Mysql;
+    use testcontainers_modules::testcontainers::bollard::models::PortBinding;
+    use testcontainers_modules::testcontainers::bollard::Docker;
+    use testcontainers_modules::testcontainers::core::IntoContainerPort;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::{Image, ImageExt};
+
+    let image = Mysql::default();
+    let descriptor = format!("{}:{}", image.name(), image.tag());
+    let daemon = Docker::connect_with_defaults().map_err(|_| MysqlError::NoDocker)?;
+    if !daemon_has_image(&daemon, &descriptor).await {
+        return Err(MysqlError::NoDocker);
+    }
+    let what = format!("testcontainers {descriptor}");
+    let container = image
+        .with_startup_timeout(READY_DEADLINE)
+        .with_host_config_modifier(|host| {
+            // Loopback only: replace testcontainers' publish-all (every interface).
+            host.publish_all_ports = Some(false);
+            host.port_bindings = Some(
+                [(
+                    "3306/tcp".to_string(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".to_string()),
+                        host_port: Some(String::new()),
+                    }]),
+                )]
+                .into(),
+            );
+        })
+        .start()
+        .await
+        .map_err(|e| MysqlError::Failed {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+    let port = container
+        .get_host_port_ipv4(3306.tcp())
+        .await
+        .map_err(|e| MysqlError::Failed {
+            what: format!("{what}: mapped port"),
+            detail: e.to_string(),
+        })?;
+    let mut m = TestMysql {
+        url: format!("mysql://root@127.0.0.1:{port}/test"),
+        provider: Provider::Docker {
+            container: container.id().to_string(),
+        },
+        child: None,
+        dir: None,
+        container: Some(container),
+    };
+    wait_ready(&mut m, Path::new("/nonexistent")).await?;
+    Ok(m)
+}
+
+/// Whether `daemon` answers a ping and already holds `image` (so starting it pulls nothing).
+#[cfg(feature = "testcontainers")]
+async fn daemon_has_image(
+    daemon: &testcontainers_modules::testcontainers::bollard::Docker,
+    image: &str,
+) -> bool {
+    daemon.ping().await.is_ok() && daemon.inspect_image(image).await.is_ok()
 }
 
 #[cfg(test)]
@@ -391,5 +484,16 @@ mod tests {
             redact("mysql://root@localhost/test?socket=/tmp/x"),
             "mysql://root@localhost/test?socket=/tmp/x"
         );
+    }
+
+    #[cfg(feature = "testcontainers")]
+    #[tokio::test]
+    async fn a_daemon_that_does_not_answer_means_no_docker() {
+        use testcontainers_modules::testcontainers::bollard::{Docker, API_DEFAULT_VERSION};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("no-daemon.sock");
+        let daemon = Docker::connect_with_unix(&socket.to_string_lossy(), 5, API_DEFAULT_VERSION)
+            .expect("client (connects lazily)");
+        assert!(!daemon_has_image(&daemon, "mysql:8.1").await);
     }
 }
