@@ -490,10 +490,12 @@ mod tests {
     #[tokio::test]
     async fn a_daemon_that_does_not_answer_means_no_docker() {
         use testcontainers_modules::testcontainers::bollard::{Docker, API_DEFAULT_VERSION};
+        // A socket file nobody listens on any more: connecting is refused, as with a dead daemon.
         let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("no-daemon.sock");
+        let socket = dir.path().join("dead-daemon.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind"));
         let daemon = Docker::connect_with_unix(&socket.to_string_lossy(), 5, API_DEFAULT_VERSION)
-            .expect("client (connects lazily)");
+            .expect("client for an existing socket path");
         assert!(!daemon_has_image(&daemon, "mysql:8.1").await);
     }
 }
