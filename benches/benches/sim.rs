@@ -9,6 +9,9 @@
 //! - `sim/list_10k_pods/{in_process,tcp}` — one unpaginated kube-rs `list` of 10 000 pods, through
 //!   the in-process `tower::Service` and over TCP (includes kube-rs decoding 10 000 `Pod`s).
 //! - `sim/list_10k_pods/raw_bytes` — the same list read as raw bytes over TCP (server side only).
+//! - `sim/watch_fanout/100_watchers` — 100 concurrent kube-rs watchers over TCP; per iteration
+//!   the sim emits a burst of 1 000 MODIFIED events and the time runs until every watcher has
+//!   all of them (throughput: deliveries, i.e. 100 000 events/iteration).
 //!
 //! Wall time (this is a throughput figure). Run briefly with:
 //! `cargo bench -p podgrant-benches --bench sim -- --warm-up-time 1 --measurement-time 5`
@@ -24,6 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BURST: u64 = 10_000;
 const LIST_PODS: usize = 10_000;
+const FANOUT_WATCHERS: usize = 100;
+const FANOUT_BURST: u64 = 1_000;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -122,6 +127,65 @@ fn watch_tcp(c: &mut Criterion) {
     drop(server);
 }
 
+fn watch_fanout(c: &mut Criterion) {
+    let rt = runtime();
+    let sim = Sim::builder().watch_buffer(1 << 16).build();
+    for i in 0..10 {
+        sim.apply(&Step::create_pod("bench", &format!("p{i}")))
+            .expect("pod");
+    }
+    let server = rt
+        .block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into()))
+        .expect("serve");
+    let rv = sim.resource_version().to_string();
+    // One connection per watcher, as 100 separate controllers would have.
+    let mut streams: Vec<_> = (0..FANOUT_WATCHERS)
+        .map(|_| {
+            rt.block_on(async {
+                let pods: Api<Pod> = Api::namespaced(tcp_client(&server.url()), "bench");
+                pods.watch(&WatchParams::default().timeout(290), &rv)
+                    .await
+                    .expect("watch")
+                    .boxed()
+            })
+        })
+        .collect();
+    let mut g = c.benchmark_group("sim/watch_fanout");
+    g.throughput(Throughput::Elements(FANOUT_BURST * FANOUT_WATCHERS as u64));
+    g.sample_size(10);
+    g.bench_function("100_watchers", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let gen = {
+                    let sim = sim.clone();
+                    std::thread::spawn(move || {
+                        sim.flood(FloodSpec::burst("bench", FANOUT_BURST)).sent()
+                    })
+                };
+                rt.block_on(futures::future::join_all(streams.iter_mut().map(
+                    |stream| async move {
+                        let mut got = 0u64;
+                        while got < FANOUT_BURST {
+                            match stream.next().await {
+                                Some(Ok(WatchEvent::Modified(_))) => got += 1,
+                                Some(Ok(_)) => {}
+                                other => panic!("watch ended: {other:?}"),
+                            }
+                        }
+                    },
+                )));
+                total += start.elapsed();
+                assert_eq!(gen.join().expect("generator"), FANOUT_BURST);
+            }
+            total
+        })
+    });
+    g.finish();
+    drop(server);
+}
+
 fn list_10k(c: &mut Criterion) {
     let rt = runtime();
     let sim = Sim::builder().build();
@@ -174,5 +238,5 @@ fn list_10k(c: &mut Criterion) {
     drop(server);
 }
 
-criterion_group!(benches, watch_tcp, list_10k);
+criterion_group!(benches, watch_tcp, watch_fanout, list_10k);
 criterion_main!(benches);
