@@ -238,5 +238,9 @@ fn list_10k(c: &mut Criterion) {
     drop(server);
 }
 
-criterion_group!(benches, watch_tcp, watch_fanout, list_10k);
+criterion_group! {
+    name = benches;
+    config = podgrant_benches::criterion();
+    targets = watch_tcp, watch_fanout, list_10k
+}
 criterion_main!(benches);
