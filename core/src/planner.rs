@@ -62,47 +62,35 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
     }
 
     for (key, want) in desired {
-        let Some(have) = observed.owned.get(key) else {
-            if observed.foreign.contains(key) {
-                foreign.push(key.clone());
+        let have = match observed.owned.get(key) {
+            Some(have) if have.owner == want.owner => have,
+            owned => {
+                match owned {
+                    None if observed.foreign.contains(key) => {
+                        foreign.push(key.clone());
+                        continue;
+                    }
+                    // Another service's account at this IP: end it (and its sessions), start afresh.
+                    Some(_) => drops.push(Action::Drop { key: key.clone() }),
+                    None => {}
+                }
+                claims.push(Action::Claim {
+                    key: key.clone(),
+                    owner: want.owner.clone(),
+                    fingerprint: want.fingerprint.clone(),
+                });
+                creates.push(Action::Create {
+                    key: key.clone(),
+                    password: want.password.clone(),
+                });
+                grants.push(Action::Grant {
+                    key: key.clone(),
+                    database: want.database.clone(),
+                    privileges: want.privileges.clone(),
+                });
                 continue;
             }
-            claims.push(Action::Claim {
-                key: key.clone(),
-                owner: want.owner.clone(),
-                fingerprint: want.fingerprint.clone(),
-            });
-            creates.push(Action::Create {
-                key: key.clone(),
-                password: want.password.clone(),
-            });
-            grants.push(Action::Grant {
-                key: key.clone(),
-                database: want.database.clone(),
-                privileges: want.privileges.clone(),
-            });
-            continue;
         };
-
-        if have.owner != want.owner {
-            // Another service's account at this IP: end it (and its sessions), start afresh.
-            drops.push(Action::Drop { key: key.clone() });
-            claims.push(Action::Claim {
-                key: key.clone(),
-                owner: want.owner.clone(),
-                fingerprint: want.fingerprint.clone(),
-            });
-            creates.push(Action::Create {
-                key: key.clone(),
-                password: want.password.clone(),
-            });
-            grants.push(Action::Grant {
-                key: key.clone(),
-                database: want.database.clone(),
-                privileges: want.privileges.clone(),
-            });
-            continue;
-        }
 
         let fingerprint_changed = have.fingerprint != want.fingerprint;
         if !have.exists {
