@@ -43,6 +43,38 @@ fn tcp_client(url: &str) -> kube::Client {
     kube::Client::try_from(config).expect("kube client")
 }
 
+/// Times `iters` bursts: for each, a thread floods `burst` MODIFIED events into namespace
+/// `bench` while `consume` reads them to the end; returns the summed wall time.
+fn time_bursts(sim: &Sim, burst: u64, iters: u64, mut consume: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let gen = {
+            let sim = sim.clone();
+            std::thread::spawn(move || sim.flood(FloodSpec::burst("bench", burst)).sent())
+        };
+        consume();
+        total += start.elapsed();
+        assert_eq!(gen.join().expect("generator"), burst);
+    }
+    total
+}
+
+/// Reads a kube-rs watch until it has seen `n` MODIFIED events.
+async fn read_modified<S>(stream: &mut S, n: u64)
+where
+    S: futures::Stream<Item = kube::Result<WatchEvent<Pod>>> + Unpin,
+{
+    let mut got = 0u64;
+    while got < n {
+        match stream.next().await {
+            Some(Ok(WatchEvent::Modified(_))) => got += 1,
+            Some(Ok(_)) => {}
+            other => panic!("watch ended: {other:?}"),
+        }
+    }
+}
+
 fn watch_tcp(c: &mut Criterion) {
     let rt = runtime();
     let sim = Sim::builder().watch_buffer(1 << 16).build();
@@ -64,27 +96,9 @@ fn watch_tcp(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("events", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let gen = {
-                    let sim = sim.clone();
-                    std::thread::spawn(move || sim.flood(FloodSpec::burst("bench", BURST)).sent())
-                };
-                rt.block_on(async {
-                    let mut got = 0u64;
-                    while got < BURST {
-                        match stream.next().await {
-                            Some(Ok(WatchEvent::Modified(_))) => got += 1,
-                            Some(Ok(_)) => {}
-                            other => panic!("watch ended: {other:?}"),
-                        }
-                    }
-                });
-                total += start.elapsed();
-                assert_eq!(gen.join().expect("generator"), BURST);
-            }
-            total
+            time_bursts(&sim, BURST, iters, || {
+                rt.block_on(read_modified(&mut stream, BURST))
+            })
         })
     });
     // Raw bytes over a plain socket: count event markers, carrying a tail across reads.
@@ -97,13 +111,7 @@ fn watch_tcp(c: &mut Criterion) {
     });
     g.bench_function("raw_bytes", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let gen = {
-                    let sim = sim.clone();
-                    std::thread::spawn(move || sim.flood(FloodSpec::burst("bench", BURST)).sent())
-                };
+            time_bursts(&sim, BURST, iters, || {
                 rt.block_on(async {
                     let mut got = 0u64;
                     let mut buf = vec![0u8; 1 << 16];
@@ -117,10 +125,7 @@ fn watch_tcp(c: &mut Criterion) {
                         tail.drain(..keep);
                     }
                 });
-                total += start.elapsed();
-                assert_eq!(gen.join().expect("generator"), BURST);
-            }
-            total
+            })
         })
     });
     g.finish();
@@ -155,31 +160,13 @@ fn watch_fanout(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("100_watchers", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let gen = {
-                    let sim = sim.clone();
-                    std::thread::spawn(move || {
-                        sim.flood(FloodSpec::burst("bench", FANOUT_BURST)).sent()
-                    })
-                };
-                rt.block_on(futures::future::join_all(streams.iter_mut().map(
-                    |stream| async move {
-                        let mut got = 0u64;
-                        while got < FANOUT_BURST {
-                            match stream.next().await {
-                                Some(Ok(WatchEvent::Modified(_))) => got += 1,
-                                Some(Ok(_)) => {}
-                                other => panic!("watch ended: {other:?}"),
-                            }
-                        }
-                    },
-                )));
-                total += start.elapsed();
-                assert_eq!(gen.join().expect("generator"), FANOUT_BURST);
-            }
-            total
+            time_bursts(&sim, FANOUT_BURST, iters, || {
+                rt.block_on(futures::future::join_all(
+                    streams
+                        .iter_mut()
+                        .map(|stream| read_modified(stream, FANOUT_BURST)),
+                ));
+            })
         })
     });
     g.finish();
