@@ -16,6 +16,12 @@
 //! A Service whose annotations are invalid, or whose Secret or key is missing, or whose password
 //! is unacceptable, gets one problem and no accounts; other services are unaffected.
 //!
+//! Tenancy ([`crate::tenancy`], rules 1–4) runs between validation and password resolution:
+//! a never-claimable user is refused before its annotations are even validated, then the
+//! namespace assignment, then one namespace per user name (given the ledger's holders, see
+//! [`desired_state_with`]), and per pod a reserved account. Each refusal is a problem whose
+//! [`ProblemKind`] says which rule.
+//!
 //! # Fingerprint
 //!
 //! [`fingerprint`] = hex(SHA-256(`"podgrant.io/password-fingerprint/v1\0" ‖ user ‖ "\0" ‖ password`)).
@@ -42,12 +48,74 @@ use crate::grant::{AccountKey, Desired, DesiredAccount, GrantSpec};
 use crate::model::{Cluster, ObjectRef, PodFacts, ServiceFacts};
 use crate::validate::{self, Policy};
 
-/// A Service skipped because of its annotations or its Secret; shown as an Event and a log line.
+/// Why a Service (or one of its accounts) was skipped; the label of `podgrant_grant_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProblemKind {
+    /// Bad annotations, a missing Secret or key, an unacceptable password.
+    Invalid,
+    /// Two pods at one IP, or the same account wanted by two Services.
+    Conflict,
+    /// Tenancy rule 2: the user or database is not assigned to the namespace.
+    Namespace,
+    /// Tenancy rule 3: another namespace owns the user name.
+    UserOwned,
+    /// Tenancy rules 1 and 4: a never-claimable user or reserved account.
+    Reserved,
+    /// The account exists in MySQL and is not podgrant's: left untouched.
+    Foreign,
+}
+
+impl ProblemKind {
+    pub const ALL: [ProblemKind; 6] = [
+        Self::Invalid,
+        Self::Conflict,
+        Self::Namespace,
+        Self::UserOwned,
+        Self::Reserved,
+        Self::Foreign,
+    ];
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Conflict => "conflict",
+            Self::Namespace => "namespace",
+            Self::UserOwned => "user_owned",
+            Self::Reserved => "reserved",
+            Self::Foreign => "foreign",
+        }
+    }
+    /// Whether this is a refusal (Event reason `GrantRefused`) rather than a broken Service
+    /// (`InvalidGrantAnnotations`).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::Namespace | Self::UserOwned | Self::Reserved | Self::Foreign
+        )
+    }
+}
+
+/// A Service skipped because of its annotations, its Secret or tenancy; shown as an Event and a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceProblem {
     pub service: ObjectRef,
     /// Human-readable, never containing a password.
     pub reason: String,
+    pub kind: ProblemKind,
+}
+
+/// User name → the namespaces whose Services hold ledger accounts of it (tenancy rule 3).
+pub type UserHolders = BTreeMap<String, BTreeSet<String>>;
+
+/// The [`UserHolders`] of a ledger.
+pub fn user_holders(owned: &BTreeMap<AccountKey, crate::grant::ObservedAccount>) -> UserHolders {
+    let mut out = UserHolders::new();
+    for (key, acc) in owned {
+        out.entry(key.user.clone())
+            .or_default()
+            .insert(acc.owner.namespace.clone());
+    }
+    out
 }
 
 /// The desired accounts and the services skipped on the way.
@@ -84,25 +152,54 @@ struct Ready<'a> {
     fingerprint: String,
 }
 
-/// Computes the desired state from the cluster view.
+/// Computes the desired state from the cluster view, as if the ledger held nothing.
 pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
-    let mut problems: BTreeSet<(ObjectRef, String)> = BTreeSet::new();
+    desired_state_with(cluster, policy, &UserHolders::new())
+}
 
-    // 1. Validate services and resolve their passwords; group the good ones by namespace.
+/// Computes the desired state; `held` (from the ledger) decides who keeps a contested user name.
+pub fn desired_state_with(cluster: &Cluster, policy: &Policy, held: &UserHolders) -> DesiredState {
+    use ProblemKind::*;
+    let mut problems: BTreeSet<(ObjectRef, String, ProblemKind)> = BTreeSet::new();
+    let tenancy = &policy.tenancy;
+    let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+
+    // 1. Validate services, apply tenancy rules 1 and 2, resolve their passwords; group the
+    //    good ones by namespace.
     let mut by_ns: BTreeMap<&str, Vec<Ready<'_>>> = BTreeMap::new();
     for service in cluster.services.values() {
+        if let Some(user) = service.annotations.get(validate::ANN_USER) {
+            if let Some(why) = tenancy.never_claimable(user, &policy.reserved_users) {
+                problems.insert((
+                    service.id.clone(),
+                    format!("annotation {}: {why}; refused", validate::ANN_USER),
+                    Reserved,
+                ));
+                continue;
+            }
+        }
         let spec = match validate::grant_spec(service, policy) {
             Ok(Some(spec)) => spec,
             Ok(None) => continue,
             Err(e) => {
-                problems.insert((service.id.clone(), e.to_string()));
+                problems.insert((service.id.clone(), e.to_string(), Invalid));
                 continue;
             }
         };
+        if let Err(why) = tenancy.check_namespace(&service.id.namespace, &spec.user, &spec.database)
+        {
+            problems.insert((service.id.clone(), format!("{why}; refused"), Namespace));
+            continue;
+        }
+        claims
+            .entry(spec.user.clone())
+            .or_default()
+            .insert(service.id.namespace.clone());
         let Some(secret) = cluster.secrets.get(&spec.password_secret) else {
             problems.insert((
                 service.id.clone(),
                 format!("password Secret {} not found", spec.password_secret),
+                Invalid,
             ));
             continue;
         };
@@ -113,6 +210,7 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
                     "password Secret {} has no key {:?}",
                     spec.password_secret, spec.password_key
                 ),
+                Invalid,
             ));
             continue;
         };
@@ -123,6 +221,7 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
                     "password in Secret {} key {:?} refused: {reason}",
                     spec.password_secret, spec.password_key
                 ),
+                Invalid,
             ));
             continue;
         }
@@ -136,6 +235,28 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
                 fingerprint,
                 spec,
             });
+    }
+
+    // 1b. Tenancy rule 3: one namespace per user name.
+    if tenancy.enforced {
+        let owners = crate::tenancy::user_owners(&claims, held);
+        for (ns, services) in by_ns.iter_mut() {
+            services.retain(|r| {
+                let owner = &owners[&r.spec.user];
+                if owner == ns {
+                    return true;
+                }
+                problems.insert((
+                    r.service.id.clone(),
+                    format!(
+                        "user {:?} belongs to namespace {owner:?} (a user name is owned by one namespace at a time); refused",
+                        r.spec.user
+                    ),
+                    UserOwned,
+                ));
+                false
+            });
+        }
     }
 
     // 2. Which IPs are claimed by more than one grantable pod (anywhere in the cluster)?
@@ -203,6 +324,18 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
                             "pod IP {ip} is claimed by several pods ({}); not granting it until one remains",
                             names.join(", ")
                         ),
+                        Conflict,
+                    ));
+                    continue;
+                }
+                if tenancy.account_reserved(&ready.spec.user, ip) {
+                    problems.insert((
+                        ready.service.id.clone(),
+                        format!(
+                            "account '{}'@'{ip}' is reserved by the operator's policy; refused",
+                            ready.spec.user
+                        ),
+                        Reserved,
                     ));
                     continue;
                 }
@@ -221,6 +354,7 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
                                     existing.key(),
                                     existing.get().owner
                                 ),
+                                Conflict,
                             ));
                         }
                     }
@@ -245,7 +379,11 @@ pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
         accounts,
         problems: problems
             .into_iter()
-            .map(|(service, reason)| ServiceProblem { service, reason })
+            .map(|(service, reason, kind)| ServiceProblem {
+                service,
+                reason,
+                kind,
+            })
             .collect(),
     }
 }
@@ -265,7 +403,13 @@ fn pods_in_namespace<'a>(cluster: &'a Cluster, ns: &str) -> impl Iterator<Item =
 mod tests {
     use super::*;
     use crate::model::{Password, SecretFacts};
+    use crate::tenancy::Tenancy;
     use crate::validate::{ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER};
+
+    /// Tenancy off: the tests of joining and conflicts use names outside their namespaces.
+    fn open() -> Policy {
+        Policy::default().with_tenancy(Tenancy::off())
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -354,7 +498,7 @@ mod tests {
             ],
             vec![secret("a", "hunter2")],
         );
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         assert!(d.problems.is_empty(), "{:?}", d.problems);
         let keys: Vec<_> = d.accounts.keys().cloned().collect();
         assert_eq!(keys, vec![key("alice", "10.0.0.1")]);
@@ -392,7 +536,7 @@ mod tests {
             ],
             vec![secret("a", "hunter2")],
         );
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         assert_eq!(d.accounts.len(), 1);
         assert!(d.accounts.contains_key(&key("alice", "10.0.0.1")));
         assert_eq!(d.problems.len(), 2);
@@ -417,7 +561,7 @@ mod tests {
             ],
             vec![secret("a", "ok"), secret("b", "bad\\pw")],
         );
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         let keys: Vec<_> = d.accounts.keys().cloned().collect();
         assert_eq!(keys, vec![key("carol", "10.0.0.1")]);
         assert_eq!(d.problems.len(), 2);
@@ -437,7 +581,7 @@ mod tests {
             vec![pod("a", "p1", "web", "10.0.0.1")],
             vec![secret("a", "pw")],
         );
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         assert_eq!(d.accounts.len(), 2);
         assert_eq!(
             d.accounts[&key("alice", "10.0.0.1")].owner,
@@ -462,7 +606,7 @@ mod tests {
             ],
             vec![secret("a", "pw"), secret("b", "pw")],
         );
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         let keys: Vec<_> = d.accounts.keys().cloned().collect();
         assert_eq!(keys, vec![key("alice", "10.0.0.3")]);
         assert_eq!(d.problems.len(), 2);
@@ -470,7 +614,7 @@ mod tests {
         // A non-grantable pod at the same IP is no conflict.
         let mut c2 = c.clone();
         c2.pods.get_mut(&ObjectRef::new("b", "p2")).unwrap().ready = false;
-        let d2 = desired_state(&c2, &Policy::default());
+        let d2 = desired_state(&c2, &open());
         assert_eq!(d2.accounts.len(), 2);
         assert!(d2.problems.is_empty());
     }
@@ -490,7 +634,7 @@ mod tests {
             vec![pod("a", "p1", "web", "10.0.0.1"), p2],
             vec![secret("a", "pw")],
         );
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         let keys: Vec<_> = d.accounts.keys().cloned().collect();
         assert_eq!(keys, vec![key("alice", "10.0.0.1")]);
     }
@@ -521,14 +665,12 @@ mod tests {
             }
         }
         let c = cluster(services, pods, secrets);
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         let mut naive = BTreeSet::new();
         for s in c.services.values() {
             for p in c.pods.values() {
                 if p.id.namespace == s.id.namespace && s.selects(&p.labels) {
-                    let spec = validate::grant_spec(s, &Policy::default())
-                        .unwrap()
-                        .unwrap();
+                    let spec = validate::grant_spec(s, &open()).unwrap().unwrap();
                     naive.insert(AccountKey {
                         user: spec.user,
                         host: p.ip.unwrap(),
@@ -538,7 +680,7 @@ mod tests {
         }
         let got: BTreeSet<_> = d.accounts.keys().cloned().collect();
         assert_eq!(got, naive);
-        assert_eq!(d, desired_state(&c, &Policy::default()));
+        assert_eq!(d, desired_state(&c, &open()));
     }
 
     #[test]
@@ -580,7 +722,7 @@ mod tests {
                 vec![pod("a", "p1", "web", "10.0.0.1")],
                 vec![secret("a", "pw")],
             );
-            let d = desired_state(&c, &Policy::default());
+            let d = desired_state(&c, &open());
             let keys: Vec<_> = d.accounts.keys().cloned().collect();
             assert_eq!(keys, vec![key_of("carol", "10.0.0.1")], "{key}={value:?}");
             assert_eq!(d.problems.len(), 1, "{key}={value:?}");
@@ -589,6 +731,148 @@ mod tests {
                 d.problems[0].reason.contains(key),
                 "{}",
                 d.problems[0].reason
+            );
+        }
+    }
+
+    fn svc_db(ns: &str, name: &str, app: &str, user: &str, db: &str) -> ServiceFacts {
+        let mut s = service(ns, name, app, user);
+        s.annotations.insert(ANN_DATABASE.into(), db.into());
+        s
+    }
+
+    fn kinds(d: &DesiredState) -> Vec<(String, ProblemKind)> {
+        d.problems
+            .iter()
+            .map(|p| (p.service.to_string(), p.kind))
+            .collect()
+    }
+
+    /// Issue 9 item 1: a Service in `other` got another team's database. Now refused by default.
+    #[test]
+    fn tenancy_confines_a_namespace_to_its_prefix_by_default() {
+        let c = cluster(
+            vec![
+                svc_db("shop", "orders", "web", "shop_orders", "shop"),
+                svc_db("other", "thief", "web", "other", "shop"),
+                svc_db("other", "thief2", "api", "shop_orders", "other"),
+                svc_db("team-a", "rep", "web", "team_a_reports", "team_a"),
+            ],
+            vec![
+                pod("shop", "p1", "web", "10.0.0.1"),
+                pod("other", "p2", "web", "10.0.0.2"),
+                pod("other", "p3", "api", "10.0.0.3"),
+                pod("team-a", "p4", "web", "10.0.0.4"),
+            ],
+            vec![
+                secret("shop", "pw"),
+                secret("other", "pw"),
+                secret("team-a", "pw"),
+            ],
+        );
+        let d = desired_state(&c, &Policy::default());
+        let keys: Vec<_> = d.accounts.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            vec![
+                key("shop_orders", "10.0.0.1"),
+                key("team_a_reports", "10.0.0.4")
+            ]
+        );
+        assert_eq!(
+            kinds(&d),
+            vec![
+                ("other/thief".into(), ProblemKind::Namespace),
+                ("other/thief2".into(), ProblemKind::Namespace)
+            ]
+        );
+        assert!(
+            d.problems[0].reason.contains("database \"shop\""),
+            "{}",
+            d.problems[0].reason
+        );
+        // With tenancy off, the same cluster grants all four.
+        assert_eq!(desired_state(&c, &open()).accounts.len(), 4);
+    }
+
+    #[test]
+    fn a_user_name_belongs_to_one_namespace_the_ledger_holder_or_the_lowest() {
+        // `shop` and `shop-x` may both use `shop_x_api` under the prefix rule.
+        let c = cluster(
+            vec![
+                svc_db("shop-x", "api", "web", "shop_x_api", "shop_x"),
+                svc_db("shop", "api", "web", "shop_x_api", "shop"),
+            ],
+            vec![
+                pod("shop", "p1", "web", "10.0.0.1"),
+                pod("shop-x", "p2", "web", "10.0.0.2"),
+            ],
+            vec![secret("shop", "pw"), secret("shop-x", "pw")],
+        );
+        let d = desired_state(&c, &Policy::default());
+        assert_eq!(
+            d.accounts.keys().cloned().collect::<Vec<_>>(),
+            vec![key("shop_x_api", "10.0.0.1")]
+        );
+        assert_eq!(
+            kinds(&d),
+            vec![("shop-x/api".into(), ProblemKind::UserOwned)]
+        );
+        assert!(d.problems[0].reason.contains("namespace \"shop\""));
+        let held = UserHolders::from([(
+            "shop_x_api".to_string(),
+            BTreeSet::from(["shop-x".to_string()]),
+        )]);
+        let d = desired_state_with(&c, &Policy::default(), &held);
+        assert_eq!(
+            d.accounts.keys().cloned().collect::<Vec<_>>(),
+            vec![key("shop_x_api", "10.0.0.2")]
+        );
+        assert_eq!(kinds(&d), vec![("shop/api".into(), ProblemKind::UserOwned)]);
+    }
+
+    #[test]
+    fn never_claimable_users_and_reserved_accounts_are_refused_even_with_tenancy_off() {
+        let tenancy = crate::tenancy::parse_policy(
+            "p.json",
+            r#"{"reserved": ["shop_dba", "shop_app@10.0.0.2"]}"#,
+        )
+        .unwrap();
+        for t in [
+            tenancy.clone(),
+            Tenancy {
+                enforced: false,
+                ..tenancy
+            },
+        ] {
+            let policy = Policy::default()
+                .with_reserved_user("shop_engine")
+                .with_tenancy(t);
+            let c = cluster(
+                vec![
+                    service("shop", "a", "web", "shop_engine"),
+                    service("shop", "b", "web", "root"),
+                    service("shop", "c", "web", "mysql.sys"),
+                    service("shop", "d", "web", "PUBLIC"),
+                    service("shop", "e", "web", "shop_dba"),
+                    svc_db("shop", "f", "web", "shop_app", "shop"),
+                ],
+                vec![
+                    pod("shop", "p1", "web", "10.0.0.1"),
+                    pod("shop", "p2", "web", "10.0.0.2"),
+                ],
+                vec![secret("shop", "pw")],
+            );
+            let d = desired_state(&c, &policy);
+            assert_eq!(
+                d.accounts.keys().cloned().collect::<Vec<_>>(),
+                vec![key("shop_app", "10.0.0.1")]
+            );
+            let k = kinds(&d);
+            assert_eq!(k.len(), 6, "{k:?}");
+            assert!(
+                k.iter().all(|(_, kind)| *kind == ProblemKind::Reserved),
+                "{k:?}"
             );
         }
     }
@@ -703,7 +987,7 @@ mod tests {
 
             #[test]
             fn indexed_matches_reference(c in cluster_strategy()) {
-                let policy = Policy::default();
+                let policy = open();
                 let d = desired_state(&c, &policy);
                 prop_assert_eq!(&d.accounts, &reference(&c, &policy));
                 prop_assert_eq!(&d, &desired_state(&c, &policy));
@@ -741,7 +1025,7 @@ mod tests {
         }
         let c = cluster(services, pods, secrets);
         let t = std::time::Instant::now();
-        let d = desired_state(&c, &Policy::default());
+        let d = desired_state(&c, &open());
         let took = t.elapsed();
         assert_eq!(d.accounts.len(), 100_000);
         assert!(d.problems.is_empty());

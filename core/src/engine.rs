@@ -18,13 +18,15 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::desired::desired_state;
+use crate::desired::{
+    desired_state_with, user_holders, DesiredState, ProblemKind, ServiceProblem, UserHolders,
+};
 use crate::events::{EventConfig, ProblemFilter, Recorder, Report};
 use crate::grant::{AccountKey, Desired};
 use crate::index::{ClusterEvent, Index};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::{Metrics, Resource};
-use crate::planner::plan;
+use crate::planner::plan_with_report;
 use crate::store::{GrantStore, StoreError};
 use crate::validate::Policy;
 use crate::watch::{
@@ -138,11 +140,13 @@ enum ReconcileError {
 
 impl<S: GrantStore> Engine<S> {
     pub fn new(client: kube::Client, store: Arc<S>, config: EngineConfig) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_tenancy_enforced(config.policy.tenancy.enforced);
         Self {
             client,
             store,
             config,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         }
     }
 
@@ -238,6 +242,8 @@ impl<S: GrantStore> Engine<S> {
         let mut index = Index::new();
         let mut backoff = Backoff::new(self.config.apply_backoff.clone(), self.config.seed ^ 0xa9);
         let mut last_applied: Option<Desired> = None;
+        // Tenancy rule 3 needs the ledger's holders of each user name: the last observed ones.
+        let mut held = UserHolders::new();
         let mut due: Option<Instant> = None;
         let mut next_resync: Option<Instant> = None;
         let mut leading = *leading_rx.borrow();
@@ -283,7 +289,7 @@ impl<S: GrantStore> Engine<S> {
                     if force {
                         last_applied = None;
                     }
-                    match self.reconcile(&index, &mut last_applied, &mut filter, recorder.as_ref(), &leading_rx).await {
+                    match self.reconcile(&index, &mut last_applied, &mut held, &mut filter, recorder.as_ref(), &leading_rx).await {
                         Ok(()) => {
                             backoff.reset();
                             if force || next_resync.is_none() {
@@ -325,49 +331,80 @@ impl<S: GrantStore> Engine<S> {
         result
     }
 
+    /// Logs and counts every new problem (never rate-limited) and posts an Event when the
+    /// Event filter admits it.
+    fn report(
+        &self,
+        problems: &[ServiceProblem],
+        index: &Index,
+        filter: &mut ProblemFilter,
+        recorder: Option<&Recorder>,
+    ) {
+        let m = &self.metrics;
+        let now = Instant::now();
+        for problem in problems {
+            let admission = filter.admit(problem, now);
+            if admission.log {
+                m.refusal(problem.kind.as_str());
+                tracing::warn!(service = %problem.service, kind = problem.kind.as_str(), reason = %problem.reason, "service skipped");
+            }
+            match recorder {
+                Some(r) if admission.event => {
+                    let uid = index
+                        .cluster()
+                        .services
+                        .get(&problem.service)
+                        .map(|s| s.uid.clone())
+                        .unwrap_or_default();
+                    if !r.record(Report {
+                        problem: problem.clone(),
+                        uid,
+                    }) {
+                        m.k8s_event(false);
+                    }
+                }
+                Some(_) => m.k8s_event(false),
+                None => {}
+            }
+        }
+    }
+
+    /// The desired state given the ledger's user holders; its problems reported.
+    fn desired(
+        &self,
+        index: &Index,
+        held: &UserHolders,
+        filter: &mut ProblemFilter,
+        recorder: Option<&Recorder>,
+    ) -> DesiredState {
+        let state = desired_state_with(index.cluster(), &self.config.policy, held);
+        self.metrics.set_desired(state.accounts.len() as u64);
+        if !state.problems.is_empty() {
+            self.metrics.service_problems(state.problems.len() as u64);
+            self.report(&state.problems, index, filter, recorder);
+        }
+        state
+    }
+
     /// One level-triggered reconcile from the whole index.
+    #[allow(clippy::too_many_arguments)]
     async fn reconcile(
         &self,
         index: &Index,
         last_applied: &mut Option<Desired>,
+        held: &mut UserHolders,
         filter: &mut ProblemFilter,
         recorder: Option<&Recorder>,
         leading: &watch::Receiver<bool>,
     ) -> Result<(), ReconcileError> {
         let m = &self.metrics;
-        let state = desired_state(index.cluster(), &self.config.policy);
-        m.set_desired(state.accounts.len() as u64);
-        if !state.problems.is_empty() {
-            m.service_problems(state.problems.len() as u64);
-            let now = Instant::now();
-            for problem in &state.problems {
-                if filter.admit(problem, now) {
-                    tracing::warn!(service = %problem.service, reason = %problem.reason, "service skipped");
-                    if let Some(r) = recorder {
-                        let uid = index
-                            .cluster()
-                            .services
-                            .get(&problem.service)
-                            .map(|s| s.uid.clone())
-                            .unwrap_or_default();
-                        if !r.record(Report {
-                            problem: problem.clone(),
-                            uid,
-                        }) {
-                            m.k8s_event(false);
-                        }
-                    }
-                } else {
-                    m.k8s_event(false);
-                }
-            }
-        }
+        let mut state = self.desired(index, held, filter, recorder);
         if last_applied.as_ref() == Some(&state.accounts) {
             m.reconcile_skipped();
             return Ok(());
         }
         m.reconcile();
-        let wanted: BTreeSet<AccountKey> = state.accounts.keys().cloned().collect();
+        let mut wanted: BTreeSet<AccountKey> = state.accounts.keys().cloned().collect();
         let mut remaining = 0;
         for _ in 0..self.config.max_rounds.max(1) {
             m.store_observe();
@@ -379,7 +416,34 @@ impl<S: GrantStore> Engine<S> {
             .await
             .map_err(ReconcileError::Store)?;
             m.set_ledger_size(observed.owned.len() as u64);
-            let actions = plan(&state.accounts, &observed);
+            if self.config.policy.tenancy.enforced {
+                let now_held = user_holders(&observed.owned);
+                if now_held != *held {
+                    *held = now_held;
+                    let again = self.desired(index, held, filter, recorder);
+                    let changed = again.accounts != state.accounts;
+                    state = again;
+                    if changed {
+                        // Who owns a user name changed what is wanted: observe that instead.
+                        wanted = state.accounts.keys().cloned().collect();
+                        continue;
+                    }
+                }
+            }
+            let planned = plan_with_report(&state.accounts, &observed);
+            let foreign: Vec<ServiceProblem> = planned
+                .foreign
+                .iter()
+                .map(|key| ServiceProblem {
+                    service: state.accounts[key].owner.clone(),
+                    reason: format!(
+                        "account {key} already exists in MySQL and is not podgrant's (no ledger row); left untouched"
+                    ),
+                    kind: ProblemKind::Foreign,
+                })
+                .collect();
+            self.report(&foreign, index, filter, recorder);
+            let actions = planned.actions;
             if actions.is_empty() {
                 *last_applied = Some(state.accounts);
                 return Ok(());

@@ -1,4 +1,9 @@
-//! Kubernetes Events on Services with bad annotations: deduplicated, rate-limited, posted off the hot path.
+//! Kubernetes Events on Services with bad annotations or refused grants: deduplicated, rate-limited, posted off the hot path.
+//!
+//! Only Events are rate-limited. [`ProblemFilter::admit`] answers two questions: log (and count)
+//! this problem — once per (service, reason) per dedup window, never limited by the token
+//! bucket — and post an Event for it — deduplicated the same way and limited by the bucket; an
+//! Event dropped by the bucket is offered again at the next reconcile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,11 +42,22 @@ impl Default for EventConfig {
     }
 }
 
-/// Pure admission: dedup by (service, reason) within a window, plus a token bucket. Time is an input.
+/// What to do with a problem now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Write the log line and count it: a new (service, reason) in this window.
+    pub log: bool,
+    /// Post an Event.
+    pub event: bool,
+}
+
+/// Pure admission: dedup by (service, reason) within a window, plus a token bucket for Events
+/// only. Time is an input.
 #[derive(Debug)]
 pub struct ProblemFilter {
     config: EventConfig,
     last: HashMap<(ObjectRef, String), Instant>,
+    logged: HashMap<(ObjectRef, String), Instant>,
     tokens: f64,
     refilled: Option<Instant>,
 }
@@ -52,14 +68,33 @@ impl ProblemFilter {
         Self {
             config,
             last: HashMap::new(),
+            logged: HashMap::new(),
             tokens,
             refilled: None,
         }
     }
 
-    /// Whether to report `problem` now (and, if so, remember it).
-    pub fn admit(&mut self, problem: &ServiceProblem, now: Instant) -> bool {
+    /// Whether to log and whether to post an Event for `problem` now (and remember it).
+    pub fn admit(&mut self, problem: &ServiceProblem, now: Instant) -> Admission {
         let key = (problem.service.clone(), problem.reason.clone());
+        let window = self.config.dedup_window;
+        let log = match self.logged.get(&key) {
+            Some(at) if now.saturating_duration_since(*at) < window => false,
+            _ => {
+                if self.logged.len() > 10_000 {
+                    self.logged
+                        .retain(|_, at| now.saturating_duration_since(*at) < window);
+                }
+                self.logged.insert(key.clone(), now);
+                true
+            }
+        };
+        let event = self.admit_event(key, now);
+        Admission { log, event }
+    }
+
+    /// Dedup within the window plus the token bucket.
+    fn admit_event(&mut self, key: (ObjectRef, String), now: Instant) -> bool {
         if let Some(at) = self.last.get(&key) {
             if now.saturating_duration_since(*at) < self.config.dedup_window {
                 return false;
@@ -128,6 +163,16 @@ impl Recorder {
     }
 }
 
+/// The Event reason: `GrantRefused` for tenancy and foreign-account refusals,
+/// `InvalidGrantAnnotations` for broken Services.
+pub fn event_reason(problem: &ServiceProblem) -> &'static str {
+    if problem.kind.is_refusal() {
+        "GrantRefused"
+    } else {
+        "InvalidGrantAnnotations"
+    }
+}
+
 /// The Event object for a report.
 pub fn event_for(report: &Report, identity: &str, serial: u64) -> Event {
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -151,7 +196,7 @@ pub fn event_for(report: &Report, identity: &str, serial: u64) -> Event {
             uid: (!report.uid.is_empty()).then(|| report.uid.clone()),
             ..Default::default()
         },
-        reason: Some("InvalidGrantAnnotations".into()),
+        reason: Some(event_reason(&report.problem).into()),
         message: Some(report.problem.reason.clone()),
         type_: Some("Warning".into()),
         count: Some(1),
@@ -170,12 +215,18 @@ pub fn event_for(report: &Report, identity: &str, serial: u64) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::ProblemKind;
 
     fn p(svc: &str, reason: &str) -> ServiceProblem {
         ServiceProblem {
             service: ObjectRef::new("ns", svc),
             reason: reason.into(),
+            kind: ProblemKind::Invalid,
         }
+    }
+
+    fn ev(f: &mut ProblemFilter, p: &ServiceProblem, at: Instant) -> bool {
+        f.admit(p, at).event
     }
 
     #[tokio::test(start_paused = true)]
@@ -187,19 +238,35 @@ mod tests {
             per_minute: 6,
         });
         let t0 = Instant::now();
-        assert!(f.admit(&p("a", "bad user"), t0));
-        assert!(!f.admit(&p("a", "bad user"), t0 + Duration::from_secs(59)));
+        assert!(ev(&mut f, &p("a", "bad user"), t0));
+        assert!(!ev(
+            &mut f,
+            &p("a", "bad user"),
+            t0 + Duration::from_secs(59)
+        ));
         assert!(
-            f.admit(&p("a", "bad database"), t0),
+            ev(&mut f, &p("a", "bad database"), t0),
             "another reason is another problem"
         );
-        assert!(f.admit(&p("b", "bad user"), t0));
-        assert!(!f.admit(&p("c", "bad user"), t0), "bucket empty");
+        assert!(ev(&mut f, &p("b", "bad user"), t0));
+        assert!(!ev(&mut f, &p("c", "bad user"), t0), "bucket empty");
         // 10 s later one token is back (6 per minute).
-        assert!(f.admit(&p("c", "bad user"), t0 + Duration::from_secs(10)));
-        assert!(!f.admit(&p("d", "bad user"), t0 + Duration::from_secs(10)));
+        assert!(ev(
+            &mut f,
+            &p("c", "bad user"),
+            t0 + Duration::from_secs(10)
+        ));
+        assert!(!ev(
+            &mut f,
+            &p("d", "bad user"),
+            t0 + Duration::from_secs(10)
+        ));
         // After the window the first problem may be reported again.
-        assert!(f.admit(&p("a", "bad user"), t0 + Duration::from_secs(70)));
+        assert!(ev(
+            &mut f,
+            &p("a", "bad user"),
+            t0 + Duration::from_secs(70)
+        ));
     }
 
     #[test]
@@ -216,5 +283,34 @@ mod tests {
         assert_eq!(ev.type_.as_deref(), Some("Warning"));
         assert!(ev.message.unwrap().contains("mysql-user"));
         assert!(ev.metadata.name.unwrap().starts_with("web.podgrant."));
+        assert_eq!(ev.reason.as_deref(), Some("InvalidGrantAnnotations"));
+        let refused = Report {
+            problem: ServiceProblem {
+                kind: ProblemKind::Namespace,
+                ..r.problem.clone()
+            },
+            uid: String::new(),
+        };
+        assert_eq!(
+            event_for(&refused, "replica-0", 2).reason.as_deref(),
+            Some("GrantRefused")
+        );
+    }
+
+    /// Regression (issue 9 item 6): 37 bad Services at once got 26 log lines, because the log
+    /// line shared the Event token bucket. Every new problem is logged; only Events are limited.
+    #[tokio::test(start_paused = true)]
+    async fn every_new_problem_is_logged_even_when_the_event_bucket_is_empty() {
+        let mut f = ProblemFilter::new(EventConfig::default());
+        let t0 = Instant::now();
+        let bad: Vec<_> = (0..37).map(|i| p(&format!("s{i}"), "refused")).collect();
+        let first: Vec<_> = bad.iter().map(|b| f.admit(b, t0)).collect();
+        assert_eq!(first.iter().filter(|a| a.log).count(), 37);
+        assert_eq!(first.iter().filter(|a| a.event).count(), 25, "burst");
+        // The next reconcile, a little later: no second log line; dropped Events get another go.
+        let t1 = t0 + Duration::from_secs(2);
+        let again: Vec<_> = bad.iter().map(|b| f.admit(b, t1)).collect();
+        assert_eq!(again.iter().filter(|a| a.log).count(), 0);
+        assert_eq!(again.iter().filter(|a| a.event).count(), 2, "60/min refill");
     }
 }

@@ -25,5 +25,6 @@ pub mod model;
 pub mod planner;
 pub mod sql;
 pub mod store;
+pub mod tenancy; // pure: which namespace may use which user and database names
 pub mod validate;
 pub mod watch; // guarded list/watch loops (no hot re-watch) → model facts

@@ -13,6 +13,7 @@ use podgrant_core::leader::LeaseConfig;
 use podgrant_core::store::memory::MemoryStore;
 use podgrant_core::store::mysql::MysqlStore;
 use podgrant_core::store::GrantStore;
+use podgrant_core::tenancy::{load_policy, Tenancy};
 use podgrant_core::validate::Policy;
 use podgrant_core::watch::WatchConfig;
 
@@ -45,6 +46,14 @@ enum StoreKind {
     Mysql,
     /// In memory: a dry run that touches no database (for trying podgrant against a cluster).
     Memory,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TenancyMode {
+    /// A namespace may use only the user and database names assigned to it (the default).
+    On,
+    /// Any namespace may use any name: for single-tenant clusters only.
+    Off,
 }
 
 #[derive(clap::Args, Debug)]
@@ -98,6 +107,12 @@ struct RunArgs {
         value_delimiter = ','
     )]
     allow_privilege: Vec<String>,
+    /// Tenancy policy file (JSON): names assigned to namespaces, reserved users and accounts.
+    #[arg(long, env = "PODGRANT_POLICY")]
+    policy: Option<PathBuf>,
+    /// `off` lets any namespace use any user and database name (single-tenant clusters).
+    #[arg(long, env = "PODGRANT_TENANCY", value_enum, default_value_t = TenancyMode::On)]
+    tenancy: TenancyMode,
     /// Label selector for the pods watch (pods outside it are never granted).
     #[arg(long, env = "PODGRANT_POD_SELECTOR")]
     pod_selector: Option<String>,
@@ -138,6 +153,34 @@ fn url_password(url: &str) -> Option<String> {
     let userinfo = authority.rsplit_once('@')?.0;
     let pw = userinfo.split_once(':')?.1;
     (!pw.is_empty()).then(|| pw.to_string())
+}
+
+/// The user name of a `mysql://user:pw@host/db` URL (percent-decoded), if any.
+fn url_user(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    let raw = userinfo.split_once(':').map(|(u, _)| u).unwrap_or(userinfo);
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    let user = String::from_utf8_lossy(&out).into_owned();
+    (!user.is_empty()).then_some(user)
 }
 
 fn scrub(text: String, secret: Option<&str>) -> String {
@@ -197,6 +240,34 @@ fn engine_config(args: &RunArgs) -> anyhow::Result<EngineConfig> {
         policy = policy
             .with_allowed_privileges(&args.allow_privilege)
             .map_err(|e| anyhow::anyhow!("--allow-privilege: {e}"))?;
+    }
+    let mut tenancy = match &args.policy {
+        Some(path) => load_policy(path)?,
+        None => Tenancy::default(),
+    };
+    tenancy.enforced = args.tenancy == TenancyMode::On;
+    if !tenancy.enforced {
+        tracing::warn!(
+            "--tenancy=off: ANY namespace may claim ANY MySQL user and database name (including another team's); use only on a single-tenant cluster"
+        );
+        if !tenancy.assignments.is_empty() {
+            tracing::warn!("--tenancy=off: the policy's namespace assignments are ignored (its reserved entries still apply)");
+        }
+    } else {
+        tracing::info!(
+            policy = args
+                .policy
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none (namespace prefix rule)".into()),
+            namespaces = tenancy.assignments.len(),
+            "tenancy enforced"
+        );
+    }
+    policy = policy.with_tenancy(tenancy);
+    // The engine's own login can never be claimed by a Service.
+    if let Some(user) = args.mysql_url.as_deref().and_then(url_user) {
+        policy = policy.with_reserved_user(&user);
     }
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -341,5 +412,14 @@ mod tests {
         assert_eq!(url_password("mysql://u:pw@h/db").as_deref(), Some("pw"));
         assert_eq!(url_password("mysql://u@h/db"), None);
         assert_eq!(scrub("x pw y".into(), Some("pw")), "x *** y");
+        assert_eq!(
+            url_user("mysql://pg_admin:pw@h/db").as_deref(),
+            Some("pg_admin")
+        );
+        assert_eq!(
+            url_user("mysql://pg%2Eadm@h:3306").as_deref(),
+            Some("pg.adm")
+        );
+        assert_eq!(url_user("mysql://h/db"), None);
     }
 }

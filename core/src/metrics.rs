@@ -82,6 +82,16 @@ pub const ACTION_KINDS: [&str; 7] = [
     "release",
 ];
 
+/// The reasons of `podgrant_grant_refusals_total`, in [`crate::desired::ProblemKind::as_str`] spelling.
+pub const REFUSAL_REASONS: [&str; 6] = [
+    "invalid",
+    "conflict",
+    "namespace",
+    "user_owned",
+    "reserved",
+    "foreign",
+];
+
 const NR: usize = 3;
 const NREASON: usize = 7;
 
@@ -108,6 +118,8 @@ pub struct Metrics {
     desired_accounts: AtomicU64,
     is_leader: AtomicU64,
     synced: AtomicU64,
+    refusals: [AtomicU64; 6],
+    tenancy_enforced: AtomicU64,
 }
 
 /// A plain copy of every counter at one moment.
@@ -145,6 +157,11 @@ pub struct MetricsSnapshot {
     pub is_leader: bool,
     /// Every watcher has completed its initial list.
     pub synced: bool,
+    /// Services (or accounts) skipped, by reason; each (service, reason) counted once per
+    /// dedup window, like its log line.
+    pub refusals: BTreeMap<&'static str, u64>,
+    /// Tenancy rules are enforced (`false` with `--tenancy=off`).
+    pub tenancy_enforced: bool,
 }
 
 impl MetricsSnapshot {
@@ -240,6 +257,16 @@ impl Metrics {
     pub fn set_synced(&self, synced: bool) {
         self.synced.store(synced as u64, Ordering::Relaxed);
     }
+    /// One skipped Service (or account), by [`REFUSAL_REASONS`] label; unknown labels are ignored.
+    pub fn refusal(&self, reason: &str) {
+        if let Some(i) = REFUSAL_REASONS.iter().position(|k| *k == reason) {
+            inc(&self.refusals[i], 1);
+        }
+    }
+    pub fn set_tenancy_enforced(&self, enforced: bool) {
+        self.tenancy_enforced
+            .store(enforced as u64, Ordering::Relaxed);
+    }
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Relaxed) != 0
     }
@@ -277,6 +304,10 @@ impl Metrics {
         s.desired_accounts = ld(&self.desired_accounts);
         s.is_leader = ld(&self.is_leader) != 0;
         s.synced = ld(&self.synced) != 0;
+        for (i, k) in REFUSAL_REASONS.iter().enumerate() {
+            s.refusals.insert(k, ld(&self.refusals[i]));
+        }
+        s.tenancy_enforced = ld(&self.tenancy_enforced) != 0;
         s
     }
 
@@ -420,6 +451,21 @@ impl Metrics {
             "1 when every watcher completed its initial list.",
             vec![(String::new(), s.synced as u64)],
         );
+        family(
+            "grant_refusals_total",
+            "counter",
+            "Services or accounts skipped (each once per dedup window), by reason.",
+            s.refusals
+                .iter()
+                .map(|(k, v)| (format!("{{reason=\"{k}\"}}"), *v))
+                .collect(),
+        );
+        family(
+            "tenancy_enforced",
+            "gauge",
+            "1 when namespaces are confined to their assigned names; 0 with --tenancy=off.",
+            vec![(String::new(), s.tenancy_enforced as u64)],
+        );
         out
     }
 }
@@ -456,6 +502,14 @@ mod tests {
         assert!(text.contains("podgrant_actions_total{kind=\"grant\"} 1\n"));
         assert!(text.contains("podgrant_ledger_size 7\n"));
         assert!(text.contains("# TYPE podgrant_ledger_size gauge\n"));
+        assert!(text.contains("podgrant_tenancy_enforced 0\n"));
+        m.set_tenancy_enforced(true);
+        m.refusal("namespace");
+        m.refusal("bogus");
+        let text = m.render_prometheus();
+        assert!(text.contains("podgrant_tenancy_enforced 1\n"));
+        assert!(text.contains("podgrant_grant_refusals_total{reason=\"namespace\"} 1\n"));
+        assert!(text.contains("podgrant_grant_refusals_total{reason=\"foreign\"} 0\n"));
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = line.rsplit_once(' ').expect("sample line");

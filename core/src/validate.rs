@@ -41,6 +41,7 @@ use std::collections::BTreeSet;
 
 use crate::grant::{GrantSpec, Privilege};
 use crate::model::{ObjectRef, ServiceFacts};
+use crate::tenancy::Tenancy;
 
 /// The annotation prefix podgrant reads.
 pub const ANNOTATION_PREFIX: &str = "podgrant.io/";
@@ -147,6 +148,8 @@ pub struct Policy {
     pub reserved_users: BTreeSet<String>,
     /// Databases never granted on (the ledger schema belongs here too).
     pub forbidden_databases: BTreeSet<String>,
+    /// Which namespace may use which names (see [`crate::tenancy`]); enforced by default.
+    pub tenancy: Tenancy,
 }
 
 impl Default for Policy {
@@ -161,6 +164,7 @@ impl Default for Policy {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            tenancy: Tenancy::default(),
         }
     }
 }
@@ -169,6 +173,12 @@ impl Policy {
     /// The default policy that also forbids grants on `ledger_schema` (when it is not `podgrant`).
     pub fn with_ledger_schema(mut self, ledger_schema: &str) -> Self {
         self.forbidden_databases.insert(ledger_schema.to_string());
+        self
+    }
+
+    /// Replaces the tenancy settings (a policy file, or [`Tenancy::off`]).
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = tenancy;
         self
     }
 

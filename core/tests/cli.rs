@@ -153,3 +153,92 @@ fn mysql_url_from_the_environment_is_used_and_redacted() {
     assert!(err.contains("mysql://app:***@127.0.0.1"), "{err}");
     assert!(!err.contains("EnvSecret99"), "{err}");
 }
+
+#[test]
+fn bad_policy_file_fails_start_naming_the_file_and_the_problem() {
+    let dir = std::env::temp_dir().join(format!("podgrant-cli-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"namespaces": {"shop": {"users": ["shop_*"], "databse": []}}}"#,
+            "unknown field `databse`",
+        ),
+        (
+            r#"{"namespaces": {"shop": {"users": ["sh*p"]}}}"#,
+            "namespaces.shop.users: pattern \"sh*p\"",
+        ),
+        (
+            r#"{"namespaces": {"Team_A": {}}}"#,
+            "\"Team_A\" is not a Kubernetes namespace name",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = dir.join(format!("policy-{i}.json"));
+        std::fs::write(&path, text).unwrap();
+        let o = podgrant(
+            &[
+                "run",
+                "--store",
+                "memory",
+                "--policy",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!(
+                "podgrant: error: policy file {}: ",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert!(last.contains(want), "{want}: {err}");
+    }
+    let missing = dir.join("no-such-policy.json");
+    let o = podgrant(
+        &[
+            "run",
+            "--store",
+            "memory",
+            "--policy",
+            missing.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read it"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tenancy_off_says_so_loudly_at_start() {
+    let dir = std::env::temp_dir().join(format!("podgrant-cli-toff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = unreachable_kubeconfig(&dir);
+    let o = podgrant(
+        &[
+            "run",
+            "--store",
+            "memory",
+            "--tenancy",
+            "off",
+            "--connect-timeout",
+            "2s",
+        ],
+        Some(&kc),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("--tenancy=off")
+            && l.contains("ANY namespace")),
+        "{err}"
+    );
+    let o = podgrant(&["run", "--store", "memory", "--tenancy", "maybe"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
