@@ -2,7 +2,7 @@
 //!
 //! Deterministic: pod `i` belongs to service `i % S`, has IP `10.(i>>16).(i>>8).(i)` (data
 //! only, never contacted) and is Running and Ready. Service `s` lives in namespace
-//! `team-{s % 10}`, selects `app=svc-{s}`, and asks for `SELECT,INSERT` on `db{s}` for user `u{s}`.
+//! `team-{s % 10}`, selects `app=svc-{s}`, and asks for `SELECT,INSERT` on `team_{s % 10}_db{s}` for user `team_{s % 10}_u{s}` (tenancy: the namespace's prefix).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -55,8 +55,8 @@ pub fn cluster_with_users(pods: usize, services: usize, user_prefix: &str) -> Cl
     for s in 0..services {
         let id = ObjectRef::new(namespace(s), format!("svc-{s}"));
         let annotations = BTreeMap::from([
-            (ANN_USER.to_string(), format!("{user_prefix}{s}")),
-            (ANN_DATABASE.to_string(), format!("db{s}")),
+            (ANN_USER.to_string(), format!("{}_{user_prefix}{s}", namespace(s).replace('-', "_"))),
+            (ANN_DATABASE.to_string(), format!("{}_db{s}", namespace(s).replace('-', "_"))),
             (ANN_PRIVILEGES.to_string(), "SELECT,INSERT".to_string()),
             (ANN_PASSWORD_SECRET.to_string(), format!("pw-{s}/password")),
         ]);

@@ -65,8 +65,8 @@ pub fn populated_sim(pods: usize, services: usize) -> Result<Sim, RigError> {
         apply(
             Step::create_service(NS, &format!("svc-{s}"), [("app", format!("svc-{s}"))])
                 .annotations([
-                    ("podgrant.io/mysql-user", format!("u{s}")),
-                    ("podgrant.io/mysql-database", format!("db{s}")),
+                    ("podgrant.io/mysql-user", format!("{NS}_u{s}")),
+                    ("podgrant.io/mysql-database", format!("{NS}_db{s}")),
                     ("podgrant.io/mysql-privileges", "SELECT,INSERT".to_string()),
                     (
                         "podgrant.io/mysql-password-secret",

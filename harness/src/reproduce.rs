@@ -364,7 +364,7 @@ pub fn cluster_steps(pods: usize) -> Vec<Step> {
         Step::create_namespace(NAMESPACE),
         Step::create_secret(NAMESPACE, "orders-db", [("password", "orders-pw-1")]),
         Step::create_service(NAMESPACE, SERVICE, [("app", "orders")]).annotations([
-            ("podgrant.io/mysql-user", "orders"),
+            ("podgrant.io/mysql-user", "shop_orders"),
             ("podgrant.io/mysql-database", "shop"),
             ("podgrant.io/mysql-privileges", "SELECT, INSERT"),
             ("podgrant.io/mysql-password-secret", "orders-db/password"),

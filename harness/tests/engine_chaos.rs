@@ -17,7 +17,7 @@ use tokio::time::Instant;
 async fn pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     sim.apply(&Step::create_pod(NS, "web-1").labels([("app", "web"), ("tier", "granted")]))
         .unwrap();
     let mut cfg = config();
@@ -25,7 +25,7 @@ async fn pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant
     let engine = start(&sim, Arc::new(store.clone()), cfg);
     let ip = pod_ip(&sim, "web-1");
     wait_until("granted", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip)])
+        account_keys(&store) == set(&[("apps_web_ro", ip)])
     })
     .await;
     sim.apply(&Step::relabel_pod(
@@ -58,7 +58,7 @@ async fn pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant
 async fn every_watch_reset_at_once_is_backed_off_too() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     let engine = start(&sim, Arc::new(store.clone()), config());
     wait_until("grant", LONG, || account_keys(&store).len() == 1).await;
@@ -95,7 +95,7 @@ async fn every_watch_reset_at_once_is_backed_off_too() {
 async fn duplicate_and_malformed_watch_events_still_converge_exactly() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     sim.set_faults(
         FaultPlan::new(6)
             .rule(FaultRule::new(Fault::Duplicate { p: 0.3 }).resource("pods"))
@@ -113,7 +113,7 @@ async fn duplicate_and_malformed_watch_events_still_converge_exactly() {
     }
     let want: std::collections::BTreeSet<_> = (1..40)
         .step_by(2)
-        .map(|i| ("web_ro".to_string(), pod_ip(&sim, &format!("web-{i}"))))
+        .map(|i| ("apps_web_ro".to_string(), pod_ip(&sim, &format!("web-{i}"))))
         .collect();
     wait_until(
         "exactly the 20 remaining pods",

@@ -12,7 +12,7 @@ use podgrant_sim::Step;
 async fn converges_on_create_delete_relabel_readiness_terminating_and_host_network() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     pod(&sim, "web-2", "web");
     pod(&sim, "other-1", "other");
@@ -20,19 +20,19 @@ async fn converges_on_create_delete_relabel_readiness_terminating_and_host_netwo
     let (ip1, ip2) = (pod_ip(&sim, "web-1"), pod_ip(&sim, "web-2"));
 
     wait_until("two accounts", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip1), ("web_ro", ip2)])
+        account_keys(&store) == set(&[("apps_web_ro", ip1), ("apps_web_ro", ip2)])
     })
     .await;
     let acc = accounts(&store);
     assert_eq!(
-        acc[&("web_ro".to_string(), ip1)]["shop"],
+        acc[&("apps_web_ro".to_string(), ip1)]["apps"],
         ["SELECT".to_string()].into_iter().collect()
     );
 
     // Not ready → dropped; ready again → back.
     sim.apply(&Step::set_pod_ready(NS, "web-1", false)).unwrap();
     wait_until("web-1 dropped when not ready", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip2)])
+        account_keys(&store) == set(&[("apps_web_ro", ip2)])
     })
     .await;
     sim.apply(&Step::set_pod_ready(NS, "web-1", true)).unwrap();
@@ -45,7 +45,7 @@ async fn converges_on_create_delete_relabel_readiness_terminating_and_host_netwo
     sim.apply(&Step::relabel_pod(NS, "web-2", [("app", "other")]))
         .unwrap();
     wait_until("web-2 dropped when relabelled", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip1)])
+        account_keys(&store) == set(&[("apps_web_ro", ip1)])
     })
     .await;
 
@@ -67,7 +67,7 @@ async fn converges_on_create_delete_relabel_readiness_terminating_and_host_netwo
     pod(&sim, "web-3", "web");
     let ip3 = pod_ip(&sim, "web-3");
     wait_until("only web-3", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip3)])
+        account_keys(&store) == set(&[("apps_web_ro", ip3)])
     })
     .await;
 
@@ -75,12 +75,12 @@ async fn converges_on_create_delete_relabel_readiness_terminating_and_host_netwo
     pod(&sim, "web-4", "web");
     let ip4 = pod_ip(&sim, "web-4");
     wait_until("web-4 granted", LONG, || {
-        account_keys(&store).contains(&("web_ro".into(), ip4))
+        account_keys(&store).contains(&("apps_web_ro".into(), ip4))
     })
     .await;
     sim.apply(&Step::delete_pod(NS, "web-3")).unwrap();
     wait_until("web-3 dropped when deleted", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip4)])
+        account_keys(&store) == set(&[("apps_web_ro", ip4)])
     })
     .await;
     sim.apply(&Step::delete_service(NS, "web")).unwrap();
@@ -100,13 +100,13 @@ async fn converges_on_create_delete_relabel_readiness_terminating_and_host_netwo
 async fn ip_reuse_across_services_moves_the_grant() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "a", "a", "user_a", "db_a", "SELECT");
-    opt_in(&sim, "b", "b", "user_b", "db_b", "SELECT,INSERT");
+    opt_in(&sim, "a", "a", "apps_user_a", "apps_db_a", "SELECT");
+    opt_in(&sim, "b", "b", "apps_user_b", "apps_db_b", "SELECT,INSERT");
     pod(&sim, "a-1", "a");
     let engine = start(&sim, Arc::new(store.clone()), config());
     let ip = pod_ip(&sim, "a-1");
     wait_until("a's account", LONG, || {
-        account_keys(&store) == set(&[("user_a", ip)])
+        account_keys(&store) == set(&[("apps_user_a", ip)])
     })
     .await;
 
@@ -115,13 +115,13 @@ async fn ip_reuse_across_services_moves_the_grant() {
         .unwrap();
     assert_eq!(pod_ip(&sim, "b-1"), ip);
     wait_until("b's account at the reused IP, a's gone", LONG, || {
-        account_keys(&store) == set(&[("user_b", ip)])
+        account_keys(&store) == set(&[("apps_user_b", ip)])
     })
     .await;
     let acc = accounts(&store);
     assert_eq!(
-        acc[&("user_b".to_string(), ip)].keys().collect::<Vec<_>>(),
-        vec!["db_b"]
+        acc[&("apps_user_b".to_string(), ip)].keys().collect::<Vec<_>>(),
+        vec!["apps_db_b"]
     );
     engine.stop().await;
 }
@@ -130,14 +130,14 @@ async fn ip_reuse_across_services_moves_the_grant() {
 async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "gone", "gone", "gone_u", "db", "SELECT");
-    opt_in(&sim, "stays", "stays", "stays_u", "db", "SELECT");
+    opt_in(&sim, "gone", "gone", "apps_gone_u", "apps_db", "SELECT");
+    opt_in(&sim, "stays", "stays", "apps_stays_u", "apps_db", "SELECT");
     pod(&sim, "gone-1", "gone");
     pod(&sim, "stays-1", "stays");
     let (g, s) = (pod_ip(&sim, "gone-1"), pod_ip(&sim, "stays-1"));
     let first = start(&sim, Arc::new(store.clone()), config());
     wait_until("both granted", LONG, || {
-        account_keys(&store) == set(&[("gone_u", g), ("stays_u", s)])
+        account_keys(&store) == set(&[("apps_gone_u", g), ("apps_stays_u", s)])
     })
     .await;
     first.kill().await;
@@ -155,10 +155,10 @@ async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down(
     wait_until(
         "the deleted service's account dropped at startup",
         LONG,
-        || account_keys(&store) == set(&[("stays_u", s)]),
+        || account_keys(&store) == set(&[("apps_stays_u", s)]),
     )
     .await;
-    assert!(!store.snapshot().ledger.keys().any(|k| k.user == "gone_u"));
+    assert!(!store.snapshot().ledger.keys().any(|k| k.user == "apps_gone_u"));
     second.stop().await;
 }
 
@@ -166,13 +166,13 @@ async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down(
 async fn bad_annotations_post_an_event_and_leave_other_services_alone() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "good", "good", "good_u", "db", "SELECT");
+    opt_in(&sim, "good", "good", "apps_good_u", "apps_db", "SELECT");
     sim.apply(&Step::create_secret(NS, "evil-db", [("password", "x")]))
         .unwrap();
     sim.apply(
         &Step::create_service(NS, "evil", [("app", "evil")]).annotations(grant_annotations(
             "x'; DROP USER root; --",
-            "db",
+            "apps_db",
             "ALL PRIVILEGES",
             "evil-db",
         )),
@@ -183,7 +183,7 @@ async fn bad_annotations_post_an_event_and_leave_other_services_alone() {
     let ip = pod_ip(&sim, "good-1");
     let engine = start(&sim, Arc::new(store.clone()), config());
     wait_until("good granted", LONG, || {
-        account_keys(&store) == set(&[("good_u", ip)])
+        account_keys(&store) == set(&[("apps_good_u", ip)])
     })
     .await;
     wait_until("a Warning Event on the bad Service", LONG, || {

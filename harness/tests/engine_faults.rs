@@ -34,12 +34,12 @@ fn lists(sim: &Sim) -> u64 {
 async fn every_watch_closed_at_once_for_ten_minutes_rewatch_rate_stays_low() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     let engine = start(&sim, Arc::new(store.clone()), config());
     let ip1 = pod_ip(&sim, "web-1");
     wait_until("initial grant", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip1)])
+        account_keys(&store) == set(&[("apps_web_ro", ip1)])
     })
     .await;
 
@@ -75,7 +75,7 @@ async fn every_watch_closed_at_once_for_ten_minutes_rewatch_rate_stays_low() {
     sim.set_faults(FaultPlan::default());
     let ip2 = pod_ip(&sim, "web-2");
     wait_until("converged after the fault lifts", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip2)])
+        account_keys(&store) == set(&[("apps_web_ro", ip2)])
     })
     .await;
     engine.stop().await;
@@ -86,7 +86,7 @@ async fn every_watch_closed_at_once_for_ten_minutes_rewatch_rate_stays_low() {
 async fn flood_of_10k_events_without_membership_change_issues_no_statements() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     for i in 0..20 {
         pod(&sim, &format!("web-{i}"), "web");
     }
@@ -122,7 +122,7 @@ async fn flood_of_10k_events_without_membership_change_issues_no_statements() {
 async fn flood_of_10k_membership_changes_issues_far_fewer_statements_than_events() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT,INSERT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT,INSERT");
     for i in 0..100 {
         pod(&sim, &format!("web-{i}"), "web");
     }
@@ -168,7 +168,7 @@ async fn flood_of_10k_membership_changes_issues_far_fewer_statements_than_events
 async fn in_stream_410_relists_and_converges() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     pod(&sim, "web-2", "web");
     let engine = start(&sim, Arc::new(store.clone()), config());
@@ -182,7 +182,7 @@ async fn in_stream_410_relists_and_converges() {
     pod(&sim, "web-3", "web");
     let (ip2, ip3) = (pod_ip(&sim, "web-2"), pod_ip(&sim, "web-3"));
     wait_until("converged through relists", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip2), ("web_ro", ip3)])
+        account_keys(&store) == set(&[("apps_web_ro", ip2), ("apps_web_ro", ip3)])
     })
     .await;
     let t0 = Instant::now();
@@ -207,7 +207,7 @@ async fn in_stream_410_relists_and_converges() {
 async fn stalled_watches_are_restarted_and_nothing_is_missed() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     // From the start: the first two pods watches stall with headers sent (caught by the idle
     // timeout), the next two without any answer (caught by the request timeout).
@@ -239,7 +239,7 @@ async fn stalled_watches_are_restarted_and_nothing_is_missed() {
     wait_until(
         "web-2 granted despite stalls",
         Duration::from_secs(600),
-        || account_keys(&store).contains(&("web_ro".into(), ip2)),
+        || account_keys(&store).contains(&("apps_web_ro".into(), ip2)),
     )
     .await;
     let m = engine.snapshot();
@@ -263,7 +263,7 @@ async fn http_429_and_503_back_off_then_converge() {
     for (code, retry_after) in [(503u16, None), (429u16, Some(1u64))] {
         let sim = sim();
         let store = MemoryStore::new();
-        opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+        opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
         pod(&sim, "web-1", "web");
         sim.set_faults(FaultPlan::new(4).rule(FaultRule::new(Fault::HttpError {
             code,
@@ -287,7 +287,7 @@ async fn http_429_and_503_back_off_then_converge() {
         sim.set_faults(FaultPlan::default());
         let ip = pod_ip(&sim, "web-1");
         wait_until("converged after the errors stop", LONG, || {
-            account_keys(&store) == set(&[("web_ro", ip)])
+            account_keys(&store) == set(&[("apps_web_ro", ip)])
         })
         .await;
         let m = engine.snapshot();
@@ -302,7 +302,7 @@ async fn http_429_and_503_back_off_then_converge() {
 async fn store_failure_mid_reconcile_is_retried_until_converged() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     for i in 0..5 {
         pod(&sim, &format!("web-{i}"), "web");
     }
@@ -349,7 +349,7 @@ impl podgrant_core::store::GrantStore for HangOnce {
 async fn a_hung_store_call_times_out_and_is_retried() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     let mut cfg = config();
     cfg.store_timeout = Some(Duration::from_secs(30));

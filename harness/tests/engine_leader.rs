@@ -27,14 +27,14 @@ fn replica(identity: &str) -> EngineConfig {
 async fn two_replicas_one_lease_only_the_holder_applies_and_a_successor_takes_over() {
     let sim = sim();
     let store = MemoryStore::new();
-    opt_in(&sim, "web", "web", "web_ro", "shop", "SELECT");
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
     pod(&sim, "web-1", "web");
     let a = start(&sim, Arc::new(store.clone()), replica("replica-a"));
     wait_until("a leads", LONG, || a.snapshot().is_leader).await;
     let b = start(&sim, Arc::new(store.clone()), replica("replica-b"));
     let ip1 = pod_ip(&sim, "web-1");
     wait_until("a converged", LONG, || {
-        account_keys(&store) == set(&[("web_ro", ip1)])
+        account_keys(&store) == set(&[("apps_web_ro", ip1)])
     })
     .await;
 

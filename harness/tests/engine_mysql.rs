@@ -114,20 +114,20 @@ async fn grants_appear_in_mysql_with_exact_privileges_and_vanish_with_their_pods
         return;
     };
     let schema = unique("pge2e_");
-    let (ro, rw) = (unique("ro"), unique("rw"));
+    let (ro, rw) = (unique("apps_ro"), unique("apps_rw"));
     let store = MysqlStore::connect(&url, &schema)
         .await
         .expect("MysqlStore");
     let pool = mysql_async::Pool::new(url.as_str());
 
     let sim = sim();
-    opt_in(&sim, "reader", "reader", &ro, "shop", "SELECT");
+    opt_in(&sim, "reader", "reader", &ro, "apps", "SELECT");
     opt_in(
         &sim,
         "writer",
         "writer",
         &rw,
-        "shop",
+        "apps",
         "SELECT,INSERT,UPDATE",
     );
     pod(&sim, "reader-1", "reader");
@@ -239,7 +239,7 @@ async fn grant_and_revoke_1000_pods_across_10_services_on_mysql() {
             &format!("svc{i}"),
             &format!("app{i}"),
             u,
-            "shop",
+            "apps",
             "SELECT,INSERT",
         );
         for p in 0..100 {
@@ -294,13 +294,13 @@ async fn mysql_connection_killed_mid_reconcile_converges() {
         return;
     };
     let schema = unique("pgkill_");
-    let user = unique("kl");
+    let user = unique("apps_kl");
     let store = MysqlStore::connect(&url, &schema)
         .await
         .expect("MysqlStore");
     let pool = mysql_async::Pool::new(url.as_str());
     let sim = sim();
-    opt_in(&sim, "web", "web", &user, "shop", "SELECT");
+    opt_in(&sim, "web", "web", &user, "apps", "SELECT");
     for i in 0..30 {
         pod(&sim, &format!("web-{i}"), "web");
     }
