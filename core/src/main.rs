@@ -13,7 +13,7 @@ use podgrant_core::leader::LeaseConfig;
 use podgrant_core::store::memory::MemoryStore;
 use podgrant_core::store::mysql::MysqlStore;
 use podgrant_core::store::GrantStore;
-use podgrant_core::tenancy::{load_policy, Tenancy};
+use podgrant_core::tenancy::{load_policy, url_user, Tenancy};
 use podgrant_core::validate::Policy;
 use podgrant_core::watch::WatchConfig;
 
@@ -153,34 +153,6 @@ fn url_password(url: &str) -> Option<String> {
     let userinfo = authority.rsplit_once('@')?.0;
     let pw = userinfo.split_once(':')?.1;
     (!pw.is_empty()).then(|| pw.to_string())
-}
-
-/// The user name of a `mysql://user:pw@host/db` URL (percent-decoded), if any.
-fn url_user(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let userinfo = authority.rsplit_once('@')?.0;
-    let raw = userinfo.split_once(':').map(|(u, _)| u).unwrap_or(userinfo);
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    let user = String::from_utf8_lossy(&out).into_owned();
-    (!user.is_empty()).then_some(user)
 }
 
 fn scrub(text: String, secret: Option<&str>) -> String {

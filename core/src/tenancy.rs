@@ -224,6 +224,35 @@ pub fn user_owners(
         .collect()
 }
 
+/// The user name of a `mysql://user:pw@host/db` URL (percent-decoded), if any: the engine's
+/// own login, which the binary reserves (rule 1).
+pub fn url_user(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    let raw = userinfo.split_once(':').map(|(u, _)| u).unwrap_or(userinfo);
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    let user = String::from_utf8_lossy(&out).into_owned();
+    (!user.is_empty()).then_some(user)
+}
+
 /// Why a policy file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -329,9 +358,11 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Tenancy, PolicyError> {
                 })?;
                 t.reserved_accounts.insert((u.to_ascii_lowercase(), host));
             }
-            _ => return Err(bad(format!(
+            _ => {
+                return Err(bad(format!(
                 "reserved: {r:?} is not a user name or user@ip (no quotes, spaces or backslashes)"
-            ))),
+            )))
+            }
         }
     }
     Ok(t)

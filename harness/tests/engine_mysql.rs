@@ -156,19 +156,19 @@ async fn grants_appear_in_mysql_with_exact_privileges_and_vanish_with_their_pods
         grants_of(&pool, &ro, r1)
             .await
             .join("\n")
-            .contains(" ON `shop`.*")
+            .contains(" ON `apps`.*")
             && grants_of(&pool, &rw, w1)
                 .await
                 .join("\n")
-                .contains(" ON `shop`.*")
+                .contains(" ON `apps`.*")
     })
     .await;
     let g = grants_of(&pool, &ro, r1).await.join("\n");
-    assert!(g.contains("GRANT SELECT ON `shop`.*"), "{g}");
+    assert!(g.contains("GRANT SELECT ON `apps`.*"), "{g}");
     assert!(!g.contains("INSERT"), "{g}");
     let g = grants_of(&pool, &rw, w1).await.join("\n");
     assert!(
-        g.contains("GRANT SELECT, INSERT, UPDATE ON `shop`.*"),
+        g.contains("GRANT SELECT, INSERT, UPDATE ON `apps`.*"),
         "{g}"
     );
     assert!(
@@ -227,7 +227,7 @@ async fn grant_and_revoke_1000_pods_across_10_services_on_mysql() {
         return;
     };
     let schema = unique("pgk_");
-    let users: Vec<String> = (0..10).map(|i| unique(&format!("k{i}_"))).collect();
+    let users: Vec<String> = (0..10).map(|i| unique(&format!("apps_k{i}_"))).collect();
     let store = MysqlStore::connect(&url, &schema)
         .await
         .expect("MysqlStore");
@@ -322,7 +322,7 @@ async fn mysql_connection_killed_mid_reconcile_converges() {
                 if !grants_of(&pool, &user, *ip)
                     .await
                     .join("\n")
-                    .contains("GRANT SELECT ON `shop`.*")
+                    .contains("GRANT SELECT ON `apps`.*")
                 {
                     return false;
                 }
@@ -339,7 +339,7 @@ async fn mysql_connection_killed_mid_reconcile_converges() {
     assert!(m.store_errors_transient >= 1, "the kill happened: {m:?}");
     for ip in &want {
         let g = grants_of(&pool, &user, *ip).await.join("\n");
-        assert!(g.contains("GRANT SELECT ON `shop`.*"), "{ip}: {g}");
+        assert!(g.contains("GRANT SELECT ON `apps`.*"), "{ip}: {g}");
     }
     let mut c = pool.get_conn().await.unwrap();
     let table = podgrant_core::sql::ledger_table(&schema).unwrap();
