@@ -55,8 +55,14 @@ pub fn cluster_with_users(pods: usize, services: usize, user_prefix: &str) -> Cl
     for s in 0..services {
         let id = ObjectRef::new(namespace(s), format!("svc-{s}"));
         let annotations = BTreeMap::from([
-            (ANN_USER.to_string(), format!("{}_{user_prefix}{s}", namespace(s).replace('-', "_"))),
-            (ANN_DATABASE.to_string(), format!("{}_db{s}", namespace(s).replace('-', "_"))),
+            (
+                ANN_USER.to_string(),
+                format!("{}_{user_prefix}{s}", namespace(s).replace('-', "_")),
+            ),
+            (
+                ANN_DATABASE.to_string(),
+                format!("{}_db{s}", namespace(s).replace('-', "_")),
+            ),
             (ANN_PRIVILEGES.to_string(), "SELECT,INSERT".to_string()),
             (ANN_PASSWORD_SECRET.to_string(), format!("pw-{s}/password")),
         ]);

@@ -262,8 +262,14 @@ fn app(svc: u8) -> BTreeMap<String, String> {
 
 fn service_step(svc: u8, ns: &str) -> Step {
     Step::create_service(ns, &svc_name(svc), app(svc)).annotations([
-        ("podgrant.io/mysql-user", format!("{}_user{svc}", ns.replace('-', "_"))),
-        ("podgrant.io/mysql-database", format!("{}_db{svc}", ns.replace('-', "_"))),
+        (
+            "podgrant.io/mysql-user",
+            format!("{}_user{svc}", ns.replace('-', "_")),
+        ),
+        (
+            "podgrant.io/mysql-database",
+            format!("{}_db{svc}", ns.replace('-', "_")),
+        ),
         ("podgrant.io/mysql-privileges", "SELECT, INSERT".to_string()),
         (
             "podgrant.io/mysql-password-secret",

@@ -120,7 +120,9 @@ async fn ip_reuse_across_services_moves_the_grant() {
     .await;
     let acc = accounts(&store);
     assert_eq!(
-        acc[&("apps_user_b".to_string(), ip)].keys().collect::<Vec<_>>(),
+        acc[&("apps_user_b".to_string(), ip)]
+            .keys()
+            .collect::<Vec<_>>(),
         vec!["apps_db_b"]
     );
     engine.stop().await;
@@ -158,7 +160,11 @@ async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down(
         || account_keys(&store) == set(&[("apps_stays_u", s)]),
     )
     .await;
-    assert!(!store.snapshot().ledger.keys().any(|k| k.user == "apps_gone_u"));
+    assert!(!store
+        .snapshot()
+        .ledger
+        .keys()
+        .any(|k| k.user == "apps_gone_u"));
     second.stop().await;
 }
 
