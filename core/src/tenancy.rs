@@ -26,7 +26,8 @@
 //!
 //! # Policy file (`--policy FILE`)
 //!
-//! JSON (see the README for an example). Unknown fields, bad patterns, bad namespace names and
+//! JSON, or the YAML subset a policy needs ([`yaml`]: block mappings and sequences, flow
+//! `[..]`/`{..}`, quoted and plain string scalars, comments); see the README for an example. Unknown fields, bad patterns, bad namespace names and
 //! bad reserved entries are refused at start with an error naming the file and the problem.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,13 +145,20 @@ impl Tenancy {
     /// (the validation policy's list, which holds the engine's own login user).
     pub fn never_claimable(&self, user: &str, extra: &BTreeSet<String>) -> Option<String> {
         let lower = user.to_ascii_lowercase();
+        // Echo only short printable names (this runs before the annotation is validated).
+        let shown = if user.len() <= 64 && user.bytes().all(|b| b.is_ascii_graphic()) {
+            format!("{user:?}")
+        } else {
+            format!("of {} characters", user.chars().count())
+        };
+        let user = shown.as_str();
         if lower.starts_with("mysql.") || SYSTEM_USERS.contains(&lower.as_str()) {
-            return Some(format!("user {user:?} is a system account"));
+            return Some(format!("user {user} is a system account"));
         }
-        let reserved = |set: &BTreeSet<String>| set.iter().any(|r| r.eq_ignore_ascii_case(user));
+        let reserved = |set: &BTreeSet<String>| set.iter().any(|r| r.eq_ignore_ascii_case(&lower));
         if reserved(&self.reserved_users) || reserved(extra) {
             return Some(format!(
-                "user {user:?} is reserved (the engine's own login or the operator's reserved list)"
+                "user {user} is reserved (the engine's own login or the operator's reserved list)"
             ));
         }
         None
@@ -312,15 +320,13 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Tenancy, PolicyError> {
         file: file.to_string(),
         problem,
     };
-    let trimmed = text.trim_start();
-    let looks_json = trimmed.starts_with('{');
     let is_yaml_name = file.ends_with(".yaml") || file.ends_with(".yml");
-    if is_yaml_name || !looks_json {
-        return Err(bad(
-            "YAML is not supported by this build (no YAML parser is compiled in); write the same policy as JSON (an object starting with '{')".into(),
-        ));
-    }
-    let parsed: PolicyFile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let parsed: PolicyFile = if !is_yaml_name && text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?
+    } else {
+        let value = yaml::parse(text).map_err(|e| bad(format!("YAML: {e}")))?;
+        serde_json::from_value(value).map_err(|e| bad(e.to_string()))?
+    };
     let mut t = Tenancy {
         default_deny: parsed.default == Some(FileDefault::Deny),
         ..Tenancy::default()
@@ -366,6 +372,242 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Tenancy, PolicyError> {
         }
     }
     Ok(t)
+}
+
+/// The YAML subset of policy files, parsed into JSON values (every scalar is a string).
+///
+/// Supported: `key: value` block mappings nested by indentation (spaces only), `- item` block
+/// sequences of scalars, flow sequences `[a, "b"]` and flow mappings `{k: v}`, single- and
+/// double-quoted scalars (no escapes), plain scalars, `#` comments, a leading `---`. Anything
+/// else (anchors, tags, multi-line scalars, tabs) is an error naming the line.
+pub mod yaml {
+    use serde_json::{Map, Value};
+
+    struct Line<'a> {
+        no: usize,
+        indent: usize,
+        text: &'a str,
+    }
+
+    /// Cuts a `#` comment that is outside quotes and at the start or after whitespace.
+    fn strip_comment(line: &str) -> &str {
+        let mut quote: Option<char> = None;
+        let mut prev_space = true;
+        for (i, c) in line.char_indices() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c == '#' && prev_space => return &line[..i],
+                None => {}
+            }
+            prev_space = c == ' ';
+        }
+        line
+    }
+
+    pub fn parse(text: &str) -> Result<Value, String> {
+        let mut lines = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let no = i + 1;
+            if raw.contains('\t') {
+                return Err(format!(
+                    "line {no}: tabs are not allowed (indent with spaces)"
+                ));
+            }
+            let body = strip_comment(raw).trim_end();
+            let content = body.trim_start();
+            if content.is_empty() || (lines.is_empty() && content == "---") {
+                continue;
+            }
+            lines.push(Line {
+                no,
+                indent: body.len() - content.len(),
+                text: content,
+            });
+        }
+        if lines.is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        let mut i = 0;
+        let v = block(&lines, &mut i, lines[0].indent)?;
+        match lines.get(i) {
+            Some(l) => Err(format!("line {}: unexpected indentation", l.no)),
+            None => Ok(v),
+        }
+    }
+
+    fn block(lines: &[Line<'_>], i: &mut usize, indent: usize) -> Result<Value, String> {
+        let first = &lines[*i];
+        if first.text == "-" || first.text.starts_with("- ") {
+            let mut items = Vec::new();
+            while let Some(l) = lines.get(*i).filter(|l| l.indent == indent) {
+                let rest = l.text.strip_prefix('-').ok_or_else(|| {
+                    format!("line {}: expected a \"- item\" like the lines above", l.no)
+                })?;
+                let rest = rest.trim();
+                if rest.is_empty()
+                    || (rest.contains(": ") && !rest.starts_with(['"', '\'', '[', '{']))
+                {
+                    return Err(format!(
+                        "line {}: sequence items must be scalars here",
+                        l.no
+                    ));
+                }
+                items.push(flow(rest, l.no)?);
+                *i += 1;
+            }
+            return Ok(Value::Array(items));
+        }
+        let mut map = Map::new();
+        while let Some(l) = lines.get(*i).filter(|l| l.indent == indent) {
+            let (key, rest) = split_key(l.text)
+                .ok_or_else(|| format!("line {}: expected \"key: value\"", l.no))?;
+            let key = match flow(key, l.no)? {
+                Value::String(k) => k,
+                _ => return Err(format!("line {}: a key must be a plain name", l.no)),
+            };
+            *i += 1;
+            let value = if !rest.is_empty() {
+                flow(rest, l.no)?
+            } else {
+                match lines.get(*i) {
+                    Some(n) if n.indent > indent => block(lines, i, n.indent)?,
+                    // `key:` then a sequence at the same indentation is valid YAML too.
+                    Some(n)
+                        if n.indent == indent && (n.text == "-" || n.text.starts_with("- ")) =>
+                    {
+                        block(lines, i, n.indent)?
+                    }
+                    _ => Value::Null,
+                }
+            };
+            if map.insert(key.clone(), value).is_some() {
+                return Err(format!("line {}: duplicate key {key:?}", l.no));
+            }
+        }
+        if let Some(l) = lines.get(*i) {
+            if l.indent > indent {
+                return Err(format!("line {}: unexpected indentation", l.no));
+            }
+        }
+        Ok(Value::Object(map))
+    }
+
+    /// `key: rest` or `key:` (outside quotes).
+    fn split_key(text: &str) -> Option<(&str, &str)> {
+        let mut quote: Option<char> = None;
+        for (i, c) in text.char_indices() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c == ':' && text[i + 1..].is_empty() => return Some((&text[..i], "")),
+                None if c == ':' && text[i + 1..].starts_with(' ') => {
+                    return Some((text[..i].trim(), text[i + 1..].trim()))
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// A scalar or a flow collection on one line.
+    fn flow(text: &str, no: usize) -> Result<Value, String> {
+        let chars: Vec<char> = text.trim().chars().collect();
+        let mut pos = 0;
+        let v = flow_value(&chars, &mut pos, no, false)?;
+        skip_ws(&chars, &mut pos);
+        if pos != chars.len() {
+            return Err(format!("line {no}: unexpected text after the value"));
+        }
+        Ok(v)
+    }
+
+    fn skip_ws(c: &[char], pos: &mut usize) {
+        while c.get(*pos) == Some(&' ') {
+            *pos += 1;
+        }
+    }
+
+    fn flow_value(c: &[char], pos: &mut usize, no: usize, nested: bool) -> Result<Value, String> {
+        skip_ws(c, pos);
+        match c.get(*pos) {
+            Some('[') => {
+                *pos += 1;
+                let mut items = Vec::new();
+                loop {
+                    skip_ws(c, pos);
+                    if c.get(*pos) == Some(&']') {
+                        *pos += 1;
+                        return Ok(Value::Array(items));
+                    }
+                    items.push(flow_value(c, pos, no, true)?);
+                    skip_ws(c, pos);
+                    match c.get(*pos) {
+                        Some(',') => *pos += 1,
+                        Some(']') => {}
+                        _ => return Err(format!("line {no}: expected ',' or ']'")),
+                    }
+                }
+            }
+            Some('{') => {
+                *pos += 1;
+                let mut map = Map::new();
+                loop {
+                    skip_ws(c, pos);
+                    if c.get(*pos) == Some(&'}') {
+                        *pos += 1;
+                        return Ok(Value::Object(map));
+                    }
+                    let Value::String(key) = flow_value(c, pos, no, true)? else {
+                        return Err(format!("line {no}: a key must be a plain name"));
+                    };
+                    skip_ws(c, pos);
+                    if c.get(*pos) != Some(&':') {
+                        return Err(format!("line {no}: expected ':' after {key:?}"));
+                    }
+                    *pos += 1;
+                    let v = flow_value(c, pos, no, true)?;
+                    map.insert(key, v);
+                    skip_ws(c, pos);
+                    match c.get(*pos) {
+                        Some(',') => *pos += 1,
+                        Some('}') => {}
+                        _ => return Err(format!("line {no}: expected ',' or '}}'")),
+                    }
+                }
+            }
+            Some(&q) if q == '"' || q == '\'' => {
+                let start = *pos + 1;
+                let end = c[start..]
+                    .iter()
+                    .position(|&x| x == q)
+                    .ok_or_else(|| format!("line {no}: unterminated quote"))?;
+                *pos = start + end + 1;
+                let s: String = c[start..start + end].iter().collect();
+                if q == '"' && s.contains('\\') {
+                    return Err(format!("line {no}: escapes are not supported"));
+                }
+                Ok(Value::String(s))
+            }
+            Some(&x) if matches!(x, '&' | '*' | '!' | '|' | '>' | '%' | '@' | '`') => Err(format!(
+                "line {no}: {x:?} (anchors, tags, block scalars) is not supported"
+            )),
+            Some(_) => {
+                let start = *pos;
+                while let Some(&x) = c.get(*pos) {
+                    if nested && matches!(x, ',' | ']' | '}' | ':') {
+                        break;
+                    }
+                    *pos += 1;
+                }
+                let s: String = c[start..*pos].iter().collect();
+                Ok(Value::String(s.trim_end().to_string()))
+            }
+            None => Err(format!("line {no}: missing value")),
+        }
+    }
 }
 
 /// Reads and parses a policy file.
@@ -497,6 +739,22 @@ mod tests {
     }
 
     #[test]
+    fn a_yaml_policy_means_the_same_as_its_json() {
+        let json = policy(
+            r#"{"default": "deny",
+                "namespaces": {"shop": {"users": ["orders", "shop_*"], "databases": ["legacy"]},
+                               "team-a": {"users": ["reports"], "databases": ["warehouse", "team_a_*"]},
+                               "empty": {}},
+                "reserved": ["dba", "app@10.0.0.5"]}"#,
+        );
+        let yaml = "---\n# the operator's policy\ndefault: deny   # unlisted get nothing\nnamespaces:\n  shop:\n    users:\n      - orders\n      - \"shop_*\"\n    databases: [legacy]\n  team-a: { users: [reports], databases: [warehouse, 'team_a_*'] }\n  empty: {}\nreserved:\n- dba\n- app@10.0.0.5\n";
+        for file in ["p.yaml", "p.yml", "policy"] {
+            assert_eq!(parse_policy(file, yaml).unwrap(), json, "{file}");
+        }
+        assert_eq!(parse_policy("p.yaml", "").unwrap(), Tenancy::default());
+    }
+
+    #[test]
     fn bad_policy_files_are_refused_with_the_file_and_the_problem() {
         let cases: &[(&str, &str)] = &[
             (r#"{"namespace": {}}"#, "unknown field `namespace`"),
@@ -533,7 +791,14 @@ mod tests {
             (r#"{"reserved": ["it's"]}"#, "is not a user name"),
             (r#"{"reserved": [""]}"#, "is not a user name"),
             (r#"{"namespaces": "#, "EOF"),
-            ("namespaces:\n  shop: {}\n", "YAML is not supported"),
+            (
+                "namespaces:\n  shop:\n    users: [a]\n   databases: [b]\n",
+                "YAML: line 4",
+            ),
+            ("namespaces:\n\tshop: {}\n", "YAML: line 2: tabs"),
+            ("reserved: &x [a]\n", "anchors"),
+            ("reserved: [a\n", "expected ',' or ']'"),
+            ("namespace:\n  shop: {}\n", "unknown field `namespace`"),
         ];
         for (text, want) in cases {
             let e = parse_policy("/etc/podgrant/policy.json", text)

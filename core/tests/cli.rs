@@ -171,9 +171,18 @@ fn bad_policy_file_fails_start_naming_the_file_and_the_problem() {
             r#"{"namespaces": {"Team_A": {}}}"#,
             "\"Team_A\" is not a Kubernetes namespace name",
         ),
+        (
+            "namespaces:\n  shop:\n    users: [shop_*]\n    databses: [shop]\n",
+            "unknown field `databses`",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
-        let path = dir.join(format!("policy-{i}.json"));
+        let ext = if text.starts_with('{') {
+            "json"
+        } else {
+            "yaml"
+        };
+        let path = dir.join(format!("policy-{i}.{ext}"));
         std::fs::write(&path, text).unwrap();
         let o = podgrant(
             &[
