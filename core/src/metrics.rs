@@ -108,6 +108,7 @@ pub struct Metrics {
     desired_accounts: AtomicU64,
     is_leader: AtomicU64,
     synced: AtomicU64,
+    sessions_unmatched: AtomicU64,
 }
 
 /// A plain copy of every counter at one moment.
@@ -145,6 +146,9 @@ pub struct MetricsSnapshot {
     pub is_leader: bool,
     /// Every watcher has completed its initial list.
     pub synced: bool,
+    /// Sessions of a revoked account's user left open because the server showed a host name,
+    /// not an IP (see `store::sessions`), as the store reports them.
+    pub sessions_unmatched: u64,
 }
 
 impl MetricsSnapshot {
@@ -240,6 +244,10 @@ impl Metrics {
     pub fn set_synced(&self, synced: bool) {
         self.synced.store(synced as u64, Ordering::Relaxed);
     }
+    /// The store's running total of unmatched sessions ([`crate::store::GrantStore::sessions_unmatched`]).
+    pub fn set_sessions_unmatched(&self, total: u64) {
+        self.sessions_unmatched.fetch_max(total, Ordering::Relaxed);
+    }
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Relaxed) != 0
     }
@@ -277,6 +285,7 @@ impl Metrics {
         s.desired_accounts = ld(&self.desired_accounts);
         s.is_leader = ld(&self.is_leader) != 0;
         s.synced = ld(&self.synced) != 0;
+        s.sessions_unmatched = ld(&self.sessions_unmatched);
         s
     }
 
@@ -328,6 +337,12 @@ impl Metrics {
             "counter",
             "Reconciles that consulted the store.",
             vec![(String::new(), s.reconciles)],
+        );
+        family(
+            "sessions_unmatched_total",
+            "counter",
+            "Sessions of a revoked account's user left open: the server showed a host name, not an IP (use skip_name_resolve).",
+            vec![(String::new(), s.sessions_unmatched)],
         );
         family(
             "reconciles_skipped_total",
