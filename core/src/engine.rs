@@ -462,6 +462,7 @@ impl<S: GrantStore> Engine<S> {
             .await
             .map_err(ReconcileError::Store)?;
             m.store_apply(report.statements);
+            m.set_sessions_unmatched(self.store.sessions_unmatched());
             for a in actions.iter().take(report.applied) {
                 m.action(a.kind());
             }

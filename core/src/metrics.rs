@@ -120,6 +120,7 @@ pub struct Metrics {
     synced: AtomicU64,
     refusals: [AtomicU64; 6],
     tenancy_enforced: AtomicU64,
+    sessions_unmatched: AtomicU64,
 }
 
 /// A plain copy of every counter at one moment.
@@ -162,6 +163,9 @@ pub struct MetricsSnapshot {
     pub refusals: BTreeMap<&'static str, u64>,
     /// Tenancy rules are enforced (`false` with `--tenancy=off`).
     pub tenancy_enforced: bool,
+    /// Sessions of a revoked account's user left open because the server showed a host name,
+    /// not an IP (see `store::sessions`), as the store reports them.
+    pub sessions_unmatched: u64,
 }
 
 impl MetricsSnapshot {
@@ -267,6 +271,10 @@ impl Metrics {
         self.tenancy_enforced
             .store(enforced as u64, Ordering::Relaxed);
     }
+    /// The store's running total of unmatched sessions ([`crate::store::GrantStore::sessions_unmatched`]).
+    pub fn set_sessions_unmatched(&self, total: u64) {
+        self.sessions_unmatched.fetch_max(total, Ordering::Relaxed);
+    }
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Relaxed) != 0
     }
@@ -308,6 +316,7 @@ impl Metrics {
             s.refusals.insert(k, ld(&self.refusals[i]));
         }
         s.tenancy_enforced = ld(&self.tenancy_enforced) != 0;
+        s.sessions_unmatched = ld(&self.sessions_unmatched);
         s
     }
 
@@ -359,6 +368,12 @@ impl Metrics {
             "counter",
             "Reconciles that consulted the store.",
             vec![(String::new(), s.reconciles)],
+        );
+        family(
+            "sessions_unmatched_total",
+            "counter",
+            "Sessions of a revoked account's user left open: the server showed a host name, not an IP (use skip_name_resolve).",
+            vec![(String::new(), s.sessions_unmatched)],
         );
         family(
             "reconciles_skipped_total",

@@ -12,9 +12,13 @@
 //! - **privileges** must be names from [`crate::validate::KNOWN_DB_PRIVILEGES`] to be granted;
 //!   a `REVOKE` also takes any upper-case, privilege-shaped name the server itself reported.
 //! - **passwords** must pass [`crate::validate::check_password`] — printable, no control
-//!   characters, no backslash — and are quoted by doubling `'`. Without backslashes, a
-//!   single-quoted literal reads the same with and without `NO_BACKSLASH_ESCAPES`, so the
-//!   quoting holds in every SQL mode (and the connection uses utf8mb4, so no multi-byte tricks).
+//!   characters, no backslash. They are not sent at all where the server takes a hash
+//!   ([`PasswordForm`]): MariaDB gets `IDENTIFIED BY PASSWORD '*…'`, MySQL 8.0 `IDENTIFIED WITH
+//!   mysql_native_password AS '*…'`, both the [`native_hash`] computed here, so no statement log
+//!   ever holds the password. Only [`PasswordForm::Cleartext`] (MySQL 8.4+ without the native
+//!   plugin) sends a literal, quoted by doubling `'`: without backslashes a single-quoted literal
+//!   reads the same with and without `NO_BACKSLASH_ESCAPES`, so the quoting holds in every SQL
+//!   mode (and the connection uses utf8mb4, so no multi-byte tricks).
 //!
 //! Ledger rows are written with placeholders ([`Statement::params`]).
 //!
@@ -25,6 +29,8 @@
 
 use std::fmt;
 use std::ops::Range;
+
+use sha1::{Digest, Sha1};
 
 use crate::grant::{AccountKey, Action, Privilege};
 use crate::validate::{self, KNOWN_DB_PRIVILEGES, MAX_DATABASE_LEN, MAX_USER_LEN};
@@ -55,6 +61,8 @@ pub enum StatementKind {
     DropUsers,
     /// Finds the dropped accounts' sessions; the store then issues one `KILL` per session.
     FindSessions,
+    /// `KILL CONNECTION <id>` of one session chosen by [`crate::store::sessions::select`].
+    KillSession,
     ReleaseRows,
     ClaimRows,
     CreateUsers,
@@ -129,6 +137,63 @@ pub fn password_literal(key: &AccountKey, password: &str) -> Result<String, SqlE
     }
     s.push('\'');
     Ok(s)
+}
+
+/// How `CREATE USER` / `ALTER USER` carry a password: which one a server takes is found by the
+/// store ([`crate::store::mysql`]) from `VERSION()` and the loaded plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PasswordForm {
+    /// MariaDB: `IDENTIFIED BY PASSWORD '*<native hash>'`.
+    #[default]
+    MariadbHash,
+    /// MySQL 8.0 (or later with the plugin loaded): `IDENTIFIED WITH mysql_native_password AS
+    /// '*<native hash>'`.
+    MysqlNativeHash,
+    /// MySQL 8.4+ without `mysql_native_password`: `IDENTIFIED BY '<password>'` — the server
+    /// hashes it with its default plugin (`caching_sha2_password`), whose stored form is salted
+    /// by the server. The README says how to keep this statement out of logs.
+    Cleartext,
+}
+
+/// The `mysql_native_password` hash: `*` + upper-case hex(SHA1(SHA1(password))), the form
+/// `mysql.user.authentication_string` holds and `IDENTIFIED BY PASSWORD` takes.
+pub fn native_hash(password: &str) -> String {
+    let inner = Sha1::digest(password.as_bytes());
+    let outer = Sha1::digest(inner);
+    let mut s = String::with_capacity(41);
+    s.push('*');
+    for b in outer {
+        s.push_str(&format!("{b:02X}"));
+    }
+    s
+}
+
+/// `IDENTIFIED ...` for one account in the given form (the password is checked in every form,
+/// so a refused password is refused on every server alike).
+pub fn identified(
+    key: &AccountKey,
+    password: &str,
+    form: PasswordForm,
+) -> Result<String, SqlError> {
+    let literal = password_literal(key, password)?;
+    Ok(match form {
+        PasswordForm::MariadbHash => format!("IDENTIFIED BY PASSWORD '{}'", native_hash(password)),
+        PasswordForm::MysqlNativeHash => format!(
+            "IDENTIFIED WITH mysql_native_password AS '{}'",
+            native_hash(password)
+        ),
+        PasswordForm::Cleartext => format!("IDENTIFIED BY {literal}"),
+    })
+}
+
+/// `KILL CONNECTION <id>`.
+pub fn kill_session(id: u64) -> Statement {
+    Statement {
+        kind: StatementKind::KillSession,
+        text: format!("KILL CONNECTION {id}"),
+        params: vec![],
+        accounts: 1,
+    }
 }
 
 /// `SELECT, INSERT`. With `known_only`, from [`KNOWN_DB_PRIVILEGES`] only (for `GRANT`);
@@ -249,6 +314,15 @@ pub fn ledger_select(schema: &str) -> Result<String, SqlError> {
 /// `DROP USER` nor `REVOKE` ends a session's access (a session keeps the database-level
 /// privileges of a database it already `USE`d).
 pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlError> {
+    statements_for(schema, batch, PasswordForm::default())
+}
+
+/// [`statements`] for a server that takes passwords in `form`.
+pub fn statements_for(
+    schema: &str,
+    batch: &[Action],
+    form: PasswordForm,
+) -> Result<Vec<Statement>, SqlError> {
     let Some(first) = batch.first() else {
         return Ok(vec![]);
     };
@@ -323,9 +397,9 @@ pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlE
                     unreachable!("batches() groups by kind")
                 };
                 specs.push(format!(
-                    "{} IDENTIFIED BY {}",
+                    "{} {}",
                     account(key)?,
-                    password_literal(key, password.expose())?
+                    identified(key, password.expose(), form)?
                 ));
             }
             let specs = specs.join(", ");
@@ -358,9 +432,9 @@ pub fn statements(schema: &str, batch: &[Action]) -> Result<Vec<Statement>, SqlE
                     unreachable!("batches() groups by kind")
                 };
                 specs.push(format!(
-                    "{} IDENTIFIED BY {}",
+                    "{} {}",
                     account(key)?,
-                    password_literal(key, password.expose())?
+                    identified(key, password.expose(), form)?
                 ));
                 by_fp.entry(fingerprint.as_str()).or_default().push(key);
             }
@@ -498,6 +572,78 @@ mod tests {
     }
 
     #[test]
+    fn native_hash_matches_the_servers_password_function() {
+        // Vectors from MariaDB 10.11's PASSWORD() on a utf8mb4 connection.
+        for (pw, hash) in [
+            ("password", "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"),
+            ("mypass", "*6C8989366EAF75BB670AD8EA7A7FC1176A95CEF4"),
+            (
+                "pä\"ss;--/*wörd'",
+                "*395DE5D719993AC9F32C6C93A5FCC5B9CF38E151",
+            ),
+            ("密码", "*E04600BB4BC876C4A82BB0860EDE6F7829AE5D2A"),
+        ] {
+            assert_eq!(native_hash(pw), hash, "{pw}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_sent_as_hashes_except_where_the_server_cannot_take_one() {
+        let k = key("shop_app", "10.0.0.1");
+        let pw = "it's;--/*\"ü";
+        let h = native_hash(pw);
+        let set = |form| {
+            let a = [Action::SetPassword {
+                key: k.clone(),
+                password: Password::new(pw),
+                fingerprint: "f".into(),
+            }];
+            statements_for("pg", &a, form).unwrap()
+        };
+        let create = |form| {
+            let a = [Action::Create {
+                key: k.clone(),
+                password: Password::new(pw),
+            }];
+            statements_for("pg", &a, form).unwrap()
+        };
+        for (form, clause) in [
+            (
+                PasswordForm::MariadbHash,
+                format!("IDENTIFIED BY PASSWORD '{h}'"),
+            ),
+            (
+                PasswordForm::MysqlNativeHash,
+                format!("IDENTIFIED WITH mysql_native_password AS '{h}'"),
+            ),
+        ] {
+            let stmts: Vec<Statement> = create(form).into_iter().chain(set(form)).collect();
+            for st in stmts
+                .iter()
+                .filter(|st| st.kind != StatementKind::UpdateFingerprints)
+            {
+                assert!(st.text.ends_with(&clause), "{form:?}: {}", st.text);
+                for piece in ["it''s", "--/*", "ü"] {
+                    assert!(!st.text.contains(piece), "{form:?} leaks: {}", st.text);
+                }
+            }
+        }
+        let clear = set(PasswordForm::Cleartext);
+        assert!(
+            clear[0].text.ends_with("IDENTIFIED BY 'it''s;--/*\"ü'"),
+            "{}",
+            clear[0].text
+        );
+        // A refused password is refused in every form, not only where it would be sent.
+        let bad = [Action::Create {
+            key: k.clone(),
+            password: Password::new("back\\slash"),
+        }];
+        assert!(statements_for("pg", &bad, PasswordForm::MariadbHash).is_err());
+        assert_eq!(kill_session(42).text, "KILL CONNECTION 42");
+    }
+
+    #[test]
     fn identifiers_are_rechecked() {
         assert!(account(&key("bad'", "10.0.0.1")).is_err());
         assert_eq!(
@@ -565,15 +711,16 @@ mod tests {
         );
         assert_eq!(drop[1].kind, StatementKind::FindSessions);
         let create = statements("pg", &actions[b[3].clone()]).unwrap();
+        let hash = native_hash("p'w");
         assert_eq!(
             create[0].text,
-            "CREATE USER IF NOT EXISTS 'c'@'10.0.0.3' IDENTIFIED BY 'p''w'"
+            format!("CREATE USER IF NOT EXISTS 'c'@'10.0.0.3' IDENTIFIED BY PASSWORD '{hash}'")
         );
         assert_eq!(
             create[1].text,
-            "ALTER USER IF EXISTS 'c'@'10.0.0.3' IDENTIFIED BY 'p''w'"
+            format!("ALTER USER IF EXISTS 'c'@'10.0.0.3' IDENTIFIED BY PASSWORD '{hash}'")
         );
-        assert!(!format!("{create:?}").contains("p''w"));
+        assert!(!format!("{create:?}").contains(&hash));
         let grant = statements("pg", &actions[b[4].clone()]).unwrap();
         assert_eq!(
             grant[0].text,

@@ -822,3 +822,31 @@ async fn measure_grant_and_revoke_1000_accounts_10_services() {
     );
     ctx.cleanup().await;
 }
+
+/// The server stores exactly the hash the engine computed (sent as `IDENTIFIED BY PASSWORD`,
+/// not re-hashed), and the pod logs in with the password itself.
+#[tokio::test]
+async fn the_server_stores_the_engines_native_hash_and_the_password_logs_in() {
+    let Some(mut ctx) = Ctx::new("native_hash").await else {
+        return;
+    };
+    let key = ctx.key("hash", "127.0.0.1");
+    let pw = "it's \"x\"; -- /* ü密";
+    ctx.converge(&[want(&key, "svc", &ctx.db(), &["SELECT"], pw)].into())
+        .await;
+    let (stored, plugin): (String, String) = ctx
+        .admin
+        .exec_first(
+            "SELECT authentication_string, plugin FROM mysql.user WHERE user = ? AND host = ?",
+            (key.user.as_str(), key.host.to_string()),
+        )
+        .await
+        .unwrap()
+        .expect("the account exists");
+    assert_eq!(stored, sql::native_hash(pw));
+    assert_eq!(plugin, "mysql_native_password");
+    let mut s = login(&key.user, pw).await.expect("login with the password");
+    let _: Option<u32> = s.query_first("SELECT 1").await.unwrap();
+    drop(s);
+    ctx.cleanup().await;
+}

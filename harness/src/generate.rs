@@ -253,6 +253,23 @@ fn ns_of(slot: u8) -> &'static str {
 fn pod_name(slot: u8) -> String {
     format!("pod-{slot}")
 }
+/// The `n`th password of service slot `svc`'s Secret: SQL-hostile on purpose (quotes, `;`,
+/// comment openers, non-ASCII), so every generated run shows that no password is ever parsed as
+/// SQL and the hash the engine sends matches what the client logs in with.
+pub fn secret_password(svc: u8, n: u32) -> String {
+    const HOSTILE: [&str; 8] = [
+        "'",
+        "\"",
+        ";",
+        "--",
+        "/*",
+        "ü密",
+        "' OR '1'='1",
+        "*/; DROP USER root; -- \"",
+    ];
+    let tail = HOSTILE[(usize::from(svc) + n as usize) % HOSTILE.len()];
+    format!("pw-{svc}-{n}{tail}")
+}
 fn svc_name(slot: u8) -> String {
     format!("svc-{slot}")
 }
@@ -291,7 +308,7 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
             initial.push(Step::create_secret(
                 ns,
                 &format!("{}-pw", svc_name(svc)),
-                [("password", format!("pw-{svc}-0"))],
+                [("password", secret_password(svc, 0))],
             ));
         }
     }
@@ -433,7 +450,7 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
                 push(at, Step::delete_secret(ns, &secret));
                 push(
                     at,
-                    Step::create_secret(ns, &secret, [("password", format!("pw-{s}-{n}"))]),
+                    Step::create_secret(ns, &secret, [("password", secret_password(s, *n))]),
                 );
             }
             Op::SetFault { kind } => push(

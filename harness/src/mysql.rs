@@ -236,6 +236,13 @@ fn is_root() -> bool {
 
 /// Starts `mariadbd`/`mysqld` in a temp datadir on a unix socket, and waits until it answers.
 pub async fn spawn() -> Result<TestMysql, MysqlError> {
+    spawn_with_options(&[]).await
+}
+
+/// [`spawn`] with extra server options appended to the command line (later options win, so
+/// `--skip-networking=0 --port=N` turns TCP on; `--skip-name-resolve=0`, `--general-log`, ...).
+/// The URL stays the unix socket's.
+pub async fn spawn_with_options(extra: &[String]) -> Result<TestMysql, MysqlError> {
     let binary = find_binary(&["mariadbd", "mysqld"]).ok_or(MysqlError::NoServerBinary)?;
     let version = run(Command::new(&binary).arg("--version"), "server --version")?;
     let mariadb = version.contains("MariaDB");
@@ -279,6 +286,7 @@ pub async fn spawn() -> Result<TestMysql, MysqlError> {
         .arg(format!("--log-error={}", log.display()))
         .arg("--skip-networking")
         .args(user)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -2,17 +2,27 @@
 //! benches and property tests, with statement counting, open-session tracking and fault injection.
 //!
 //! [`MemoryState`] is the pure, synchronous model (usable directly in property tests);
-//! [`MemoryStore`] wraps it behind a mutex as an async `GrantStore`. Statements are counted
-//! exactly as [`crate::store::mysql::MysqlStore`] would issue them for the same actions (the
-//! same [`crate::sql`] builder is run), except that `KILL`s are one per open session here too.
+//! [`MemoryStore`] wraps it behind a mutex as an async `GrantStore`. Every batch runs the same
+//! [`crate::sql`] builder [`crate::store::mysql::MysqlStore`] runs, so statements are counted
+//! exactly as MySQL would receive them, and the session side is *interpreted from the emitted
+//! text*: `DROP USER` removes the accounts its text names; the `FindSessions` query returns the
+//! process-list rows of the users its text names; the accounts the `DROP USER`/`REVOKE` text
+//! names go through the same [`sessions::select`] MySQL uses; and each `KILL CONNECTION <id>`
+//! it produces ends that row's session. A builder bug (a wrong host, a missing user, a kill
+//! of the wrong row) therefore shows in memory runs too. Sessions are modelled as a server with
+//! `skip_name_resolve` shows them: `user`, `ip:port`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::grant::{AccountKey, Action, Observed, ObservedAccount, Privilege};
 use crate::model::{ObjectRef, Password};
-use crate::sql;
+use crate::sql::{self, Statement, StatementKind};
+use crate::store::sessions::{self, ProcessRow};
 use crate::store::{ApplyReport, GrantStore, StoreError};
+
+/// The ledger schema the memory model's statements name.
+const SCHEMA: &str = "podgrant";
 
 /// A ledger row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +44,18 @@ pub struct AccountState {
 pub struct MemoryState {
     pub ledger: BTreeMap<AccountKey, LedgerRow>,
     pub accounts: BTreeMap<AccountKey, AccountState>,
-    /// Open sessions per account (ended by `Drop` and `Revoke`, like `KILL CONNECTION`).
+    /// Open sessions per (user, client IP) — usually the account of that key, but a session
+    /// of `'user'@'%'` from that IP has the same key, as in a real process list. Ended by the
+    /// `KILL CONNECTION`s a `Drop` or `Revoke` batch produces.
     pub sessions: BTreeMap<AccountKey, u32>,
+}
+
+/// What one batch did: statements MySQL would have received, sessions left open unmatched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub statements: u64,
+    /// Always 0 in this model (every row has an IP); kept so both stores count alike.
+    pub sessions_unmatched: u64,
 }
 
 impl MemoryState {
@@ -68,6 +88,77 @@ impl MemoryState {
 
     /// Applies one action with MySQL's semantics (all statements idempotent).
     pub fn apply_one(&mut self, action: &Action) -> Result<(), StoreError> {
+        self.apply_batch(std::slice::from_ref(action)).map(|_| ())
+    }
+
+    /// Applies actions in order (batched as MySQL would be), stopping at the first error.
+    pub fn apply_all(&mut self, actions: &[Action]) -> Result<(), StoreError> {
+        for range in sql::batches(actions) {
+            self.apply_batch(&actions[range])?;
+        }
+        Ok(())
+    }
+
+    /// Applies one batch (a range of [`sql::batches`]) by building its statements and
+    /// interpreting them.
+    pub fn apply_batch(&mut self, batch: &[Action]) -> Result<BatchOutcome, StoreError> {
+        let stmts =
+            sql::statements(SCHEMA, batch).map_err(|e| StoreError::Permanent(e.to_string()))?;
+        let mut issued = 0;
+        let mut unmatched = 0;
+        // The accounts named by the last DROP USER / REVOKE: whose sessions FindSessions ends.
+        let mut revoked: BTreeSet<AccountKey> = BTreeSet::new();
+        for st in &stmts {
+            issued += 1;
+            match st.kind {
+                StatementKind::DropUsers => {
+                    revoked = accounts_named(st, "DROP USER IF EXISTS ")?;
+                    for key in &revoked {
+                        self.accounts.remove(key);
+                    }
+                }
+                StatementKind::Revoke => {
+                    revoked = accounts_named(st, " FROM ")?;
+                    for action in batch {
+                        self.apply_effect(action)?;
+                    }
+                }
+                StatementKind::FindSessions => {
+                    let rows = self.process_list(&users_named(st)?);
+                    let selection = sessions::select(&rows, &revoked, None);
+                    unmatched += selection.unmatched.len() as u64;
+                    for id in selection.kill {
+                        issued += 1;
+                        self.kill(&sql::kill_session(id), &rows)?;
+                    }
+                }
+                // One statement carries the whole batch's effect: apply it once, at the first.
+                StatementKind::CreateUsers
+                | StatementKind::ClaimRows
+                | StatementKind::ReleaseRows
+                | StatementKind::Grant => {
+                    for action in batch {
+                        self.apply_effect(action)?;
+                    }
+                }
+                StatementKind::SetPasswords if matches!(batch[0], Action::SetPassword { .. }) => {
+                    for action in batch {
+                        self.apply_effect(action)?;
+                    }
+                }
+                StatementKind::SetPasswords
+                | StatementKind::UpdateFingerprints
+                | StatementKind::KillSession => {}
+            }
+        }
+        Ok(BatchOutcome {
+            statements: issued,
+            sessions_unmatched: unmatched,
+        })
+    }
+
+    /// The account and ledger effect of one action (sessions are the statements' business).
+    fn apply_effect(&mut self, action: &Action) -> Result<(), StoreError> {
         match action {
             Action::Claim {
                 key,
@@ -135,13 +226,8 @@ impl MemoryState {
                         }
                     }
                 }
-                // REVOKE, then KILL the account's sessions.
-                self.sessions.remove(key);
             }
-            Action::Drop { key } => {
-                self.accounts.remove(key);
-                self.sessions.remove(key);
-            }
+            Action::Drop { .. } => {}
             Action::Release { key } => {
                 self.ledger.remove(key);
             }
@@ -149,10 +235,101 @@ impl MemoryState {
         Ok(())
     }
 
-    /// Applies actions in order, stopping at the first error.
-    pub fn apply_all(&mut self, actions: &[Action]) -> Result<(), StoreError> {
-        actions.iter().try_for_each(|a| self.apply_one(a))
+    /// The process list a `FindSessions` query returns for these users: one row per session,
+    /// ids in a fixed order, hosts as `ip:port`.
+    fn process_list(&self, users: &BTreeSet<String>) -> Vec<ProcessRow> {
+        let mut rows = Vec::new();
+        let mut id = 0u64;
+        for (key, n) in &self.sessions {
+            for _ in 0..*n {
+                id += 1;
+                if !users.contains(&key.user) {
+                    continue;
+                }
+                let port = 40_000 + id % 20_000;
+                let host = match key.host {
+                    std::net::IpAddr::V4(ip) => format!("{ip}:{port}"),
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+                };
+                rows.push(ProcessRow {
+                    id,
+                    user: Some(key.user.clone()),
+                    host: Some(host),
+                });
+            }
+        }
+        rows
     }
+
+    /// Interprets `KILL CONNECTION <id>` against the rows it was chosen from.
+    fn kill(&mut self, st: &Statement, rows: &[ProcessRow]) -> Result<(), StoreError> {
+        let id: u64 = st
+            .text
+            .strip_prefix("KILL CONNECTION ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| uninterpretable(st))?;
+        // Unknown thread id: already gone, like MySQL's 1094 (tolerated by the MySQL store too).
+        let Some(row) = rows.iter().find(|r| r.id == id) else {
+            return Ok(());
+        };
+        let (Some(user), Some(host)) = (&row.user, &row.host) else {
+            return Ok(());
+        };
+        let Ok(ip) = sql::processlist_host(host).parse() else {
+            return Ok(());
+        };
+        let key = AccountKey {
+            user: user.clone(),
+            host: ip,
+        };
+        if let Some(n) = self.sessions.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.sessions.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn uninterpretable(st: &Statement) -> StoreError {
+    // The kind only: the text of some statements holds password hashes.
+    StoreError::Permanent(format!(
+        "memory store cannot interpret a {:?} statement",
+        st.kind
+    ))
+}
+
+/// The accounts `'user'@'ip', ...` that follow `marker` in a statement's text.
+fn accounts_named(st: &Statement, marker: &str) -> Result<BTreeSet<AccountKey>, StoreError> {
+    let (_, list) = st
+        .text
+        .rsplit_once(marker)
+        .ok_or_else(|| uninterpretable(st))?;
+    list.split(", ")
+        .map(|grantee| {
+            let (user, host) = sql::parse_grantee(grantee).ok_or_else(|| uninterpretable(st))?;
+            let host = host.parse().map_err(|_| uninterpretable(st))?;
+            Ok(AccountKey { user, host })
+        })
+        .collect()
+}
+
+/// The user names of a `... WHERE USER IN ('a', 'b')` query.
+fn users_named(st: &Statement) -> Result<BTreeSet<String>, StoreError> {
+    let (_, list) = st
+        .text
+        .rsplit_once(" IN (")
+        .ok_or_else(|| uninterpretable(st))?;
+    let list = list.strip_suffix(')').ok_or_else(|| uninterpretable(st))?;
+    list.split(", ")
+        .map(|u| {
+            u.strip_prefix('\'')
+                .and_then(|u| u.strip_suffix('\''))
+                .map(str::to_string)
+                .ok_or_else(|| uninterpretable(st))
+        })
+        .collect()
 }
 
 /// Faults to inject into the next calls (for harness tests).
@@ -173,6 +350,8 @@ pub struct MemoryStats {
     pub applies: u64,
     pub actions_applied: u64,
     pub injected_failures: u64,
+    /// Sessions a revoke left open, unmatched (see [`crate::store::sessions`]).
+    pub sessions_unmatched: u64,
 }
 
 #[derive(Debug, Default)]
@@ -186,7 +365,6 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
-    ledger_schema: Arc<str>,
 }
 
 /// Statements one observe costs on MySQL: ledger, `mysql.user`, schema privileges (only the
@@ -203,7 +381,6 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             inner: Arc::default(),
-            ledger_schema: Arc::from("podgrant"),
         }
     }
 
@@ -270,6 +447,12 @@ impl MemoryStore {
         true
     }
 
+    /// Opens a session as `key.user` from `key.host` whether or not that account exists (a
+    /// client of a `'user'@'%'` account, say, connecting from that IP).
+    pub fn open_session_from(&self, key: &AccountKey) {
+        *self.lock().state.sessions.entry(key.clone()).or_insert(0) += 1;
+    }
+
     /// Replaces the whole state (for tests that start from a given database).
     pub fn set_state(&self, state: MemoryState) {
         self.lock().state = state;
@@ -308,40 +491,45 @@ impl GrantStore for MemoryStore {
         let limit = g.faults.crash_after.take();
         let mut report = ApplyReport::default();
         for range in sql::batches(actions) {
-            let batch = &actions[range.clone()];
-            // Build the real statements: counts them and re-checks every value, as MySQL would.
-            let stmts = sql::statements(&self.ledger_schema, batch)
-                .map_err(|e| StoreError::Permanent(e.to_string()))?;
-            let mut issued = stmts.len() as u64;
-            if matches!(batch[0], Action::Drop { .. } | Action::Revoke { .. }) {
-                let kills: u32 = batch
-                    .iter()
-                    .filter_map(|a| g.state.sessions.get(a.key()))
-                    .sum();
-                issued += u64::from(kills);
+            let mut batch = &actions[range];
+            let crash = limit.is_some_and(|l| report.applied + batch.len() > l);
+            if let Some(l) = limit.filter(|_| crash) {
+                batch = &batch[..l - report.applied];
             }
-            for (i, action) in batch.iter().enumerate() {
-                if limit.is_some_and(|l| report.applied >= l) {
-                    g.stats.statements += report.statements + if i > 0 { issued } else { 0 };
-                    g.stats.actions_applied += report.applied as u64;
-                    g.stats.injected_failures += 1;
-                    return Err(StoreError::Transient(format!(
-                        "injected: connection lost after {} actions",
-                        report.applied
-                    )));
+            let result = if batch.is_empty() {
+                Ok(BatchOutcome::default())
+            } else {
+                g.state.apply_batch(batch)
+            };
+            match result {
+                Ok(outcome) => {
+                    report.statements += outcome.statements;
+                    g.stats.sessions_unmatched += outcome.sessions_unmatched;
+                    report.applied += batch.len();
                 }
-                if let Err(e) = g.state.apply_one(action) {
-                    g.stats.statements += report.statements + issued;
+                Err(e) => {
+                    g.stats.statements += report.statements;
                     g.stats.actions_applied += report.applied as u64;
                     return Err(e);
                 }
-                report.applied += 1;
             }
-            report.statements += issued;
+            if crash {
+                g.stats.statements += report.statements;
+                g.stats.actions_applied += report.applied as u64;
+                g.stats.injected_failures += 1;
+                return Err(StoreError::Transient(format!(
+                    "injected: connection lost after {} actions",
+                    report.applied
+                )));
+            }
         }
         g.stats.statements += report.statements;
         g.stats.actions_applied += report.applied as u64;
         Ok(report)
+    }
+
+    fn sessions_unmatched(&self) -> u64 {
+        self.lock().stats.sessions_unmatched
     }
 }
 
@@ -452,5 +640,38 @@ mod tests {
         assert_eq!(snap.accounts.keys().collect::<Vec<_>>(), vec![&foreign]);
         assert!(snap.ledger.is_empty());
         assert!(!store.open_session(&k1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revoke_ends_exactly_the_dropped_accounts_sessions() {
+        let store = MemoryStore::new();
+        let d = desired(2);
+        converge(&store, &d).await;
+        let mut keys = d.keys().cloned();
+        let (k1, k2) = (keys.next().unwrap(), keys.next().unwrap());
+        let unowned = AccountKey {
+            user: "app".into(),
+            host: "10.0.0.9".parse().unwrap(),
+        };
+        let other_user = AccountKey {
+            user: "dba".into(),
+            host: k1.host,
+        };
+        assert!(store.open_session(&k1));
+        assert!(store.open_session(&k2));
+        store.open_session_from(&unowned);
+        store.open_session_from(&other_user);
+        // k1's pod goes: only k1's session is killed.
+        let only_k2: Desired = d.clone().into_iter().filter(|(k, _)| *k == k2).collect();
+        let before = store.statements();
+        converge(&store, &only_k2).await;
+        let sessions = store.snapshot().sessions;
+        assert_eq!(
+            sessions.keys().collect::<Vec<_>>(),
+            vec![&k2, &unowned, &other_user]
+        );
+        // observe, DROP + FindSessions + 1 KILL, DELETE, observe
+        assert_eq!(store.statements() - before, 2 * OBSERVE_STATEMENTS + 4);
+        assert_eq!(store.sessions_unmatched(), 0);
     }
 }

@@ -7,6 +7,7 @@ use crate::grant::{AccountKey, Action, Observed};
 
 pub mod memory;
 pub mod mysql;
+pub mod sessions;
 
 pub use memory::MemoryStore;
 pub use mysql::MysqlStore;
@@ -53,4 +54,10 @@ pub trait GrantStore: Send + Sync + 'static {
         &self,
         actions: &[Action],
     ) -> impl Future<Output = Result<ApplyReport, StoreError>> + Send;
+
+    /// Sessions a revoke left open so far because they could not be matched to the revoked
+    /// account (see [`sessions`]); a running total.
+    fn sessions_unmatched(&self) -> u64 {
+        0
+    }
 }

@@ -5,13 +5,18 @@
 //!   row per managed account: `user, host, owner_namespace, owner_name, fingerprint,
 //!   created_at, updated_at`. `Claim` writes the row before `Create` makes the account;
 //!   `Release` deletes it after `Drop`.
-//! - **Accounts**: `CREATE USER IF NOT EXISTS ... IDENTIFIED BY`, then always `ALTER USER IF
-//!   EXISTS ... IDENTIFIED BY` (MariaDB keeps an existing account's password on `IF NOT EXISTS`);
+//! - **Accounts**: `CREATE USER IF NOT EXISTS ... IDENTIFIED ...`, then always `ALTER USER IF
+//!   EXISTS ... IDENTIFIED ...` (MariaDB keeps an existing account's password on `IF NOT EXISTS`);
 //!   `DROP USER IF EXISTS`, then `KILL CONNECTION` for every process-list row of a dropped
-//!   account (`DROP USER` leaves open sessions alive). A process-list host that is a name rather
-//!   than an IP (server without `skip_name_resolve`) cannot be matched to an account, so all
-//!   sessions of that user name with a name host are killed too: over-killing only makes a
-//!   client reconnect, under-killing would leave a revoked pod its access.
+//!   account (`DROP USER` leaves open sessions alive) — exactly those: user and IP must both
+//!   match ([`crate::store::sessions`]). A row whose host is a name (a server without
+//!   `skip_name_resolve`) is never killed on a guess; it is logged and counted
+//!   ([`GrantStore::sessions_unmatched`]).
+//! - **Passwords**: the password form is found once per store (with the ledger) from `SELECT VERSION()` and, on
+//!   MySQL, whether `mysql_native_password` is `ACTIVE` ([`password_form_for`]): MariaDB and
+//!   MySQL 8.0 get the native hash computed by the engine, never the password; MySQL 8.4+
+//!   without the plugin gets `IDENTIFIED BY '<password>'` (MySQL rewrites it out of its general
+//!   and slow logs unless `--log-raw`; see the README).
 //! - **Batching**: see [`crate::sql`]. MariaDB's multi-account statements are not
 //!   all-or-nothing; nothing here trusts a statement's success — [`GrantStore::observe`] reads
 //!   `mysql.user` and `information_schema.SCHEMA_PRIVILEGES`, and the engine re-plans from that.
@@ -29,14 +34,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, Value};
 
 use crate::grant::{AccountKey, Action, Observed, ObservedAccount, Privilege};
 use crate::model::ObjectRef;
-use crate::sql::{self, Statement, StatementKind};
+use crate::sql::{self, PasswordForm, Statement, StatementKind};
+use crate::store::sessions::{self, ProcessRow};
 use crate::store::{ApplyReport, GrantStore, StoreError};
 use crate::validate::{self, MAX_DATABASE_LEN};
 
@@ -60,6 +66,22 @@ struct Inner {
     statements: AtomicU64,
     /// Fault injection: kill the apply connection after this many more statements (0 = off).
     kill_after: AtomicU64,
+    /// How this server takes passwords, found on first apply.
+    form: OnceLock<PasswordForm>,
+    /// Sessions of a revoked user left open: their host was a name, not an IP.
+    sessions_unmatched: AtomicU64,
+}
+
+/// The password form a server takes, from `SELECT VERSION()` and whether the
+/// `mysql_native_password` plugin is `ACTIVE` (MySQL only; MariaDB always has it).
+pub fn password_form_for(version: &str, native_plugin_active: bool) -> PasswordForm {
+    if version.to_ascii_lowercase().contains("mariadb") {
+        PasswordForm::MariadbHash
+    } else if native_plugin_active {
+        PasswordForm::MysqlNativeHash
+    } else {
+        PasswordForm::Cleartext
+    }
 }
 
 impl fmt::Debug for MysqlStore {
@@ -184,6 +206,8 @@ impl MysqlStore {
                 ledger_ready: AtomicBool::new(false),
                 statements: AtomicU64::new(0),
                 kill_after: AtomicU64::new(0),
+                form: OnceLock::new(),
+                sessions_unmatched: AtomicU64::new(0),
             }),
         })
     }
@@ -265,6 +289,8 @@ impl MysqlStore {
                 .await
                 .map_err(|e| self.classify(&e, "creating the ledger", &[]))?;
         }
+        // A setup query like the DDL: found once, before any account statement.
+        self.password_form(conn).await?;
         self.inner.ledger_ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -304,7 +330,44 @@ impl MysqlStore {
         Ok(())
     }
 
-    /// Kills the sessions of the accounts in a `Drop` batch, from a `FindSessions` query.
+    /// How this server takes passwords (queried once, then remembered).
+    async fn password_form(&self, conn: &mut Conn) -> Result<PasswordForm, StoreError> {
+        if let Some(form) = self.inner.form.get() {
+            return Ok(*form);
+        }
+        self.count(1);
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| self.classify(&e, "reading the server version", &[]))?;
+        let version = version.unwrap_or_default();
+        let native = if version.to_ascii_lowercase().contains("mariadb") {
+            true
+        } else {
+            self.count(1);
+            let status: Option<String> = conn
+                .query_first(
+                    "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS \
+                     WHERE PLUGIN_NAME = 'mysql_native_password'",
+                )
+                .await
+                .map_err(|e| self.classify(&e, "reading the auth plugins", &[]))?;
+            status.is_some_and(|s| s.eq_ignore_ascii_case("ACTIVE"))
+        };
+        let form = password_form_for(&version, native);
+        match form {
+            PasswordForm::Cleartext => tracing::warn!(
+                %version,
+                "mysql_native_password is not active: passwords are sent as IDENTIFIED BY '...' \
+                 (MySQL rewrites them out of its logs unless --log-raw; see the README)"
+            ),
+            _ => tracing::info!(%version, ?form, "passwords are sent as native hashes"),
+        }
+        Ok(*self.inner.form.get_or_init(|| form))
+    }
+
+    /// Kills the sessions of exactly the accounts of a `Drop`/`Revoke` batch, from the rows of
+    /// its `FindSessions` query ([`sessions::select`]).
     async fn kill_sessions(
         &self,
         conn: &mut Conn,
@@ -317,31 +380,31 @@ impl MysqlStore {
             .query(&st.text)
             .await
             .map_err(|e| self.classify(&e, "finding sessions", &[]))?;
-        let keys: BTreeSet<(&str, IpAddr)> = batch
-            .iter()
-            .map(|a| (a.key().user.as_str(), a.key().host))
+        let rows: Vec<ProcessRow> = rows
+            .into_iter()
+            .map(|(id, user, host)| ProcessRow { id, user, host })
             .collect();
-        let users: BTreeSet<&str> = keys.iter().map(|(u, _)| *u).collect();
-        let own = conn.id() as u64;
-        for (id, user, host) in rows {
-            let (Some(user), Some(host)) = (user, host) else {
-                continue;
-            };
-            if id == own || !users.contains(user.as_str()) {
-                continue;
+        let dropped: BTreeSet<AccountKey> = batch.iter().map(|a| a.key().clone()).collect();
+        let selection = sessions::select(&rows, &dropped, Some(u64::from(conn.id())));
+        if !selection.unmatched.is_empty() {
+            self.inner
+                .sessions_unmatched
+                .fetch_add(selection.unmatched.len() as u64, Ordering::Relaxed);
+            for row in rows.iter().filter(|r| selection.unmatched.contains(&r.id)) {
+                tracing::warn!(
+                    id = row.id,
+                    user = row.user.as_deref().unwrap_or(""),
+                    host = row.host.as_deref().unwrap_or(""),
+                    "left a session open: the server shows a host name, not an IP, so it can't be \
+                     matched to the revoked account (set skip_name_resolve)"
+                );
             }
-            let addr = sql::processlist_host(&host);
-            let kill = match addr.parse::<IpAddr>() {
-                Ok(ip) => keys.contains(&(user.as_str(), ip.to_canonical())),
-                // A resolved host name: cannot tell which account it used; be safe.
-                Err(_) => true,
-            };
-            if !kill {
-                continue;
-            }
+        }
+        for id in selection.kill {
+            let kill = sql::kill_session(id);
             self.count(1);
             issued += 1;
-            if let Err(e) = conn.query_drop(format!("KILL CONNECTION {id}")).await {
+            if let Err(e) = conn.query_drop(&kill.text).await {
                 if server_code(&e) != Some(UNKNOWN_THREAD) {
                     return Err(self.classify(&e, "killing a session", &[]));
                 }
@@ -510,9 +573,10 @@ impl MysqlStore {
         }
         let mut conn = self.conn().await?;
         self.ensure_ledger(&mut conn).await?;
+        let form = self.password_form(&mut conn).await?;
         for range in sql::batches(actions) {
             let batch = &actions[range];
-            let stmts = sql::statements(&self.inner.schema, batch)
+            let stmts = sql::statements_for(&self.inner.schema, batch, form)
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
             let secrets: Vec<&str> = batch
                 .iter()
@@ -568,6 +632,10 @@ impl GrantStore for MysqlStore {
     async fn apply(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {
         self.apply_inner(actions).await
     }
+
+    fn sessions_unmatched(&self) -> u64 {
+        self.inner.sessions_unmatched.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -581,6 +649,24 @@ mod tests {
             message: message.into(),
             state: "HY000".into(),
         })
+    }
+
+    #[test]
+    fn password_form_by_server() {
+        for (version, native, form) in [
+            ("10.11.6-MariaDB-0+deb12u1", true, PasswordForm::MariadbHash),
+            ("10.11.6-MariaDB", false, PasswordForm::MariadbHash),
+            ("8.0.36", true, PasswordForm::MysqlNativeHash),
+            ("8.4.0", true, PasswordForm::MysqlNativeHash),
+            ("8.4.0", false, PasswordForm::Cleartext),
+            ("9.1.0", false, PasswordForm::Cleartext),
+        ] {
+            assert_eq!(
+                password_form_for(version, native),
+                form,
+                "{version} {native}"
+            );
+        }
     }
 
     #[test]
