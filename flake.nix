@@ -146,7 +146,9 @@
             nativeBuildInputs = [ pkgs.rustfmt ];
             cargoArtifacts = null; # formatting needs no compiled dependencies
           };
-          test = scriptCheck "test" "check-test.sh" { };
+          test = scriptCheck "test" "check-test.sh" {
+            nativeBuildInputs = [ pkgs.cargo-nextest ]; # per-test time bound (.config/nextest.toml)
+          };
           scenarios = scriptCheck "scenarios" "check-scenarios.sh" { };
           bench-smoke = scriptCheck "bench-smoke" "check-bench-smoke.sh" {
             nativeBuildInputs = [ pkgs.valgrind ];

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite (`cargo test --workspace`).
+# The whole test suite: `cargo nextest run --workspace` (each test in its own process, each
+# bounded by .config/nextest.toml's slow-timeout) plus the doc-tests (`cargo test --doc`);
+# without cargo-nextest, `cargo test --workspace` under an overall `timeout`.
 #
 # MySQL: outside Nix, scripts/ensure-mariadb.sh makes sure a MariaDB answers on
 # 127.0.0.1:3306 (starting the machine's mariadbd if it is installed but down). Inside a Nix
@@ -16,6 +18,12 @@ else
   run bash scripts/ensure-mariadb.sh
 fi
 
-say "running cargo test --workspace"
-run cargo test --workspace "$@"
+if cargo nextest --version >/dev/null 2>&1; then
+  say "running cargo nextest run --workspace (per-test bound: .config/nextest.toml)"
+  run cargo nextest run --workspace "$@"
+  run cargo test --workspace --doc
+else
+  say "cargo-nextest not found: cargo test --workspace, bounded to 45 min in all"
+  run timeout --signal=TERM --kill-after=30s 45m cargo test --workspace "$@"
+fi
 say "ok: tests"

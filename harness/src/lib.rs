@@ -12,6 +12,7 @@
 //! - [`soak`] — the engine in real time under long generated churn and faults; CPU-over-time SVG.
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
 //! - [`truth`] — the sim's store as core's facts, and the desired set it implies (the oracle).
+//! - [`watchdog`] — the one watchdog of paused-clock runs: frozen simulated time is a named spin with a capture.
 
 pub mod capture;
 pub mod cpu;
@@ -24,3 +25,4 @@ pub mod scenario;
 pub mod soak;
 pub mod specimen;
 pub mod truth;
+pub mod watchdog;

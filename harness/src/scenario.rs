@@ -480,60 +480,59 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
             .map_err(|e| ScenarioError::Runtime(e.to_string()))?
     };
 
-    // The watchdog: simulated time must advance while the run is not done.
-    let mut stall: Option<Stall> = None;
-    let mut last = (beat.sim_ms.load(Ordering::SeqCst), Instant::now());
-    let mut stats_at_last = None;
-    while !beat.done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
-        let now_ms = beat.sim_ms.load(Ordering::SeqCst);
-        let sim_stats = sim_cell
+    // The watchdog (crate::watchdog): simulated time must advance while the run is not done.
+    let limits = crate::watchdog::Limits {
+        stall_after: opts.stall_after,
+        wall_limit: opts.wall_limit,
+        paused: opts.paused,
+        poll: Duration::from_millis(20),
+    };
+    let sim_stats = || {
+        sim_cell
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|s| s.stats());
-        if now_ms != last.0 || stats_at_last.is_none() {
-            if now_ms != last.0 {
-                last = (now_ms, Instant::now());
+            .map(|s| s.stats())
+    };
+    let mut stats_at_last = None;
+    let trip = crate::watchdog::watch(
+        &limits,
+        || Duration::from_millis(beat.sim_ms.load(Ordering::SeqCst)),
+        || beat.done.load(Ordering::SeqCst),
+        |moved| {
+            if moved || stats_at_last.is_none() {
+                stats_at_last = sim_stats();
             }
-            stats_at_last = sim_stats;
-            continue;
+        },
+    );
+    let stall = trip.map(|trip| {
+        // Profile the stuck thread for a moment (unless a capture is already running).
+        let cap = if capture.is_none() {
+            crate::watchdog::capture_stuck(
+                &opts.artifacts.join("capture"),
+                &thread_name,
+                Duration::from_millis(700),
+            )
+        } else {
+            None
+        };
+        let after = sim_stats();
+        let (req, watches) = match (&stats_at_last, &after) {
+            (Some(a), Some(b)) => (
+                b.total_requests().saturating_sub(a.total_requests()),
+                total_watches(b).saturating_sub(total_watches(a)),
+            ),
+            _ => (0, 0),
+        };
+        beat.abort.store(true, Ordering::SeqCst);
+        beat.notify.notify_one();
+        Stall {
+            at_sim: trip.at_sim(),
+            requests_during: req,
+            watches_during: watches,
+            capture: cap,
         }
-        let frozen_for = last.1.elapsed();
-        let timed_out = wall_start.elapsed() > opts.wall_limit;
-        if (opts.paused && frozen_for > opts.stall_after) || timed_out {
-            // Profile the stuck thread for a moment (unless a capture is already running).
-            let cap = if capture.is_none() {
-                Capture::start(DEFAULT_FREQUENCY).ok().and_then(|c| {
-                    std::thread::sleep(Duration::from_millis(700));
-                    c.finish(&opts.artifacts.join("capture"), &thread_name).ok()
-                })
-            } else {
-                None
-            };
-            let after = sim_cell
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|s| s.stats());
-            let (req, watches) = match (&stats_at_last, &after) {
-                (Some(a), Some(b)) => (
-                    b.total_requests().saturating_sub(a.total_requests()),
-                    total_watches(b).saturating_sub(total_watches(a)),
-                ),
-                _ => (0, 0),
-            };
-            stall = Some(Stall {
-                at_sim: Duration::from_millis(now_ms),
-                requests_during: req,
-                watches_during: watches,
-                capture: cap,
-            });
-            beat.abort.store(true, Ordering::SeqCst);
-            beat.notify.notify_one();
-            break;
-        }
-    }
+    });
     // Wait (bounded) for the scenario thread; a spin that never yields is left behind, reported.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !thread.is_finished() && Instant::now() < deadline {

@@ -11,9 +11,14 @@ use podgrant_core::store::memory::MemoryStore;
 use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, Step};
 use tokio::time::Instant;
 
+paused_tests! {
+    pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant,
+    every_watch_reset_at_once_is_backed_off_too,
+    duplicate_and_malformed_watch_events_still_converge_exactly,
+}
+
 /// With `--pod-selector`, a pod relabelled out of the selector arrives as DELETED although it
 /// still exists; the engine drops its grant, and grants it again when it matches again.
-#[tokio::test(start_paused = true)]
 async fn pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -54,7 +59,6 @@ async fn pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant
 
 /// Every watch is reset (connection dropped without the final chunk) right after it starts:
 /// the same guard applies to abrupt ends.
-#[tokio::test(start_paused = true)]
 async fn every_watch_reset_at_once_is_backed_off_too() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -91,7 +95,6 @@ async fn every_watch_reset_at_once_is_backed_off_too() {
 
 /// Duplicated and malformed watch lines (chaos a real apiserver does not produce): the
 /// index is level-triggered, so the end state is still exact.
-#[tokio::test(start_paused = true)]
 async fn duplicate_and_malformed_watch_events_still_converge_exactly() {
     let sim = sim();
     let store = MemoryStore::new();

@@ -8,7 +8,13 @@ use engine_support::*;
 use podgrant_core::store::memory::MemoryStore;
 use podgrant_sim::Step;
 
-#[tokio::test(start_paused = true)]
+paused_tests! {
+    converges_on_create_delete_relabel_readiness_terminating_and_host_network,
+    ip_reuse_across_services_moves_the_grant,
+    restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down,
+    bad_annotations_post_an_event_and_leave_other_services_alone,
+}
+
 async fn converges_on_create_delete_relabel_readiness_terminating_and_host_network() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -96,7 +102,6 @@ async fn converges_on_create_delete_relabel_readiness_terminating_and_host_netwo
     engine.stop().await;
 }
 
-#[tokio::test(start_paused = true)]
 async fn ip_reuse_across_services_moves_the_grant() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -128,7 +133,6 @@ async fn ip_reuse_across_services_moves_the_grant() {
     engine.stop().await;
 }
 
-#[tokio::test(start_paused = true)]
 async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -168,7 +172,6 @@ async fn restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down(
     second.stop().await;
 }
 
-#[tokio::test(start_paused = true)]
 async fn bad_annotations_post_an_event_and_leave_other_services_alone() {
     let sim = sim();
     let store = MemoryStore::new();

@@ -11,6 +11,17 @@ use podgrant_core::store::memory::MemoryStore;
 use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec, Sim, Step};
 use tokio::time::Instant;
 
+paused_tests! {
+    every_watch_closed_at_once_for_ten_minutes_rewatch_rate_stays_low,
+    flood_of_10k_events_without_membership_change_issues_no_statements,
+    flood_of_10k_membership_changes_issues_far_fewer_statements_than_events,
+    in_stream_410_relists_and_converges,
+    stalled_watches_are_restarted_and_nothing_is_missed,
+    http_429_and_503_back_off_then_converge,
+    store_failure_mid_reconcile_is_retried_until_converged,
+    a_hung_store_call_times_out_and_is_retried,
+}
+
 fn watches(sim: &Sim) -> u64 {
     let s = sim.stats();
     ["pods", "services", "secrets"]
@@ -30,7 +41,6 @@ fn lists(sim: &Sim) -> u64 {
 /// The seed's failure: the server ends every watch the moment it starts, for ten simulated
 /// minutes. The engine must re-watch at a low, backed-off rate — not spin — and converge
 /// on the changes made meanwhile once the fault lifts.
-#[tokio::test(start_paused = true)]
 async fn every_watch_closed_at_once_for_ten_minutes_rewatch_rate_stays_low() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -82,7 +92,6 @@ async fn every_watch_closed_at_once_for_ten_minutes_rewatch_rate_stays_low() {
 }
 
 /// 10,000 MODIFIED events that change nothing granting cares about: no statement at all.
-#[tokio::test(start_paused = true)]
 async fn flood_of_10k_events_without_membership_change_issues_no_statements() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -118,7 +127,6 @@ async fn flood_of_10k_events_without_membership_change_issues_no_statements() {
 }
 
 /// 10,000 readiness flips over 100 pods: far fewer statements than events, and the final state is exact.
-#[tokio::test(start_paused = true)]
 async fn flood_of_10k_membership_changes_issues_far_fewer_statements_than_events() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -164,7 +172,6 @@ async fn flood_of_10k_membership_changes_issues_far_fewer_statements_than_events
 
 /// Every pods watch gets an in-stream 410: the engine relists (at a backed-off rate) and the
 /// relist is the truth — a pod deleted meanwhile disappears from the index and loses its grant.
-#[tokio::test(start_paused = true)]
 async fn in_stream_410_relists_and_converges() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -203,7 +210,6 @@ async fn in_stream_410_relists_and_converges() {
 
 /// Watches that accept and then go silent (with and without headers) are timed out and
 /// restarted; nothing is missed.
-#[tokio::test(start_paused = true)]
 async fn stalled_watches_are_restarted_and_nothing_is_missed() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -258,7 +264,6 @@ async fn stalled_watches_are_restarted_and_nothing_is_missed() {
 }
 
 /// 503 and 429 on every list and watch while the engine starts: it backs off, then converges.
-#[tokio::test(start_paused = true)]
 async fn http_429_and_503_back_off_then_converge() {
     for (code, retry_after) in [(503u16, None), (429u16, Some(1u64))] {
         let sim = sim();
@@ -298,7 +303,6 @@ async fn http_429_and_503_back_off_then_converge() {
 
 /// The store fails mid-reconcile (the in-memory stand-in for a killed MySQL connection):
 /// the engine backs off, re-observes, re-plans and converges; nothing is lost.
-#[tokio::test(start_paused = true)]
 async fn store_failure_mid_reconcile_is_retried_until_converged() {
     let sim = sim();
     let store = MemoryStore::new();
@@ -345,7 +349,6 @@ impl podgrant_core::store::GrantStore for HangOnce {
     }
 }
 
-#[tokio::test(start_paused = true)]
 async fn a_hung_store_call_times_out_and_is_retried() {
     let sim = sim();
     let store = MemoryStore::new();

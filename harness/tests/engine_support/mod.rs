@@ -188,3 +188,62 @@ pub fn set(items: &[(&str, IpAddr)]) -> BTreeSet<(String, IpAddr)> {
 }
 
 pub const LONG: Duration = Duration::from_secs(120);
+
+/// Runs one paused-clock engine test under the harness's watchdog
+/// ([`podgrant_harness::watchdog::run_paused`]): if simulated time stays frozen for 30 s of
+/// wall time (a spin) or the test runs 10 min, it fails with "engine spin: simulated time
+/// frozen for …" (or "wall deadline: …") and a pprof capture in
+/// `target/tmp/watchdog/<test>/` instead of hanging `cargo test`.
+pub fn paused<F, Fut>(name: &str, make: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    paused_with(
+        name,
+        &podgrant_harness::watchdog::Limits::paused_test(),
+        make,
+    );
+}
+
+/// [`paused`] with explicit limits.
+pub fn paused_with<F, Fut>(name: &str, limits: &podgrant_harness::watchdog::Limits, make: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let dir = watchdog_artifacts(name);
+    if let Err(tripped) = podgrant_harness::watchdog::run_paused(name, limits, &dir, make) {
+        panic!("{tripped}");
+    }
+}
+
+/// Where the watchdog's capture of test `name` goes.
+pub fn watchdog_artifacts(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("watchdog")
+        .join(name.replace("::", "."))
+}
+
+/// Declares paused-clock engine tests: each `async fn` named here (no attribute of its own)
+/// becomes a `#[test]` `watched::<name>` run by [`paused`], on a fresh paused runtime, under
+/// the watchdog. Use this instead of `#[tokio::test(start_paused = true)]` for any test that
+/// runs the engine (`engine_watchdog::no_paused_engine_test_escapes_the_watchdog` checks).
+#[allow(unused_macros)]
+macro_rules! paused_tests {
+    ($($name:ident),* $(,)?) => {
+        mod watched {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::engine_support::paused(
+                        concat!(module_path!(), "::", stringify!($name)),
+                        || super::$name(),
+                    );
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use paused_tests;
