@@ -81,7 +81,7 @@ impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Url => write!(f, "MYSQL_URL"),
-            Provider::Local => write!(f, "local server {}", LOCAL_URL),
+            Provider::Local => write!(f, "the local server"),
             Provider::Spawned { binary } => write!(f, "spawned {}", binary.display()),
             Provider::Docker { container } if cfg!(feature = "testcontainers") => {
                 write!(f, "testcontainers MySQL 8 container {container}")
