@@ -8,7 +8,8 @@
 # build sandbox there is no such server and no network: PODGRANT_TEST_MYSQL=spawn tells the
 # harness to start its own mariadbd (from nixpkgs, on PATH) in a temp datadir on a unix
 # socket. Either way the tests themselves print which provider they used, and skip loudly
-# when there is none.
+# when there is none — unless PODGRANT_REQUIRE names it (.ci/run and the flake set
+# mysql,kubectl,go): then a missing component fails the test (harness/src/require.rs).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ -n "${NIX_BUILD_TOP:-}" ]]; then
@@ -18,6 +19,7 @@ else
   run bash scripts/ensure-mariadb.sh
 fi
 
+say "PODGRANT_REQUIRE=${PODGRANT_REQUIRE:-} (these components missing = test failures, not skips)"
 if cargo nextest --version >/dev/null 2>&1; then
   say "running cargo nextest run --workspace (per-test bound: .config/nextest.toml)"
   run cargo nextest run --workspace "$@"

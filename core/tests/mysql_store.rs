@@ -1,8 +1,13 @@
-//! `MysqlStore` against a real MariaDB/MySQL (`MYSQL_URL`, default root@127.0.0.1:3306).
+//! `MysqlStore` against a real MariaDB/MySQL, obtained from the harness's one test-MySQL provider.
+//!
+//! The provider (`harness/src/mysql.rs`, with `harness/src/require.rs`) is included by path:
+//! `core` must not depend on the harness, not even as a dev-dependency, yet every crate must
+//! find MySQL the same way — `MYSQL_URL`, the local server, a self-started `mariadbd`
+//! (`PODGRANT_TEST_MYSQL=spawn`, what the Nix checks set), Docker. With none, a test prints a loud
+//! SKIPPED line and returns — unless `PODGRANT_REQUIRE` contains `mysql`, then it fails.
 //!
 //! Every test uses its own ledger schema and user names (`pgt_<random>_...`), and removes only
 //! what it created. Accounts are at loopback addresses; sessions are opened from 127.0.0.1.
-//! When the server is unreachable, each test prints a loud SKIP line and returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -17,12 +22,18 @@ use podgrant_core::planner::{plan, plan_with_report};
 use podgrant_core::sql;
 use podgrant_core::store::{GrantStore, MemoryStore, MysqlStore, StoreError};
 
-fn url() -> String {
-    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".to_string())
-}
+/// The shared provider's decision (`PODGRANT_REQUIRE`), included by path (see the module doc).
+#[path = "../../harness/src/require.rs"]
+#[allow(dead_code)]
+mod require;
 
-fn admin_opts() -> OptsBuilder {
-    let opts = Opts::from_url(&url()).expect("MYSQL_URL parses");
+/// The shared test-MySQL provider, included by path (see the module doc).
+#[path = "../../harness/src/mysql.rs"]
+#[allow(dead_code, unexpected_cfgs)]
+mod mysql;
+
+fn admin_opts(url: &str) -> OptsBuilder {
+    let opts = Opts::from_url(url).expect("provider URL parses");
     OptsBuilder::from_opts(opts).prefer_socket(false)
 }
 
@@ -32,26 +43,27 @@ struct Ctx {
     schema: String,
     store: MysqlStore,
     admin: Conn,
+    url: String,
+    /// Keeps a self-started server alive; dropped after [`Ctx`]'s own `Drop` cleaned up.
+    _server: mysql::TestMysql,
 }
 
 impl Ctx {
-    /// `None` (with a loud SKIP line) when the server is unreachable.
+    /// `None` (the provider printed a loud SKIPPED line) when no server is available and
+    /// `PODGRANT_REQUIRE` does not contain `mysql`; with it, the test fails here.
     async fn new(test: &str) -> Option<Ctx> {
-        let admin = match Conn::new(admin_opts()).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!(
-                    "SKIP {test}: MySQL/MariaDB unreachable at {} ({e}); set MYSQL_URL",
-                    Opts::from_url(&url())
-                        .map(|o| format!("{}:{}", o.ip_or_hostname(), o.tcp_port()))
-                        .unwrap_or_default()
-                );
-                return None;
-            }
+        let server = match mysql::provide(test).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return None,
+            Err(e) => panic!("[{test}] no MySQL: {e}"),
         };
+        let url = server.url().to_string();
+        let admin = Conn::new(admin_opts(&url))
+            .await
+            .unwrap_or_else(|e| panic!("[{test}] admin connection to {}: {e}", server.redacted_url()));
         let tag = format!("pgt_{:08x}", rand::random::<u32>());
         let schema = format!("{tag}_ledger");
-        let store = MysqlStore::connect(&url(), &schema)
+        let store = MysqlStore::connect(&url, &schema)
             .await
             .expect("store connects");
         Some(Ctx {
@@ -59,6 +71,8 @@ impl Ctx {
             schema,
             store,
             admin,
+            url,
+            _server: server,
         })
     }
 
@@ -140,21 +154,22 @@ impl Ctx {
 impl Drop for Ctx {
     fn drop(&mut self) {
         let tag = self.tag.clone();
+        let url = self.url.clone();
         // Runs on its own thread and runtime: Drop may run while a test is unwinding.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(drop_everything_tagged(&tag));
+            rt.block_on(drop_everything_tagged(&url, &tag));
         })
         .join();
     }
 }
 
 /// Drops the accounts and schemas named after `tag` (created by this test only).
-async fn drop_everything_tagged(tag: &str) {
-    let Ok(mut c) = Conn::new(admin_opts()).await else {
+async fn drop_everything_tagged(url: &str, tag: &str) {
+    let Ok(mut c) = Conn::new(admin_opts(url)).await else {
         return;
     };
     let users: Vec<(String, String)> = c
@@ -207,9 +222,9 @@ fn want(
 }
 
 /// Logs in as `user` from 127.0.0.1 over TCP.
-async fn login(user: &str, password: &str) -> Result<Conn, mysql_async::Error> {
+async fn login(url: &str, user: &str, password: &str) -> Result<Conn, mysql_async::Error> {
     Conn::new(
-        admin_opts()
+        admin_opts(url)
             .user(Some(user))
             .pass(Some(password))
             .db_name(None::<String>),
@@ -286,7 +301,7 @@ async fn password_change_takes_effect_with_hostile_characters() {
     let new = "new''pa'ss 100% _x_ #";
     let mut desired: Desired = [want(&key, "svc", &db, &["SELECT"], old)].into();
     ctx.converge(&desired).await;
-    let mut c = login(&key.user, old).await.expect("old password logs in");
+    let mut c = login(&ctx.url, &key.user, old).await.expect("old password logs in");
     let n: Option<u32> = c.query_first("SELECT 1").await.unwrap();
     assert_eq!(n, Some(1));
     drop(c);
@@ -299,8 +314,8 @@ async fn password_change_takes_effect_with_hostile_characters() {
         vec!["set_password"]
     );
     ctx.store.apply(&actions).await.unwrap();
-    assert!(login(&key.user, old).await.is_err(), "old password refused");
-    login(&key.user, new).await.expect("new password logs in");
+    assert!(login(&ctx.url, &key.user, old).await.is_err(), "old password refused");
+    login(&ctx.url, &key.user, new).await.expect("new password logs in");
     ctx.converge(&desired).await;
     ctx.cleanup().await;
 }
@@ -320,8 +335,8 @@ async fn create_over_existing_account_still_sets_the_password() {
         password: Password::new("second"),
     }];
     ctx.store.apply(&again).await.unwrap();
-    assert!(login(&key.user, "first").await.is_err());
-    login(&key.user, "second")
+    assert!(login(&ctx.url, &key.user, "first").await.is_err());
+    login(&ctx.url, &key.user, "second")
         .await
         .expect("the Create's password is in force");
     ctx.cleanup().await;
@@ -340,8 +355,8 @@ async fn drop_kills_open_sessions() {
     ]
     .into();
     ctx.converge(&desired).await;
-    let mut s1 = login(&key.user, "pw").await.expect("login");
-    let mut s2 = login(&key.user, "pw").await.expect("login");
+    let mut s1 = login(&ctx.url, &key.user, "pw").await.expect("login");
+    let mut s2 = login(&ctx.url, &key.user, "pw").await.expect("login");
     let _: Option<u32> = s1.query_first("SELECT 1").await.unwrap();
 
     let before = ctx.store.statements();
@@ -353,7 +368,7 @@ async fn drop_kills_open_sessions() {
     let r2: Result<Option<u32>, _> = s2.query_first("SELECT 1").await;
     assert!(r1.is_err(), "session 1 still alive after DROP");
     assert!(r2.is_err(), "session 2 still alive after DROP");
-    assert!(login(&key.user, "pw").await.is_err());
+    assert!(login(&ctx.url, &key.user, "pw").await.is_err());
     ctx.cleanup().await;
 }
 
@@ -376,7 +391,7 @@ async fn revoke_ends_open_sessions() {
         .unwrap();
     ctx.converge(&[want(&key, "svc", &db, &["SELECT", "DELETE"], "pw")].into())
         .await;
-    let mut s = login(&key.user, "pw").await.unwrap();
+    let mut s = login(&ctx.url, &key.user, "pw").await.unwrap();
     s.query_drop(format!("USE `{db}`")).await.unwrap();
     s.query_drop("DELETE FROM t").await.unwrap();
     ctx.converge(&[want(&key, "svc", &db, &["SELECT"], "pw")].into())
@@ -385,7 +400,7 @@ async fn revoke_ends_open_sessions() {
         s.query_drop("DELETE FROM t").await.is_err(),
         "the old session lost DELETE"
     );
-    let mut fresh = login(&key.user, "pw").await.unwrap();
+    let mut fresh = login(&ctx.url, &key.user, "pw").await.unwrap();
     fresh.query_drop(format!("USE `{db}`")).await.unwrap();
     fresh.query_drop("SELECT * FROM t").await.unwrap();
     assert!(fresh.query_drop("DELETE FROM t").await.is_err());
@@ -585,7 +600,7 @@ async fn foreign_accounts_are_reported_and_never_touched() {
     let report = plan_with_report(&desired, &observed);
     assert!(report.actions.is_empty());
     assert_eq!(report.foreign, vec![key.clone()]);
-    login(&key.user, "theirs")
+    login(&ctx.url, &key.user, "theirs")
         .await
         .expect("untouched foreign account");
     assert!(ctx.show_grants(&key).await.is_empty());
@@ -602,7 +617,7 @@ async fn owner_change_recreates_the_account_for_the_new_service() {
     let db = ctx.db();
     ctx.converge(&[want(&key, "svc-a", &db, &["SELECT", "DELETE"], "pa")].into())
         .await;
-    let mut session = login(&key.user, "pa").await.expect("login as A's pod");
+    let mut session = login(&ctx.url, &key.user, "pa").await.expect("login as A's pod");
     let desired: Desired = [want(&key, "svc-b", &db, &["SELECT"], "pb")].into();
     let observed = ctx.store.observe(&[key.clone()].into()).await.unwrap();
     let kinds: Vec<_> = plan(&desired, &observed).iter().map(|a| a.kind()).collect();
@@ -610,8 +625,8 @@ async fn owner_change_recreates_the_account_for_the_new_service() {
     ctx.converge(&desired).await;
     let r: Result<Option<u32>, _> = session.query_first("SELECT 1").await;
     assert!(r.is_err(), "A's session ended");
-    assert!(login(&key.user, "pa").await.is_err());
-    login(&key.user, "pb").await.expect("B's password");
+    assert!(login(&ctx.url, &key.user, "pa").await.is_err());
+    login(&ctx.url, &key.user, "pb").await.expect("B's password");
     assert_eq!(
         ctx.show_grants(&key).await,
         vec![format!(
@@ -641,7 +656,7 @@ async fn underscore_in_database_is_not_a_wildcard() {
         .unwrap();
     ctx.converge(&[want(&key, "svc", &db, &["SELECT"], "pw")].into())
         .await;
-    let mut c = login(&key.user, "pw").await.unwrap();
+    let mut c = login(&ctx.url, &key.user, "pw").await.unwrap();
     let visible: Vec<String> = c.query("SHOW DATABASES").await.unwrap();
     assert!(
         !visible.contains(&lookalike),
@@ -669,14 +684,14 @@ async fn password_quoting_holds_with_and_without_no_backslash_escapes() {
             password: Password::new(password),
         }];
         let stmts = sql::statements(&ctx.schema, &actions).unwrap();
-        let mut c = Conn::new(admin_opts()).await.unwrap();
+        let mut c = Conn::new(admin_opts(&ctx.url)).await.unwrap();
         c.query_drop(format!("SET SESSION sql_mode = '{mode}'"))
             .await
             .unwrap();
         for st in &stmts {
             c.query_drop(&st.text).await.unwrap();
         }
-        login(&key.user, password)
+        login(&ctx.url, &key.user, password)
             .await
             .unwrap_or_else(|e| panic!("password in force under sql_mode={mode:?}: {e}"));
     }

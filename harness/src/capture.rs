@@ -524,8 +524,10 @@ mod tests {
                 assert!(text.contains("capture_test_burner"), "{text}");
                 eprintln!("{describe}\ngo tool pprof -top:\n{text}");
             }
-            Err(e) => eprintln!(
-                "SKIPPED (loudly): `go tool pprof` not runnable ({e}); profile not verified by pprof itself"
+            Err(e) => crate::require::skip_or_fail(
+                crate::require::Component::Go,
+                "capture",
+                &format!("`go tool pprof` not runnable ({e}); profile not verified by pprof itself"),
             ),
         }
     }

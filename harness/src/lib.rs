@@ -5,9 +5,11 @@
 //! - [`cpu`] — per-thread CPU accounting of a named runtime, CPU share, CPU per event, RSS.
 //! - [`generate`] — proptest scenario generation (state-machine style), fuzz loop, minimal cases as JSON.
 //! - [`invariants`] — pure checks: convergence, safety (with grace), ledger consistency, budgets.
-//! - [`mysql`] — a real MySQL for tests: `MYSQL_URL`, else a self-started mariadbd, else Docker, else skipped loudly.
+//! - [`mysql`] — the one test-MySQL provider: `MYSQL_URL`, local, a self-started mariadbd, Docker; skipped loudly or, required, failed.
 //! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
+//! - [`require`] — `PODGRANT_REQUIRE`: a missing required component (mysql, kubectl, go, …) fails a test instead of skipping it.
 //! - [`reproduce`] — `reproduce busy-loop`: the specimen pegs a core, the engine stays near zero, side by side.
+//! - [`run_scope`] — one run's unique ledger schema and pod network on a shared MySQL, cleaned up at the end; dead runs' leftovers swept.
 //! - [`scenario`] — scenario files (JSON), the runner (paused clock or real time), watchdog, reports.
 //! - [`soak`] — the engine in real time under long generated churn and faults; CPU-over-time SVG.
 //! - [`specimen`] — the seed's bug kept as a specimen: `watch_pods_by_selector` spins on a closed channel.
@@ -21,6 +23,8 @@ pub mod invariants;
 pub mod mysql;
 pub mod plot;
 pub mod reproduce;
+pub mod require;
+pub mod run_scope;
 pub mod scenario;
 pub mod soak;
 pub mod specimen;

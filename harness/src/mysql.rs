@@ -1,13 +1,20 @@
-//! A real MySQL/MariaDB for tests, hermetically: `MYSQL_URL`, else a self-started `mariadbd`, else Docker, else skipped loudly.
+//! A real MySQL/MariaDB for tests, hermetically: `MYSQL_URL`, else the local server, else a self-started `mariadbd`, else Docker, else skipped loudly — or failed, under `PODGRANT_REQUIRE=mysql`.
 //!
-//! Order (issue 4): `MYSQL_URL`; else a `mariadbd`/`mysqld` found on `PATH` (or `/usr/sbin`),
+//! Order (issue 4): `MYSQL_URL` (it must answer `SELECT 1`); else the machine's own server at
+//! [`LOCAL_URL`] if it answers; else a `mariadbd`/`mysqld` found on `PATH` (or `/usr/sbin`),
 //! started in a temporary datadir listening only on a unix socket (about 3 s here); else a
 //! MySQL 8 container when a Docker daemon answers *and* the `mysql:8` image is already present
 //! (nothing is ever pulled: this machine's network is loopback only) — with the cargo feature
 //! `testcontainers` started by testcontainers' MySQL 8 module (`mysql:8.1`, async runner, port
 //! bound on 127.0.0.1 only), without it by the Docker CLI; else [`provide`] returns
 //! `None` after printing a loud `SKIPPED` line — a test must then say it was skipped, never pass
-//! silently. `PODGRANT_TEST_MYSQL=url|spawn|docker|skip` forces one provider.
+//! silently. `PODGRANT_TEST_MYSQL=url|local|spawn|docker|skip` forces one provider.
+//!
+//! No skip to green (issue 8): when `PODGRANT_REQUIRE` (see [`crate::require`]) contains
+//! `mysql`, "no server" is [`MysqlError::Required`], never `None` ([`on_missing`] decides).
+//! This file is the one provider for every crate: `core/tests/mysql_store.rs` includes it by
+//! path (`core` must not depend on the harness), so it uses only `crate::require` (included
+//! alongside) and crates both have.
 //!
 //! The URL is printed without its password (there is none for the spawned server).
 
@@ -15,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Env var that forces a provider: `url`, `spawn`, `docker`, `skip`.
+/// Env var that forces a provider: `url`, `local`, `spawn`, `docker`, `skip`.
 pub const FORCE_ENV: &str = "PODGRANT_TEST_MYSQL";
 
 /// How long a spawned server may take to answer.
@@ -31,7 +38,7 @@ type Container = std::convert::Infallible;
 /// Errors while providing a server.
 #[derive(Debug, thiserror::Error)]
 pub enum MysqlError {
-    #[error("{FORCE_ENV}={0:?}: expected url, spawn, docker or skip")]
+    #[error("{FORCE_ENV}={0:?}: expected url, local, spawn, docker or skip")]
     BadForce(String),
     #[error("{FORCE_ENV}=url but MYSQL_URL is not set")]
     NoUrl,
@@ -48,6 +55,12 @@ pub enum MysqlError {
     Failed { what: String, detail: String },
     #[error("server did not answer within {deadline:?}: {detail}")]
     NotReady { deadline: Duration, detail: String },
+    /// `PODGRANT_REQUIRE` contains `mysql` and no server is available: a failure, not a skip.
+    #[error("{0}")]
+    Required(String),
+    /// `PODGRANT_REQUIRE` is malformed.
+    #[error("{0}")]
+    Require(String),
 }
 
 /// Which provider supplied the server.
@@ -55,6 +68,8 @@ pub enum MysqlError {
 pub enum Provider {
     /// `MYSQL_URL` from the environment.
     Url,
+    /// The machine's own server at [`LOCAL_URL`].
+    Local,
     /// A server this process started from this binary, in a temp datadir.
     Spawned { binary: PathBuf },
     /// A MySQL 8 container: started by testcontainers' MySQL 8 module with the cargo feature
@@ -66,6 +81,7 @@ impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Url => write!(f, "MYSQL_URL"),
+            Provider::Local => write!(f, "the local server"),
             Provider::Spawned { binary } => write!(f, "spawned {}", binary.display()),
             Provider::Docker { container } if cfg!(feature = "testcontainers") => {
                 write!(f, "testcontainers MySQL 8 container {container}")
@@ -145,53 +161,164 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// What the provider reads from the environment, as data (so the decision is testable without
+/// touching the process's environment).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderEnv {
+    /// [`FORCE_ENV`], if set and non-empty.
+    pub force: Option<String>,
+    /// `MYSQL_URL`, if set and non-empty.
+    pub mysql_url: Option<String>,
+    /// `PODGRANT_REQUIRE` (see [`crate::require`]).
+    pub required: crate::require::Required,
+}
+
+impl ProviderEnv {
+    /// Reads [`FORCE_ENV`], `MYSQL_URL` and `PODGRANT_REQUIRE`; a malformed `PODGRANT_REQUIRE` is an error.
+    pub fn from_env() -> Result<ProviderEnv, MysqlError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        Ok(ProviderEnv {
+            force: var(FORCE_ENV),
+            mysql_url: var("MYSQL_URL"),
+            required: crate::require::Required::from_env()
+                .map_err(|e| MysqlError::Require(e.to_string()))?,
+        })
+    }
+}
+
+/// The machine's own server, tried after `MYSQL_URL` and before spawning one.
+pub const LOCAL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// How long probing a URL may take.
+const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Provides a server by the documented order, printing which one was used. `Ok(None)` means
-/// skipped (already printed loudly); the caller must report the test as skipped.
+/// skipped (already printed loudly); the caller must report the test as skipped. When
+/// `PODGRANT_REQUIRE` contains `mysql`, a missing server is [`MysqlError::Required`] instead.
 pub async fn provide(test: &str) -> Result<Option<TestMysql>, MysqlError> {
-    let force = std::env::var(FORCE_ENV).ok().filter(|s| !s.is_empty());
-    let got = match force.as_deref() {
-        Some("url") => Some(from_url()?.ok_or(MysqlError::NoUrl)?),
-        Some("spawn") => Some(spawn().await?),
-        Some("docker") => Some(docker().await?),
-        Some("skip") => None,
+    provide_with(test, &ProviderEnv::from_env()?).await
+}
+
+/// [`provide`] over an explicit environment.
+///
+/// Order: `MYSQL_URL` (it must answer); else [`LOCAL_URL`] if it answers; else a spawned
+/// `mariadbd`; else Docker. `PODGRANT_TEST_MYSQL=url|local|spawn|docker|skip` forces one.
+pub async fn provide_with(test: &str, env: &ProviderEnv) -> Result<Option<TestMysql>, MysqlError> {
+    let got = match env.force.as_deref() {
+        Some("url") => {
+            let url = env.mysql_url.clone().ok_or(MysqlError::NoUrl)?;
+            from_url(url, Provider::Url).await
+        }
+        Some("local") => from_url(LOCAL_URL.to_string(), Provider::Local).await,
+        Some("spawn") => Ok(spawn().await?),
+        Some("docker") => Ok(docker().await?),
+        Some("skip") => Err(format!("{FORCE_ENV}=skip")),
         Some(other) => return Err(MysqlError::BadForce(other.to_string())),
-        None => match from_url()? {
-            Some(m) => Some(m),
-            None => match spawn().await {
-                Ok(m) => Some(m),
-                Err(MysqlError::NoServerBinary) => match docker().await {
-                    Ok(m) => Some(m),
-                    Err(MysqlError::NoDocker) => None,
+        None => match &env.mysql_url {
+            Some(url) => from_url(url.clone(), Provider::Url).await,
+            None => match from_url(LOCAL_URL.to_string(), Provider::Local).await {
+                Ok(m) => Ok(m),
+                Err(_) => match spawn().await {
+                    Ok(m) => Ok(m),
+                    Err(MysqlError::NoServerBinary) => match docker().await {
+                        Ok(m) => Ok(m),
+                        Err(MysqlError::NoDocker) => Err(
+                            "MYSQL_URL unset, nothing answers at 127.0.0.1:3306, no mariadbd/mysqld, no Docker daemon with mysql:8"
+                                .to_string(),
+                        ),
+                        Err(e) => return Err(e),
+                    },
                     Err(e) => return Err(e),
                 },
-                Err(e) => return Err(e),
             },
         },
     };
-    match &got {
-        Some(m) => eprintln!(
-            "[{test}] MySQL provider: {} ({})",
-            m.provider,
-            m.redacted_url()
-        ),
-        None => eprintln!(
-            "\n*** [{test}] SKIPPED: no MySQL available (MYSQL_URL unset, no mariadbd/mysqld, no Docker daemon with mysql:8) ***\n"
-        ),
+    match got {
+        Ok(m) => {
+            eprintln!(
+                "[{test}] MySQL provider: {} ({})",
+                m.provider,
+                m.redacted_url()
+            );
+            Ok(Some(m))
+        }
+        Err(reason) => {
+            on_missing(test, &reason, &env.required)?;
+            Ok(None)
+        }
     }
-    Ok(got)
 }
 
-fn from_url() -> Result<Option<TestMysql>, MysqlError> {
-    Ok(std::env::var("MYSQL_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .map(|url| TestMysql {
+/// Pure: a missing server is a loud skip (printed here) unless `mysql` is required, then an error.
+pub fn on_missing(
+    test: &str,
+    reason: &str,
+    required: &crate::require::Required,
+) -> Result<(), MysqlError> {
+    use crate::require::{decide, Component, Verdict};
+    match decide(Component::Mysql, reason, required) {
+        Verdict::Skip(msg) => {
+            eprintln!("\n*** [{test}] SKIPPED: no MySQL: {msg} ***\n");
+            Ok(())
+        }
+        Verdict::Fail(msg) => Err(MysqlError::Required(msg)),
+    }
+}
+
+/// A server at `url` if it answers `SELECT 1` within [`PROBE_DEADLINE`]; else why not (password redacted).
+async fn from_url(url: String, provider: Provider) -> Result<TestMysql, String> {
+    use mysql_async::prelude::Queryable;
+    let probe = async {
+        let opts = mysql_async::Opts::from_url(&url).map_err(|e| e.to_string())?;
+        let mut conn = mysql_async::Conn::new(opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.query_drop("SELECT 1").await.map_err(|e| e.to_string())?;
+        let _ = conn.disconnect().await;
+        Ok::<(), String>(())
+    };
+    let answer = match tokio::time::timeout(PROBE_DEADLINE, probe).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {PROBE_DEADLINE:?}")),
+    };
+    match answer {
+        Ok(()) => Ok(TestMysql {
             url,
-            provider: Provider::Url,
+            provider,
             child: None,
             dir: None,
             container: None,
-        }))
+        }),
+        // The driver's message may quote the URL: never let its password through.
+        Err(e) => Err(format!(
+            "{} ({}) does not answer: {}",
+            provider_name(&provider),
+            redact(&url),
+            scrub(&e, &url)
+        )),
+    }
+}
+
+fn provider_name(p: &Provider) -> &'static str {
+    match p {
+        Provider::Url => "MYSQL_URL",
+        Provider::Local => "the local server",
+        _ => "the server",
+    }
+}
+
+/// Removes the URL's password from `text`, wherever it appears.
+fn scrub(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_string(),
+    }
 }
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
@@ -492,6 +619,54 @@ mod tests {
             redact("mysql://root@localhost/test?socket=/tmp/x"),
             "mysql://root@localhost/test?socket=/tmp/x"
         );
+    }
+
+    /// A loopback port nobody listens on (bound, then released).
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        port
+    }
+
+    fn env(force: Option<&str>, url: Option<String>, required: &str) -> ProviderEnv {
+        ProviderEnv {
+            force: force.map(str::to_string),
+            mysql_url: url,
+            required: crate::require::Required::parse(required).expect("parses"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_fails_when_mysql_is_required_and_skips_otherwise() {
+        let url = format!("mysql://root:hunter2@127.0.0.1:{}/test", closed_port());
+        let required = provide_with(
+            "required",
+            &env(Some("url"), Some(url.clone()), "mysql,kubectl,go"),
+        )
+        .await;
+        match required {
+            Err(MysqlError::Required(msg)) => {
+                assert!(msg.contains("does not answer"), "{msg}");
+                assert!(!msg.contains("hunter2"), "password leaked: {msg}");
+            }
+            other => panic!("expected MysqlError::Required, got {other:?}"),
+        }
+        // MYSQL_URL set but dead, nothing forced: the same verdicts.
+        let unforced = provide_with("unforced", &env(None, Some(url.clone()), "mysql")).await;
+        assert!(matches!(unforced, Err(MysqlError::Required(_))), "{unforced:?}");
+        let skipped = provide_with("skipped", &env(Some("url"), Some(url), "kubectl")).await;
+        assert!(matches!(skipped, Ok(None)), "{skipped:?}");
+    }
+
+    #[tokio::test]
+    async fn forced_skip_is_a_failure_when_mysql_is_required() {
+        let r = provide_with("forced", &env(Some("skip"), None, "mysql")).await;
+        assert!(matches!(r, Err(MysqlError::Required(_))), "{r:?}");
+        let r = provide_with("forced", &env(Some("skip"), None, "")).await;
+        assert!(matches!(r, Ok(None)), "{r:?}");
+        let r = provide_with("bad", &env(Some("sometimes"), None, "")).await;
+        assert!(matches!(r, Err(MysqlError::BadForce(_))), "{r:?}");
     }
 
     #[cfg(feature = "testcontainers")]

@@ -53,6 +53,8 @@ pub enum ReproduceError {
     Mysql(#[from] crate::mysql::MysqlError),
     #[error("--mysql: no MySQL available (MYSQL_URL unset, no mariadbd/mysqld, no Docker)")]
     NoMysql,
+    #[error(transparent)]
+    RunScope(#[from] crate::run_scope::RunScopeError),
 }
 
 /// Which grant store the engine uses.
@@ -410,26 +412,19 @@ pub fn run_busy_loop(
     opts: &BusyLoopOptions,
     progress: Progress<'_>,
 ) -> Result<BusyLoopReport, ReproduceError> {
-    let sim_rt = named_runtime(SIM_THREADS, 1)?;
-    let sim = Sim::builder().seed(1).faults(seed_fault(1)).build();
-    for step in cluster_steps(opts.pods) {
-        sim.apply(&step)
-            .map_err(|e| ReproduceError::Sim(e.to_string()))?;
+    // MySQL: the server, and this run's own corner of it (unique ledger schema and pod network,
+    // dead runs' leftovers swept), claimed before the sim exists so its pods get that network.
+    let mysql = match opts.store {
+        StoreChoice::Memory => None,
+        StoreChoice::Mysql => Some(MysqlRun::claim(progress)?),
+    };
+    let phases = run_phases(opts, mysql.as_ref(), progress);
+    // Removed on success and on failure (a crash is swept by the next run).
+    let cleaned = mysql.map(|m| m.cleanup(progress));
+    let (specimen, engine) = phases?;
+    if let Some(cleaned) = cleaned {
+        cleaned?;
     }
-    let server = sim_rt
-        .block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into()))
-        .map_err(|e| ReproduceError::Sim(e.to_string()))?;
-    let url = server.url();
-    progress(&format!(
-        "sim serving {url} ({} pods in {NAMESPACE}, fault: close every pod watch after initial events)",
-        opts.pods
-    ));
-
-    let specimen = run_specimen_phase(opts, &sim, &url, progress)?;
-    let engine = run_engine_phase(opts, &sim, &url, progress)?;
-
-    drop(server);
-    sim_rt.shutdown_timeout(Duration::from_secs(2));
     let (specimen_failures, engine_failures) =
         verdicts(&specimen, &engine, &opts.budget, opts.specimen_min_share);
     Ok(BusyLoopReport {
@@ -447,6 +442,95 @@ pub fn run_busy_loop(
         specimen_failures,
         engine_failures,
     })
+}
+
+/// Both phases on one sim (pod network from `mysql`'s scope when there is one).
+fn run_phases(
+    opts: &BusyLoopOptions,
+    mysql: Option<&MysqlRun>,
+    progress: Progress<'_>,
+) -> Result<(SideReport, SideReport), ReproduceError> {
+    let sim_rt = named_runtime(SIM_THREADS, 1)?;
+    let mut builder = Sim::builder().seed(1).faults(seed_fault(1));
+    if let Some(m) = mysql {
+        builder = builder.pod_cidr(&m.scope.pod_cidr());
+    }
+    let sim = builder.build();
+    for step in cluster_steps(opts.pods) {
+        sim.apply(&step)
+            .map_err(|e| ReproduceError::Sim(e.to_string()))?;
+    }
+    let server = sim_rt
+        .block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into()))
+        .map_err(|e| ReproduceError::Sim(e.to_string()))?;
+    let url = server.url();
+    progress(&format!(
+        "sim serving {url} ({} pods in {NAMESPACE}, fault: close every pod watch after initial events)",
+        opts.pods
+    ));
+
+    let specimen = run_specimen_phase(opts, &sim, &url, progress)?;
+    let engine = run_engine_phase(opts, &sim, &url, mysql, progress)?;
+
+    drop(server);
+    sim_rt.shutdown_timeout(Duration::from_secs(2));
+    Ok((specimen, engine))
+}
+
+/// `--mysql`: the server (kept alive for the run) and the run's scope on it.
+struct MysqlRun {
+    /// Drives the scope's lock connection for the whole run.
+    rt: tokio::runtime::Runtime,
+    server: crate::mysql::TestMysql,
+    scope: crate::run_scope::RunScope,
+}
+
+impl MysqlRun {
+    fn claim(progress: Progress<'_>) -> Result<MysqlRun, ReproduceError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ReproduceError::Store(format!("runtime: {e}")))?;
+        let server = rt
+            .block_on(crate::mysql::provide("reproduce busy-loop"))?
+            .ok_or(ReproduceError::NoMysql)?;
+        progress(&format!(
+            "  MySQL: {} ({})",
+            server.provider(),
+            server.redacted_url()
+        ));
+        let scope = rt.block_on(crate::run_scope::RunScope::claim(
+            server.url(),
+            "podgrant_repro",
+        ))?;
+        let swept = scope.swept();
+        if !swept.schemas.is_empty() {
+            progress(&format!(
+                "  swept leftovers of dead runs: {} schemas, {} accounts ({})",
+                swept.schemas.len(),
+                swept.accounts,
+                swept.schemas.join(", ")
+            ));
+        }
+        progress(&format!(
+            "  this run: ledger schema {}, pod network {}",
+            scope.schema(),
+            scope.pod_cidr()
+        ));
+        Ok(MysqlRun { rt, server, scope })
+    }
+
+    fn cleanup(self, progress: Progress<'_>) -> Result<(), ReproduceError> {
+        let MysqlRun { rt, server, scope } = self;
+        let removed = rt.block_on(scope.cleanup())?;
+        progress(&format!(
+            "  cleaned up: {} accounts and ledger schema {}",
+            removed.accounts,
+            removed.schemas.join(", ")
+        ));
+        drop(server);
+        Ok(())
+    }
 }
 
 /// Waits `duration` of wall time, printing a progress line about once a second.
@@ -526,8 +610,6 @@ enum AnyStore {
     Memory(MemoryStore),
     Mysql {
         store: podgrant_core::store::mysql::MysqlStore,
-        /// Keeps a self-started server alive for the phase.
-        _server: Box<crate::mysql::TestMysql>,
     },
 }
 
@@ -535,29 +617,22 @@ fn run_engine_phase(
     opts: &BusyLoopOptions,
     sim: &Sim,
     url: &str,
+    mysql: Option<&MysqlRun>,
     progress: Progress<'_>,
 ) -> Result<SideReport, ReproduceError> {
     progress("phase 2/2: podgrant's engine on runtime pg-engine, same fault, profiled");
     let meter = CpuMeter::new(ENGINE_THREADS, Duration::from_millis(50))?;
     let rt = named_runtime(ENGINE_THREADS, 2)?;
-    let store = match opts.store {
-        StoreChoice::Memory => AnyStore::Memory(MemoryStore::new()),
-        StoreChoice::Mysql => {
-            let m = rt
-                .block_on(crate::mysql::provide("reproduce busy-loop"))?
-                .ok_or(ReproduceError::NoMysql)?;
-            progress(&format!("  MySQL: {} ({})", m.provider(), m.redacted_url()));
-            let schema = format!("podgrant_repro_{}", std::process::id());
+    let store = match mysql {
+        None => AnyStore::Memory(MemoryStore::new()),
+        Some(m) => {
             let s = rt
                 .block_on(podgrant_core::store::mysql::MysqlStore::connect(
-                    m.url(),
-                    &schema,
+                    m.server.url(),
+                    m.scope.schema(),
                 ))
                 .map_err(|e| ReproduceError::Store(e.to_string()))?;
-            AnyStore::Mysql {
-                store: s,
-                _server: Box::new(m),
-            }
+            AnyStore::Mysql { store: s }
         }
     };
     let config = EngineConfig {

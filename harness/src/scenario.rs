@@ -240,6 +240,8 @@ pub struct RunOptions {
     /// Upper bound on wall time for the whole run (real-time runs).
     pub wall_limit: Duration,
     pub subject: Subject,
+    /// MySQL runs: this server instead of the provider's (`None`: [`crate::mysql::provide`]).
+    pub mysql_url: Option<String>,
 }
 
 impl RunOptions {
@@ -251,6 +253,7 @@ impl RunOptions {
             stall_after: Duration::from_secs(3),
             wall_limit: Duration::from_secs(600),
             subject: Subject::Engine,
+            mysql_url: None,
         }
     }
     pub fn real_time(artifacts: impl Into<PathBuf>) -> Self {
@@ -283,6 +286,10 @@ pub struct ScenarioReport {
     pub cpu: Option<CpuReport>,
     pub artifacts_dir: PathBuf,
     pub capture: Option<CapturePaths>,
+    /// A MySQL run's ledger schema and pod-network slot `10.<slot>.0.0/16`, both removed from
+    /// the server when the run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql_run: Option<(String, u8)>,
 }
 
 /// Where a capture was written.
@@ -623,6 +630,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
         cpu,
         artifacts_dir: opts.artifacts.clone(),
         capture: capture_paths,
+        mysql_run: drove.mysql_run.clone(),
     };
     write_report(&report, scenario, &opts.artifacts)?;
     Ok(report)
@@ -653,6 +661,8 @@ struct Drove {
     work: WorkCounts,
     desired: usize,
     owned: usize,
+    /// A MySQL run's ledger schema and pod-network slot (both removed by now).
+    mysql_run: Option<(String, u8)>,
 }
 
 /// The subject's counters, when it has any.
@@ -731,18 +741,64 @@ enum AnyStore {
     Memory(MemoryStore),
     Mysql {
         store: podgrant_core::store::mysql::MysqlStore,
-        _server: Box<crate::mysql::TestMysql>,
     },
 }
 
-/// The scenario itself, on the scenario thread.
+/// The scenario itself, on the scenario thread. A MySQL run first claims its own scope on the
+/// server (unique ledger schema and pod network, dead runs' leftovers swept; see
+/// [`crate::run_scope`]) and removes it afterwards, whether the run passed or failed.
 async fn drive(
     scenario: &Scenario,
     opts: &RunOptions,
     beat: &Heartbeat,
     sim_cell: &std::sync::Mutex<Option<Sim>>,
 ) -> Result<Drove, ScenarioError> {
-    let sim = Sim::builder().seed(scenario.seed).build();
+    if scenario.store != StoreKind::Mysql {
+        return drive_on(scenario, opts, beat, sim_cell, None).await;
+    }
+    if opts.subject == Subject::NeverRevokes {
+        return Err(ScenarioError::Store(
+            "the never-revokes subject runs on the memory store only".into(),
+        ));
+    }
+    let (url, server) = match &opts.mysql_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let m = crate::mysql::provide(&scenario.name)
+                .await?
+                .ok_or(ScenarioError::NoMysql)?;
+            (m.url().to_string(), Some(m))
+        }
+    };
+    let scope = crate::run_scope::RunScope::claim(&url, "pgh_run")
+        .await
+        .map_err(|e| ScenarioError::Store(e.to_string()))?;
+    let names = (scope.schema().to_string(), scope.slot());
+    let result = drive_on(scenario, opts, beat, sim_cell, Some((&url, &scope))).await;
+    let cleaned = scope
+        .cleanup()
+        .await
+        .map_err(|e| ScenarioError::Store(e.to_string()));
+    drop(server);
+    let mut drove = result?;
+    cleaned?;
+    drove.mysql_run = Some(names);
+    Ok(drove)
+}
+
+/// [`drive`] on a store: memory, or MySQL at `url` within `scope`.
+async fn drive_on(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    beat: &Heartbeat,
+    sim_cell: &std::sync::Mutex<Option<Sim>>,
+    mysql: Option<(&str, &crate::run_scope::RunScope)>,
+) -> Result<Drove, ScenarioError> {
+    let mut builder = Sim::builder().seed(scenario.seed);
+    if let Some((_, scope)) = mysql {
+        builder = builder.pod_cidr(&scope.pod_cidr());
+    }
+    let sim = builder.build();
     *sim_cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(sim.clone());
     for (index, step) in scenario.initial.iter().enumerate() {
         sim.apply(step).map_err(|e| ScenarioError::Initial {
@@ -752,25 +808,13 @@ async fn drive(
             message: e.to_string(),
         })?;
     }
-    let store = match scenario.store {
-        StoreKind::Memory => AnyStore::Memory(MemoryStore::new()),
-        StoreKind::Mysql => {
-            if opts.subject == Subject::NeverRevokes {
-                return Err(ScenarioError::Store(
-                    "the never-revokes subject runs on the memory store only".into(),
-                ));
-            }
-            let m = crate::mysql::provide(&scenario.name)
-                .await?
-                .ok_or(ScenarioError::NoMysql)?;
-            let schema = format!("pgh_{}_{}", std::process::id(), scenario.seed % 100_000);
-            let s = podgrant_core::store::mysql::MysqlStore::connect(m.url(), &schema)
+    let store = match mysql {
+        None => AnyStore::Memory(MemoryStore::new()),
+        Some((url, scope)) => {
+            let s = podgrant_core::store::mysql::MysqlStore::connect(url, scope.schema())
                 .await
                 .map_err(|e| ScenarioError::Store(e.to_string()))?;
-            AnyStore::Mysql {
-                store: s,
-                _server: Box::new(m),
-            }
+            AnyStore::Mysql { store: s }
         }
     };
     let foreign_before = match &store {
@@ -904,5 +948,6 @@ async fn drive(
         work,
         desired: desired.accounts.len(),
         owned,
+        mysql_run: None,
     })
 }

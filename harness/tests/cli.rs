@@ -93,7 +93,11 @@ fn sim_serve_answers_kubectl() {
             }
             Ok(o) => last = String::from_utf8_lossy(&o.stderr).to_string(),
             Err(e) => {
-                eprintln!("SKIPPED (loudly): kubectl not runnable: {e}");
+                podgrant_harness::require::skip_or_fail(
+                    podgrant_harness::require::Component::Kubectl,
+                    "sim_serve_answers_kubectl",
+                    &format!("kubectl not runnable: {e}"),
+                );
                 break true;
             }
         }

@@ -1,8 +1,9 @@
 //! The engine against the sim and a real MariaDB/MySQL: accounts appear in `mysql.user` and
 //! `SHOW GRANTS` with exactly the right privileges, and vanish when their pods go.
 //!
-//! Uses `MYSQL_URL`, else `mysql://root@127.0.0.1:3306/test`, else the harness's provider
-//! (a self-started mariadbd); skipped loudly when none answers. Runs on the real clock (real I/O).
+//! MySQL comes from the harness's provider (`MYSQL_URL`, else `mysql://root@127.0.0.1:3306/test`,
+//! else a self-started mariadbd); skipped loudly when none answers, failed under
+//! `PODGRANT_REQUIRE=mysql`. Runs on the real clock (real I/O).
 
 mod engine_support;
 
@@ -16,32 +17,14 @@ use mysql_async::prelude::*;
 use podgrant_core::store::mysql::MysqlStore;
 use podgrant_sim::Step;
 
-const LOCAL: &str = "mysql://root@127.0.0.1:3306/test";
-
-/// A reachable server URL and, when spawned, the guard that keeps it alive.
+/// A reachable server URL and the guard that keeps it alive, from the harness's one provider
+/// (`MYSQL_URL`, the local server, a self-started mariadbd, Docker). `None` only when it skipped
+/// loudly; under `PODGRANT_REQUIRE=mysql` a missing server fails the test here.
 async fn server(test: &str) -> Option<(String, Option<podgrant_harness::mysql::TestMysql>)> {
-    if let Ok(url) = std::env::var("MYSQL_URL") {
-        if !url.is_empty() {
-            return Some((url, None));
-        }
-    }
-    let pool = mysql_async::Pool::new(LOCAL);
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(3), pool.get_conn()).await,
-        Ok(Ok(_))
-    );
-    // (the connection is dropped above: `disconnect` waits for every connection to come back)
-    let _ = pool.disconnect().await;
-    if ok {
-        return Some((LOCAL.to_string(), None));
-    }
     match podgrant_harness::mysql::provide(test).await {
         Ok(Some(m)) => Some((m.url().to_string(), Some(m))),
         Ok(None) => None,
-        Err(e) => {
-            eprintln!("\n*** [{test}] SKIPPED: no MySQL: {e} ***\n");
-            None
-        }
+        Err(e) => panic!("[{test}] no MySQL: {e}"),
     }
 }
 

@@ -61,6 +61,7 @@ async fn provide_names_its_provider_or_skips_loudly() {
             assert_eq!(one, 1);
             pool.disconnect().await.expect("disconnect");
         }
+        // Printed loudly by the provider; under PODGRANT_REQUIRE=mysql it is an Err instead.
         Ok(None) => eprintln!("SKIPPED: no MySQL provider (printed above)"),
         Err(e) => panic!("provider failed: {e}"),
     }
