@@ -578,15 +578,16 @@ impl MysqlStore {
             let batch = &actions[range];
             let stmts = sql::statements_for(&self.inner.schema, batch, form)
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
-            let secrets: Vec<&str> = batch
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Create { password, .. } | Action::SetPassword { password, .. } => {
-                        Some(password.expose())
-                    }
-                    _ => None,
-                })
-                .collect();
+            // The passwords and their hashes (password-equivalent for native logins): never
+            // in an error message.
+            let mut secrets: Vec<String> = Vec::new();
+            for a in batch {
+                if let Action::Create { password, .. } | Action::SetPassword { password, .. } = a {
+                    secrets.push(password.expose().to_string());
+                    secrets.push(sql::native_hash(password.expose()));
+                }
+            }
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
             for st in &stmts {
                 self.maybe_inject_kill(&conn).await?;
                 report.statements += match st.kind {
