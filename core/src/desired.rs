@@ -996,6 +996,79 @@ mod tests {
                     prop_assert!(!p.reason.contains("bad\\pw"));
                 }
             }
+
+            /// Tenancy enforced, checked against its definition: what is granted is what tenancy
+            /// off grants, restricted to names assigned to the owner's namespace and to one
+            /// namespace per user name (the ledger holder, else the lowest claimant); every
+            /// Service left out for tenancy has a problem saying so.
+            #[test]
+            fn tenancy_grants_the_open_result_restricted_by_the_rules(
+                placed in prop::collection::vec((0..3usize, 0..3usize, 0..5usize, 0..4usize), 0..8),
+                held_ns in prop::option::of(0..3usize),
+            ) {
+                let nss = ["shop", "shop-x", "other"];
+                let users = ["shop", "shop_x_api", "other", "other_api", "root"];
+                let dbs = ["shop", "shop_x", "other", "shared"];
+                let mut c = Cluster::default();
+                for (i, (n, svc_app, u, d)) in placed.iter().enumerate() {
+                    let ns = nss[*n];
+                    let s = svc_db(ns, &format!("s{i}"), &format!("app{svc_app}"), users[*u], dbs[*d]);
+                    c.services.insert(s.id.clone(), s);
+                    let sec = secret(ns, "pw");
+                    c.secrets.insert(sec.id.clone(), sec);
+                }
+                for (j, ns) in nss.iter().enumerate() {
+                    for a in 0..3 {
+                        let p = pod(ns, &format!("p{a}"), &format!("app{a}"), &format!("10.0.{j}.{a}"));
+                        c.pods.insert(p.id.clone(), p);
+                    }
+                }
+                let held: UserHolders = held_ns
+                    .map(|n| UserHolders::from([("shop_x_api".to_string(), BTreeSet::from([nss[n].to_string()]))]))
+                    .unwrap_or_default();
+                let policy = Policy::default();
+                let d = desired_state_with(&c, &policy, &held);
+                let o = desired_state(&c, &open());
+                // Claimants per user: namespaces with a Service passing rules 1 and 2.
+                let mut claims: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+                for s in c.services.values() {
+                    let (u, db) = (&s.annotations[ANN_USER], &s.annotations[ANN_DATABASE]);
+                    if policy.tenancy.never_claimable(u, &policy.reserved_users).is_none()
+                        && policy.tenancy.check_namespace(&s.id.namespace, u, db).is_ok()
+                    {
+                        claims.entry(u.as_str()).or_default().insert(s.id.namespace.as_str());
+                    }
+                }
+                let owner = |u: &str| -> Option<&str> {
+                    let cl = claims.get(u)?;
+                    held.get(u)
+                        .and_then(|h| cl.iter().find(|ns| h.contains(**ns)).copied())
+                        .or_else(|| cl.iter().next().copied())
+                };
+                let expected: Desired = o
+                    .accounts
+                    .iter()
+                    .filter(|(k, a)| {
+                        let ns = a.owner.namespace.as_str();
+                        policy.tenancy.check_namespace(ns, &k.user, &a.database).is_ok()
+                            && owner(&k.user) == Some(ns)
+                    })
+                    .map(|(k, a)| (k.clone(), a.clone()))
+                    .collect();
+                for (k, a) in &d.accounts {
+                    prop_assert!(policy.tenancy.check_namespace(&a.owner.namespace, &k.user, &a.database).is_ok());
+                    prop_assert_eq!(owner(&k.user), Some(a.owner.namespace.as_str()));
+                }
+                for (k, a) in &expected {
+                    prop_assert_eq!(d.accounts.get(k).map(|x| &x.owner), Some(&a.owner));
+                }
+                for s in c.services.values() {
+                    let granted = d.accounts.values().any(|a| a.owner == s.id);
+                    let refused = d.problems.iter().any(|p| p.service == s.id);
+                    let selects_any = c.pods.values().any(|p| p.id.namespace == s.id.namespace && s.selects(&p.labels));
+                    prop_assert!(granted || refused || !selects_any, "{} neither granted nor refused", s.id);
+                }
+            }
         }
     }
 
