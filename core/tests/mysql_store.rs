@@ -58,9 +58,12 @@ impl Ctx {
             Err(e) => panic!("[{test}] no MySQL: {e}"),
         };
         let url = server.url().to_string();
-        let admin = Conn::new(admin_opts(&url))
-            .await
-            .unwrap_or_else(|e| panic!("[{test}] admin connection to {}: {e}", server.redacted_url()));
+        let admin = Conn::new(admin_opts(&url)).await.unwrap_or_else(|e| {
+            panic!(
+                "[{test}] admin connection to {}: {e}",
+                server.redacted_url()
+            )
+        });
         let tag = format!("pgt_{:08x}", rand::random::<u32>());
         let schema = format!("{tag}_ledger");
         let store = MysqlStore::connect(&url, &schema)
@@ -301,7 +304,9 @@ async fn password_change_takes_effect_with_hostile_characters() {
     let new = "new''pa'ss 100% _x_ #";
     let mut desired: Desired = [want(&key, "svc", &db, &["SELECT"], old)].into();
     ctx.converge(&desired).await;
-    let mut c = login(&ctx.url, &key.user, old).await.expect("old password logs in");
+    let mut c = login(&ctx.url, &key.user, old)
+        .await
+        .expect("old password logs in");
     let n: Option<u32> = c.query_first("SELECT 1").await.unwrap();
     assert_eq!(n, Some(1));
     drop(c);
@@ -314,8 +319,13 @@ async fn password_change_takes_effect_with_hostile_characters() {
         vec!["set_password"]
     );
     ctx.store.apply(&actions).await.unwrap();
-    assert!(login(&ctx.url, &key.user, old).await.is_err(), "old password refused");
-    login(&ctx.url, &key.user, new).await.expect("new password logs in");
+    assert!(
+        login(&ctx.url, &key.user, old).await.is_err(),
+        "old password refused"
+    );
+    login(&ctx.url, &key.user, new)
+        .await
+        .expect("new password logs in");
     ctx.converge(&desired).await;
     ctx.cleanup().await;
 }
@@ -617,7 +627,9 @@ async fn owner_change_recreates_the_account_for_the_new_service() {
     let db = ctx.db();
     ctx.converge(&[want(&key, "svc-a", &db, &["SELECT", "DELETE"], "pa")].into())
         .await;
-    let mut session = login(&ctx.url, &key.user, "pa").await.expect("login as A's pod");
+    let mut session = login(&ctx.url, &key.user, "pa")
+        .await
+        .expect("login as A's pod");
     let desired: Desired = [want(&key, "svc-b", &db, &["SELECT"], "pb")].into();
     let observed = ctx.store.observe(&[key.clone()].into()).await.unwrap();
     let kinds: Vec<_> = plan(&desired, &observed).iter().map(|a| a.kind()).collect();
@@ -626,7 +638,9 @@ async fn owner_change_recreates_the_account_for_the_new_service() {
     let r: Result<Option<u32>, _> = session.query_first("SELECT 1").await;
     assert!(r.is_err(), "A's session ended");
     assert!(login(&ctx.url, &key.user, "pa").await.is_err());
-    login(&ctx.url, &key.user, "pb").await.expect("B's password");
+    login(&ctx.url, &key.user, "pb")
+        .await
+        .expect("B's password");
     assert_eq!(
         ctx.show_grants(&key).await,
         vec![format!(

@@ -527,7 +527,9 @@ mod tests {
             Err(e) => crate::require::skip_or_fail(
                 crate::require::Component::Go,
                 "capture",
-                &format!("`go tool pprof` not runnable ({e}); profile not verified by pprof itself"),
+                &format!(
+                    "`go tool pprof` not runnable ({e}); profile not verified by pprof itself"
+                ),
             ),
         }
     }

@@ -553,6 +553,9 @@ pub struct FuzzOptions {
     /// simulated duration in wall time).
     pub real_time_rerun: bool,
     pub artifacts: PathBuf,
+    /// The store every generated case runs on. MySQL cases run in real time (their full
+    /// simulated duration each), each in its own run scope on the server, removed afterwards.
+    pub store: StoreKind,
 }
 
 /// Runs `cases` generated scenarios under the paused clock (deterministic for a seed); on a
@@ -585,7 +588,8 @@ pub fn fuzz(
     let case_dir = artifacts.join("cases");
     let result = runner.run(&case_strategy(max_ops), |ops| {
         runs.set(runs.get() + 1);
-        let sc = realize(&format!("fuzz-{seed}"), seed, &ops);
+        let mut sc = realize(&format!("fuzz-{seed}"), seed, &ops);
+        sc.store = opts.store;
         let mut run_opts = RunOptions::paused(case_dir.join("last"));
         run_opts.subject = opts.subject;
         let report =
@@ -609,7 +613,8 @@ pub fn fuzz(
         Ok(()) => None,
         Err(TestError::Abort(reason)) => return Err(FuzzError::Aborted(reason.to_string())),
         Err(TestError::Fail(reason, ops)) => {
-            let sc = realize(&format!("fuzz-{seed}-minimal"), seed, &ops);
+            let mut sc = realize(&format!("fuzz-{seed}-minimal"), seed, &ops);
+            sc.store = opts.store;
             std::fs::create_dir_all(artifacts).map_err(|source| FuzzError::Write {
                 path: artifacts.to_path_buf(),
                 source,

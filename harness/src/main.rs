@@ -109,7 +109,26 @@ enum ScenarioCmd {
         /// Do not re-run the minimal failing case in real time.
         #[arg(long)]
         no_real_time_rerun: bool,
+        /// The store the cases run on: memory (paused clock), or mysql (a real server from the
+        /// provider; each case in real time, in its own run scope, removed afterwards).
+        #[arg(long, value_enum, default_value = "memory")]
+        store: StoreArg,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreArg {
+    Memory,
+    Mysql,
+}
+
+impl From<StoreArg> for scenario::StoreKind {
+    fn from(s: StoreArg) -> Self {
+        match s {
+            StoreArg::Memory => scenario::StoreKind::Memory,
+            StoreArg::Mysql => scenario::StoreKind::Mysql,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -241,6 +260,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     artifacts,
                     subject,
                     no_real_time_rerun,
+                    store,
                 },
         } => fuzz(&podgrant_harness::generate::FuzzOptions {
             cases,
@@ -249,6 +269,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             subject: subject.into(),
             real_time_rerun: !no_real_time_rerun,
             artifacts,
+            store: store.into(),
         }),
         Command::Soak {
             duration,

@@ -273,7 +273,9 @@ async fn from_url(url: String, provider: Provider) -> Result<TestMysql, String> 
         let mut conn = mysql_async::Conn::new(opts)
             .await
             .map_err(|e| e.to_string())?;
-        conn.query_drop("SELECT 1").await.map_err(|e| e.to_string())?;
+        conn.query_drop("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = conn.disconnect().await;
         Ok::<(), String>(())
     };
@@ -654,7 +656,10 @@ mod tests {
         }
         // MYSQL_URL set but dead, nothing forced: the same verdicts.
         let unforced = provide_with("unforced", &env(None, Some(url.clone()), "mysql")).await;
-        assert!(matches!(unforced, Err(MysqlError::Required(_))), "{unforced:?}");
+        assert!(
+            matches!(unforced, Err(MysqlError::Required(_))),
+            "{unforced:?}"
+        );
         let skipped = provide_with("skipped", &env(Some("url"), Some(url), "kubectl")).await;
         assert!(matches!(skipped, Ok(None)), "{skipped:?}");
     }

@@ -194,6 +194,32 @@ impl RunScope {
     }
 }
 
+/// What of a run is still on the server: `(schemas named schema, accounts in 10.<slot>.0.0/16)`.
+/// `(0, 0)` after its [`RunScope::cleanup`] (for tests and post-run checks).
+pub async fn leftovers(url: &str, schema: &str, slot: u8) -> Result<(u64, u64), RunScopeError> {
+    let opts = mysql_async::Opts::from_url(url).map_err(|e| RunScopeError::Sql {
+        what: "parsing the server URL".into(),
+        message: e.to_string(),
+    })?;
+    let mut c = Conn::new(opts).await.map_err(sql("connecting"))?;
+    let schemas: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (schema,),
+        )
+        .await
+        .map_err(sql("counting schemas"))?;
+    let accounts: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM mysql.user WHERE Host LIKE ?",
+            (format!("10.{slot}.%"),),
+        )
+        .await
+        .map_err(sql("counting accounts"))?;
+    let _ = c.disconnect().await;
+    Ok((schemas.unwrap_or(0), accounts.unwrap_or(0)))
+}
+
 /// Drops every account `schema`'s ledger lists (if it has one), then the schema. Returns the
 /// number of accounts dropped. Only called on schemas named by [`slot_of`].
 async fn drop_schema_and_accounts(conn: &mut Conn, schema: &str) -> Result<usize, RunScopeError> {

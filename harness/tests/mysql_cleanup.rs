@@ -18,27 +18,10 @@ async fn server(test: &str) -> Option<TestMysql> {
     }
 }
 
-/// Schemas named `schema` and accounts in `10.<slot>.0.0/16` that exist on the server.
 async fn leftovers(url: &str, schema: &str, slot: u8) -> (u64, u64) {
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(url).expect("url"))
+    podgrant_harness::run_scope::leftovers(url, schema, slot)
         .await
-        .expect("connect");
-    let schemas: Option<u64> = c
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            (schema,),
-        )
-        .await
-        .expect("count schemas");
-    let accounts: Option<u64> = c
-        .exec_first(
-            "SELECT COUNT(*) FROM mysql.user WHERE Host LIKE ?",
-            (format!("10.{slot}.%"),),
-        )
-        .await
-        .expect("count accounts");
-    let _ = c.disconnect().await;
-    (schemas.unwrap_or(0), accounts.unwrap_or(0))
+        .expect("count leftovers")
 }
 
 /// Waits until the slot's lock is free (its holder's connection is gone), at most 30 s.
@@ -49,7 +32,10 @@ async fn wait_lock_free(url: &str, slot: u8) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let free: Option<Option<i64>> = c
-            .exec_first("SELECT IS_FREE_LOCK(?)", (format!("podgrant_run_slot_{slot}"),))
+            .exec_first(
+                "SELECT IS_FREE_LOCK(?)",
+                (format!("podgrant_run_slot_{slot}"),),
+            )
             .await
             .expect("IS_FREE_LOCK");
         if free.flatten() == Some(1) {
@@ -100,9 +86,15 @@ async fn reproduce_busy_loop_mysql_twice_on_one_server_both_pass_and_leave_nothi
             stdout.contains("grants correct") && !stdout.contains("NO (0 present"),
             "run {run}: {stdout}"
         );
-        assert!(out.status.success(), "run {run} failed:\n{stderr}\n{stdout}");
+        assert!(
+            out.status.success(),
+            "run {run} failed:\n{stderr}\n{stdout}"
+        );
         let (schema, slot) = run_names(&stderr);
-        assert!(stderr.contains("cleaned up: 20 accounts"), "run {run}: {stderr}");
+        assert!(
+            stderr.contains("cleaned up: 20 accounts"),
+            "run {run}: {stderr}"
+        );
         assert_eq!(
             leftovers(m.url(), &schema, slot).await,
             (0, 0),
@@ -166,12 +158,10 @@ async fn a_crashed_runs_leftovers_are_swept_by_the_next_run() {
     )]
     .into_iter()
     .collect();
-    let observed = podgrant_core::store::GrantStore::observe(
-        &store,
-        &desired.keys().cloned().collect(),
-    )
-    .await
-    .expect("observe");
+    let observed =
+        podgrant_core::store::GrantStore::observe(&store, &desired.keys().cloned().collect())
+            .await
+            .expect("observe");
     let actions = podgrant_core::planner::plan(&desired, &observed);
     podgrant_core::store::GrantStore::apply(&store, &actions)
         .await
