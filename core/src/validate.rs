@@ -34,6 +34,9 @@
 //! - The host is never an annotation: it is always the pod's literal IP, so `%`, `localhost`
 //!   or `@` anywhere in a value is refused.
 //!
+//! Which namespace may use which user and database names (and which users nobody may claim) is
+//! decided after these rules, by [`crate::tenancy`] through [`Policy::tenancy`].
+//!
 //! Every rejection names the annotation and the reason; rejected values are echoed only when
 //! they are short and printable ASCII (never a password: passwords are not annotations).
 
