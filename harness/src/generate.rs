@@ -463,6 +463,10 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
         // last 5 s, plus debounce — an account may stay unsafe that long, not longer.
         safety_grace: Duration::from_secs(40),
         budgets: fuzz_budgets(),
+        engine: Default::default(),
+        store_drift: Vec::new(),
+        // Generated names (`alpha`/`user0`) predate tenancy: flip once they are tenant-compliant.
+        oracle: crate::truth::OracleOptions { tenancy: false },
     }
 }
 
