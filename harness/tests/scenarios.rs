@@ -285,3 +285,41 @@ fn a_five_second_storm_in_a_long_run_fails_the_sliding_window_budget() {
     // The whole-run average the harness used to check would have passed it.
     assert!(check_work(&sc.budgets, &r.work).is_empty(), "{:?}", r.work);
 }
+
+#[test]
+fn drift_on_a_real_mysql_is_repaired_and_caught_when_never_resynced() {
+    let mut sc = example("drift-resync");
+    sc.name = format!("drift-mysql-{}", std::process::id());
+    sc.store = scenario::StoreKind::Mysql;
+    sc.engine.resync_interval = Some(Duration::from_secs(3));
+    for (d, at) in sc.store_drift.iter_mut().zip([4, 6, 8]) {
+        d.at = Duration::from_secs(at);
+    }
+    sc.quiesce = Duration::from_secs(8);
+    sc.budgets = Default::default();
+    sc.validate().expect("valid");
+    let real = |subject| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = RunOptions::real_time(dir.path());
+        opts.capture = false;
+        opts.subject = subject;
+        scenario::run(&sc, &opts).map(|r| (r, dir))
+    };
+    let (ok, _d1) = match real(Subject::Engine) {
+        Err(ScenarioError::NoMysql) => {
+            eprintln!("\n*** SKIPPED drift_on_a_real_mysql_is_repaired_and_caught_when_never_resynced: no MySQL ***\n");
+            return;
+        }
+        other => other.expect("scenario runs"),
+    };
+    eprintln!("{ok}");
+    assert!(ok.passed, "{ok}");
+    let (r, _d2) = real(Subject::NeverResyncs).expect("scenario runs");
+    eprintln!("{r}");
+    let repairs = r
+        .violations
+        .iter()
+        .filter(|v| v.invariant == Invariant::DriftRepair)
+        .count();
+    assert_eq!(repairs, 2, "{r}");
+}
