@@ -765,6 +765,23 @@ mod tests {
         let (k, a) = e.accounts.iter().next().unwrap();
         assert_eq!(a.owner, ObjectRef::new("shop", "r"));
         assert_eq!(e.allowed[k].len(), 2);
+        // An empty selector selects nothing; the engine's own login user is never claimable.
+        let mut empty = service("shop", "s", "shop_app", "SELECT");
+        empty["spec"]["selector"] = json!({});
+        assert!(expect_of(vec![p.clone()], vec![empty], true)
+            .accounts
+            .is_empty());
+        let t = Truth::from_objects(
+            std::slice::from_ref(&p),
+            &[service("shop", "s", "shop_app", "SELECT")],
+            &[secret("shop")],
+        )
+        .unwrap();
+        let cfg = OracleConfig {
+            engine_user: Some("shop_app".into()),
+            ..OracleConfig::default()
+        };
+        assert!(expect(&cfg, &t, &BTreeSet::new()).accounts.is_empty());
         // shop and shop-eu both claim shop_eu: contested, not predicted.
         let mine = service("shop", "s", "shop_eu", "SELECT");
         let theirs = service("shop-eu", "s", "shop_eu", "SELECT");
