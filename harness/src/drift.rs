@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `drop_account` | the owned account disappears (its ledger row stays) | re-created within the resync bound |
 //! | `alter_privileges` (`database`, `privileges`) | its grants are replaced | restored within the resync bound |
-//! | `alter_password` (`password`) | its password is changed | restored within the resync bound |
+//! | `alter_password` (`password`) | its password is changed | restored within the resync bound (checked on the memory store; MySQL's password can't be read back, only the ledger's fingerprint) |
 //! | `add_foreign` (`password`) | an account the ledger doesn't know appears | never touched, never adopted |
 
 use std::net::IpAddr;

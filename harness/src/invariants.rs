@@ -197,7 +197,7 @@ pub fn check_convergence(expected: &Expected, state: &MemoryState) -> Vec<Violat
     let mut out = convergence(expected, &owned_from_state(state));
     for (key, want) in &expected.accounts {
         if let Some(acct) = state.accounts.get(key) {
-            if state.ledger.contains_key(key) && acct.password.expose() != want.password {
+            if state.ledger.contains_key(key) && acct.password.expose() != want.password.expose() {
                 out.push(Violation::new(
                     Invariant::Convergence,
                     format!("{key}: password differs from the Secret's"),
@@ -696,7 +696,7 @@ pub fn repair_problems(
             if p.check_password {
                 if let (Some(want), Some(acct)) = (one.accounts.get(&p.key), s.accounts.get(&p.key))
                 {
-                    if acct.password.expose() != want.password {
+                    if acct.password.expose() != want.password.expose() {
                         v.push(Violation::new(
                             Invariant::Convergence,
                             format!("{}: password differs from the Secret's", p.key),
@@ -810,7 +810,7 @@ mod tests {
             s.accounts.insert(
                 k.clone(),
                 AccountState {
-                    password: Password::new(&a.password),
+                    password: a.password.clone(),
                     grants: [(
                         a.database.clone(),
                         a.privileges.iter().map(|p| Privilege(p.clone())).collect(),

@@ -27,7 +27,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use podgrant_core::grant::AccountKey;
-use podgrant_core::model::ObjectRef;
+use podgrant_core::model::{ObjectRef, Password};
 use podgrant_sim::Sim;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -175,7 +175,7 @@ pub struct Claim {
     pub user: String,
     pub database: String,
     pub privileges: BTreeSet<String>,
-    pub password: String,
+    pub password: Password,
 }
 
 /// The cluster as stored in the sim: pods, opted-in services, secrets' decoded data.
@@ -183,7 +183,7 @@ pub struct Claim {
 pub struct Truth {
     pub pods: Vec<PodView>,
     pub services: BTreeMap<ObjectRef, ServiceView>,
-    pub secrets: BTreeMap<ObjectRef, BTreeMap<String, String>>,
+    pub secrets: BTreeMap<ObjectRef, BTreeMap<String, Password>>,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -291,7 +291,7 @@ impl Truth {
                             let bytes = base64::engine::general_purpose::STANDARD
                                 .decode(v.as_str()?)
                                 .ok()?;
-                            Some((k.clone(), String::from_utf8(bytes).ok()?))
+                            Some((k.clone(), Password::new(String::from_utf8(bytes).ok()?)))
                         })
                         .collect()
                 })
@@ -441,8 +441,9 @@ impl OracleConfig {
             .ok_or("secret not found")?
             .get(key)
             .ok_or("secret key not found")?;
-        let n = password.chars().count();
-        if n == 0 || n > 256 || password.chars().any(|c| c.is_control() || c == '\\') {
+        let pw = password.expose();
+        let n = pw.chars().count();
+        if n == 0 || n > 256 || pw.chars().any(|c| c.is_control() || c == '\\') {
             return Err("password refused".into());
         }
         Ok(Claim {
@@ -469,7 +470,7 @@ pub struct ExpectedAccount {
     pub pod: ObjectRef,
     pub database: String,
     pub privileges: BTreeSet<String>,
-    pub password: String,
+    pub password: Password,
 }
 
 impl ExpectedAccount {
@@ -479,7 +480,7 @@ impl ExpectedAccount {
         h.update(b"podgrant.io/password-fingerprint/v1\0");
         h.update(user.as_bytes());
         h.update(b"\0");
-        h.update(self.password.as_bytes());
+        h.update(self.password.expose().as_bytes());
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -798,7 +799,7 @@ mod tests {
             pod: ObjectRef::new("a", "p"),
             database: "d".into(),
             privileges: BTreeSet::new(),
-            password: "pw".into(),
+            password: Password::new("pw"),
         };
         assert_eq!(
             a.fingerprint("app"),
