@@ -7,13 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
-use podgrant_core::grant::{AccountKey, Desired, Observed};
-use podgrant_core::model::{Cluster, ObjectRef};
+use podgrant_core::grant::{AccountKey, Observed};
+use podgrant_core::model::ObjectRef;
 use podgrant_core::store::memory::MemoryState;
 use serde::{Deserialize, Serialize};
+
+use crate::truth::{Expected, Truth};
 
 /// The invariant a violation breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -21,7 +22,8 @@ use serde::{Deserialize, Serialize};
 pub enum Invariant {
     /// After the last step and quiescence, the store equals the desired set exactly.
     Convergence,
-    /// Past the grace period, no account for an IP whose current pod its service does not select.
+    /// Past the grace period, no owned account the oracle does not allow; never a privilege
+    /// outside the allowlist; never one user's accounts in two namespaces at once (tenancy).
     Safety,
     /// Ledger and accounts agree; foreign accounts untouched.
     Ledger,
@@ -35,6 +37,8 @@ pub enum Invariant {
     CpuPerEvent,
     /// Resident memory grew more than allowed.
     MemoryGrowth,
+    /// A `store_drift` step was not repaired within the resync bound.
+    DriftRepair,
     /// Simulated time stopped advancing (a busy loop under the paused clock), or the
     /// process burned CPU without progress.
     BusyLoop,
@@ -51,6 +55,7 @@ impl Invariant {
             Invariant::IdleCpu => "idle_cpu",
             Invariant::CpuPerEvent => "cpu_per_event",
             Invariant::MemoryGrowth => "memory_growth",
+            Invariant::DriftRepair => "drift_repair",
             Invariant::BusyLoop => "busy_loop",
         }
     }
@@ -84,55 +89,120 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Convergence: the owned accounts are exactly the desired ones, each with the desired
-/// password, privileges (on exactly the desired database) and ledger owner/fingerprint.
-pub fn check_convergence(desired: &Desired, state: &MemoryState) -> Vec<Violation> {
+fn grants_as_strings(
+    grants: &BTreeMap<String, BTreeSet<podgrant_core::grant::Privilege>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    grants
+        .iter()
+        .map(|(db, ps)| (db.clone(), ps.iter().map(|p| p.0.clone()).collect()))
+        .collect()
+}
+
+/// The owned accounts as the checks need them: key → (owner, fingerprint, grants if the account exists).
+type OwnedView = BTreeMap<
+    AccountKey,
+    (
+        ObjectRef,
+        String,
+        Option<BTreeMap<String, BTreeSet<String>>>,
+    ),
+>;
+
+fn owned_from_state(state: &MemoryState) -> OwnedView {
+    state
+        .ledger
+        .iter()
+        .map(|(k, row)| {
+            let grants = state.accounts.get(k).map(|a| grants_as_strings(&a.grants));
+            (
+                k.clone(),
+                (row.owner.clone(), row.fingerprint.clone(), grants),
+            )
+        })
+        .collect()
+}
+
+fn owned_from_observed(observed: &Observed) -> OwnedView {
+    observed
+        .owned
+        .iter()
+        .map(|(k, o)| {
+            let grants = o.exists.then(|| grants_as_strings(&o.grants));
+            (k.clone(), (o.owner.clone(), o.fingerprint.clone(), grants))
+        })
+        .collect()
+}
+
+fn convergence(expected: &Expected, owned: &OwnedView) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |d: String| Violation::new(Invariant::Convergence, d);
-    for (key, want) in desired {
-        let Some(row) = state.ledger.get(key) else {
+    for (key, want) in &expected.accounts {
+        let Some((owner, fingerprint, grants)) = owned.get(key) else {
             out.push(v(format!(
-                "{key} is desired (for {}) but not in the ledger",
-                want.owner
+                "{key} is expected (for {}, pod {}) but not in the ledger",
+                want.owner, want.pod
             )));
             continue;
         };
-        if row.owner != want.owner {
+        if *owner != want.owner {
             out.push(v(format!(
-                "{key}: ledger owner {} but desired for {}",
-                row.owner, want.owner
+                "{key}: ledger owner {owner} but expected {}",
+                want.owner
             )));
         }
-        if row.fingerprint != want.fingerprint {
+        if *fingerprint != want.fingerprint(&key.user) {
             out.push(v(format!("{key}: ledger password fingerprint is stale")));
         }
-        let Some(acct) = state.accounts.get(key) else {
+        let Some(grants) = grants else {
             out.push(v(format!(
-                "{key} is desired (for {}) but does not exist",
+                "{key} is expected (for {}) but does not exist",
                 want.owner
             )));
             continue;
         };
-        if acct.password != want.password {
-            out.push(v(format!("{key}: password differs from the Secret's")));
-        }
-        let want_grants: BTreeMap<String, _> =
+        let want_grants: BTreeMap<String, BTreeSet<String>> =
             [(want.database.clone(), want.privileges.clone())].into();
-        if acct.grants != want_grants {
+        if *grants != want_grants {
             out.push(v(format!(
-                "{key}: grants {:?} but desired {:?}",
-                acct.grants, want_grants
+                "{key}: grants {grants:?} but expected {want_grants:?}"
             )));
         }
     }
-    for key in state.ledger.keys() {
-        if !desired.contains_key(key) {
-            let exists = if state.accounts.contains_key(key) {
-                "exists"
-            } else {
-                "ledger row only"
-            };
-            out.push(v(format!("{key} is not desired but is owned ({exists})")));
+    for (key, (owner, _, grants)) in owned {
+        if expected.accounts.contains_key(key) {
+            continue;
+        }
+        // A contested user's accounts are not predicted; safety checks who holds them.
+        if expected.contested_users.contains(&key.user)
+            && expected.allowed.get(key).is_some_and(|o| o.contains(owner))
+        {
+            continue;
+        }
+        let exists = if grants.is_some() {
+            "exists"
+        } else {
+            "ledger row only"
+        };
+        out.push(v(format!(
+            "{key} is not expected but is owned by {owner} ({exists})"
+        )));
+    }
+    out
+}
+
+/// Convergence: the owned accounts are exactly the oracle's, each with the Secret's password,
+/// exactly the expected privileges on exactly the expected database, and the ledger's
+/// owner/fingerprint.
+pub fn check_convergence(expected: &Expected, state: &MemoryState) -> Vec<Violation> {
+    let mut out = convergence(expected, &owned_from_state(state));
+    for (key, want) in &expected.accounts {
+        if let Some(acct) = state.accounts.get(key) {
+            if state.ledger.contains_key(key) && acct.password.expose() != want.password.expose() {
+                out.push(Violation::new(
+                    Invariant::Convergence,
+                    format!("{key}: password differs from the Secret's"),
+                ));
+            }
         }
     }
     out
@@ -140,82 +210,50 @@ pub fn check_convergence(desired: &Desired, state: &MemoryState) -> Vec<Violatio
 
 /// Convergence against a store read back through [`podgrant_core::store::GrantStore::observe`]
 /// (the MySQL case: passwords are compared through the ledger fingerprint).
-pub fn check_convergence_observed(desired: &Desired, observed: &Observed) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let v = |d: String| Violation::new(Invariant::Convergence, d);
-    for (key, want) in desired {
-        match observed.owned.get(key) {
-            None => out.push(v(format!(
-                "{key} is desired (for {}) but not owned",
-                want.owner
-            ))),
-            Some(o) => {
-                if !o.exists {
-                    out.push(v(format!("{key} is in the ledger but does not exist")));
-                }
-                if o.owner != want.owner {
-                    out.push(v(format!(
-                        "{key}: ledger owner {} but desired for {}",
-                        o.owner, want.owner
-                    )));
-                }
-                if o.fingerprint != want.fingerprint {
-                    out.push(v(format!("{key}: ledger password fingerprint is stale")));
-                }
-                let want_grants: BTreeMap<String, _> =
-                    [(want.database.clone(), want.privileges.clone())].into();
-                if o.grants != want_grants {
-                    out.push(v(format!(
-                        "{key}: grants {:?} but desired {:?}",
-                        o.grants, want_grants
-                    )));
-                }
-            }
-        }
-    }
-    for key in observed.owned.keys() {
-        if !desired.contains_key(key) {
-            out.push(v(format!("{key} is not desired but is owned")));
-        }
-    }
-    out
+pub fn check_convergence_observed(expected: &Expected, observed: &Observed) -> Vec<Violation> {
+    convergence(expected, &owned_from_observed(observed))
 }
 
-/// Why an owned account is unsafe right now, if it is (pure).
-pub fn unsafe_reason(cluster: &Cluster, owner: &ObjectRef, host: IpAddr) -> Option<String> {
-    let pods_here: Vec<_> = cluster
-        .pods
+/// Privileges outside the allowlist on an owned account: always unsafe, no grace (pure).
+pub fn dangerous_privileges(
+    allowlist: &BTreeSet<String>,
+    grants: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    grants
         .values()
-        .filter(|p| p.grantable_ip() == Some(host))
-        .collect();
-    let Some(svc) = cluster.services.get(owner) else {
-        return Some(format!("its service {owner} no longer exists"));
-    };
-    if pods_here.is_empty() {
-        return Some(format!("no grantable pod has IP {host}"));
+        .flatten()
+        .filter(|p| !allowlist.contains(*p))
+        .cloned()
+        .collect()
+}
+
+/// With tenancy, users whose owned accounts belong to more than one namespace at once (pure).
+pub fn shared_users(expected: &Expected, owned: &OwnedView) -> BTreeMap<String, BTreeSet<String>> {
+    if !expected.tenancy {
+        return BTreeMap::new();
     }
-    let selected = pods_here
-        .iter()
-        .any(|p| p.id.namespace == owner.namespace && svc.selects(&p.labels));
-    if selected {
-        None
-    } else {
-        let names: Vec<String> = pods_here.iter().map(|p| p.id.to_string()).collect();
-        Some(format!(
-            "the pod at {host} ({}) is not selected by {owner}",
-            names.join(", ")
-        ))
+    let mut by_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (k, (owner, _, grants)) in owned {
+        if grants.is_some() {
+            by_user
+                .entry(k.user.clone())
+                .or_default()
+                .insert(owner.namespace.clone());
+        }
     }
+    by_user.retain(|_, ns| ns.len() > 1);
+    by_user
 }
 
 /// Tracks how long each owned account has been unsafe; a violation once past the grace period
-/// (the engine's debounce plus a reconcile's latency).
+/// (the engine's debounce plus a reconcile's latency). A privilege outside the allowlist and a
+/// user owned by two namespaces at once are violations at once.
 #[derive(Debug, Clone, Default)]
 pub struct SafetyTracker {
     /// Account → (since when unsafe, reason).
     unsafe_since: BTreeMap<AccountKey, (Duration, String)>,
-    /// Violations already reported (one per account).
-    reported: BTreeSet<AccountKey>,
+    /// Violations already reported (one per account or user and kind).
+    reported: BTreeSet<(String, &'static str)>,
 }
 
 impl SafetyTracker {
@@ -223,32 +261,74 @@ impl SafetyTracker {
         Self::default()
     }
 
-    /// Checks the current state at time `now` (any monotonic clock, as an offset).
+    /// Checks the memory store's state at time `now` (any monotonic clock, as an offset).
     pub fn observe(
         &mut self,
         now: Duration,
         grace: Duration,
-        cluster: &Cluster,
+        truth: &Truth,
+        expected: &Expected,
         state: &MemoryState,
     ) -> Vec<Violation> {
+        self.observe_owned(now, grace, truth, expected, &owned_from_state(state))
+    }
+
+    /// Checks a store read back through `observe` (the MySQL case).
+    pub fn observe_observed(
+        &mut self,
+        now: Duration,
+        grace: Duration,
+        truth: &Truth,
+        expected: &Expected,
+        observed: &Observed,
+    ) -> Vec<Violation> {
+        self.observe_owned(now, grace, truth, expected, &owned_from_observed(observed))
+    }
+
+    fn observe_owned(
+        &mut self,
+        now: Duration,
+        grace: Duration,
+        truth: &Truth,
+        expected: &Expected,
+        owned: &OwnedView,
+    ) -> Vec<Violation> {
+        let mut out = Vec::new();
         let mut current = BTreeMap::new();
-        for (key, row) in &state.ledger {
-            if !state.accounts.contains_key(key) {
+        for (key, (owner, _, grants)) in owned {
+            let Some(grants) = grants else {
                 continue; // a ledger row without an account grants nothing
+            };
+            let bad = dangerous_privileges(&expected.allowlist, grants);
+            if !bad.is_empty() && self.reported.insert((key.to_string(), "privilege")) {
+                out.push(Violation::new(
+                    Invariant::Safety,
+                    format!(
+                        "{key} (owned by {owner}) holds privileges outside the allowlist: {bad:?}"
+                    ),
+                ));
             }
-            if let Some(reason) = unsafe_reason(cluster, &row.owner, key.host) {
+            if let Some(reason) = expected.unsafe_reason(truth, owner, key) {
                 current.insert(key.clone(), reason);
             }
         }
+        for (user, namespaces) in shared_users(expected, owned) {
+            if self.reported.insert((user.clone(), "exclusive")) {
+                out.push(Violation::new(
+                    Invariant::Safety,
+                    format!("user {user} has accounts owned by namespaces {namespaces:?} at once"),
+                ));
+            }
+        }
         self.unsafe_since.retain(|k, _| current.contains_key(k));
-        let mut out = Vec::new();
         for (key, reason) in current {
             let since = self
                 .unsafe_since
                 .entry(key.clone())
                 .or_insert((now, reason.clone()))
                 .0;
-            if now.saturating_sub(since) > grace && self.reported.insert(key.clone()) {
+            if now.saturating_sub(since) > grace && self.reported.insert((key.to_string(), "grace"))
+            {
                 out.push(Violation::new(
                     Invariant::Safety,
                     format!(
@@ -323,7 +403,11 @@ pub fn check_ledger(
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Budgets {
-    /// Max watch requests (all resources) per simulated second, averaged over the run.
+    /// The sliding window every rate budget is checked over (default 10 s of simulated time;
+    /// a run shorter than the window is one window).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub window: Option<Duration>,
+    /// Max watch requests (all resources) per simulated second.
     pub max_rewatch_per_sec: Option<f64>,
     /// Max requests of any kind to the sim per simulated second.
     pub max_requests_per_sec: Option<f64>,
@@ -331,9 +415,9 @@ pub struct Budgets {
     pub max_reconciles_per_sec: Option<f64>,
     /// Max store statements per simulated second.
     pub max_statements_per_sec: Option<f64>,
-    /// Max CPU share of the engine's threads while idle (real-time runs).
+    /// Max CPU share of the engine's threads in any idle window (real-time runs).
     pub max_idle_cpu_share: Option<f64>,
-    /// Max CPU µs per event during floods (real-time runs).
+    /// Max CPU µs per event in any window with enough events (real-time runs).
     pub max_cpu_us_per_event: Option<f64>,
     /// Max RSS growth in KiB over the run (real-time runs).
     pub max_rss_growth_kib: Option<u64>,
@@ -407,6 +491,238 @@ pub fn check_work(b: &Budgets, w: &WorkCounts) -> Vec<Violation> {
     out
 }
 
+/// The default sliding window.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+
+/// Cumulative counters at one moment of a run (simulated offset `t`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WorkSample {
+    pub t: Duration,
+    pub requests: u64,
+    pub watch_requests: u64,
+    pub reconciles: u64,
+    pub statements: u64,
+    pub events: u64,
+    /// CPU of the scenario thread so far (real-time runs).
+    pub cpu: Option<Duration>,
+}
+
+/// Every window `[a, b]` of length `window` between samples (`b` a sample, `a` the first sample at
+/// or after `b - window`); one window over the whole run when it is shorter (pure).
+pub fn windows(samples: &[WorkSample], window: Duration) -> Vec<(WorkSample, WorkSample)> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Vec::new();
+    };
+    if last.t.saturating_sub(first.t) <= window {
+        return vec![(*first, *last)];
+    }
+    let mut out = Vec::new();
+    let mut j = 0;
+    for b in samples.iter().filter(|s| s.t >= first.t + window) {
+        while samples[j].t + window < b.t {
+            j += 1;
+        }
+        out.push((samples[j], *b));
+    }
+    out
+}
+
+fn rate(a: &WorkSample, b: &WorkSample, f: impl Fn(&WorkSample) -> u64) -> f64 {
+    let n = f(b).saturating_sub(f(a)) as f64;
+    let s = b.t.saturating_sub(a.t).as_secs_f64();
+    if s <= 0.0 {
+        n
+    } else {
+        n / s
+    }
+}
+
+/// Checks the counted-work budgets over every sliding window (pure); one violation per budget,
+/// naming the worst window.
+pub fn check_work_windows(b: &Budgets, samples: &[WorkSample]) -> Vec<Violation> {
+    let ws = windows(samples, b.window.unwrap_or(DEFAULT_WINDOW));
+    let mut out = Vec::new();
+    type Get = fn(&WorkSample) -> u64;
+    let budgets: [(Option<f64>, Get, &str, Invariant); 4] = [
+        (
+            b.max_rewatch_per_sec,
+            |s| s.watch_requests,
+            "watch requests",
+            Invariant::RewatchRate,
+        ),
+        (
+            b.max_requests_per_sec,
+            |s| s.requests,
+            "requests to the API server",
+            Invariant::WorkRate,
+        ),
+        (
+            b.max_reconciles_per_sec,
+            |s| s.reconciles,
+            "reconciles",
+            Invariant::WorkRate,
+        ),
+        (
+            b.max_statements_per_sec,
+            |s| s.statements,
+            "store statements",
+            Invariant::WorkRate,
+        ),
+    ];
+    for (max, get, what, inv) in budgets {
+        let Some(max) = max else { continue };
+        let worst = ws
+            .iter()
+            .map(|(a, z)| (rate(a, z, get), a, z))
+            .max_by(|x, y| x.0.total_cmp(&y.0));
+        if let Some((r, a, z)) = worst {
+            if r > max {
+                out.push(Violation::new(
+                    inv,
+                    format!(
+                        "{what}: {r:.2}/s in the window {:?}..{:?} ({} there) > budget {max}/s",
+                        a.t,
+                        z.t,
+                        get(z).saturating_sub(get(a))
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Fewest events in a window for its CPU-per-event to count.
+pub const MIN_EVENTS_PER_WINDOW: u64 = 100;
+
+/// Checks the real-time CPU budgets over every sliding window (pure): the idle share only over
+/// windows with no step in them nor in the `settle` before them (nor the run's first `settle`);
+/// CPU per event over windows with at least [`MIN_EVENTS_PER_WINDOW`] events, else over the run.
+pub fn check_cpu_windows(
+    b: &Budgets,
+    samples: &[WorkSample],
+    steps_at: &[Duration],
+    settle: Duration,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let ws = windows(samples, b.window.unwrap_or(DEFAULT_WINDOW));
+    let cpu_of = |s: &WorkSample| s.cpu.unwrap_or_default();
+    let start = samples.first().map_or(Duration::ZERO, |s| s.t);
+    if let Some(max) = b.max_idle_cpu_share {
+        let idle = ws.iter().filter(|(a, z)| {
+            a.t >= start + settle && !steps_at.iter().any(|t| *t + settle >= a.t && *t <= z.t)
+        });
+        let worst = idle
+            .map(|(a, z)| {
+                let dt = z.t.saturating_sub(a.t).as_secs_f64().max(1e-9);
+                (cpu_of(z).saturating_sub(cpu_of(a)).as_secs_f64() / dt, a, z)
+            })
+            .max_by(|x, y| x.0.total_cmp(&y.0));
+        if let Some((share, a, z)) = worst {
+            if share > max {
+                out.push(Violation::new(
+                    Invariant::IdleCpu,
+                    format!(
+                        "idle CPU share {share:.3} of a core in the idle window {:?}..{:?} > budget {max}",
+                        a.t, z.t
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(max) = b.max_cpu_us_per_event {
+        let per_event = |a: &WorkSample, z: &WorkSample| {
+            let n = z.events.saturating_sub(a.events);
+            (
+                cpu_of(z).saturating_sub(cpu_of(a)).as_secs_f64() * 1e6 / n.max(1) as f64,
+                n,
+            )
+        };
+        let mut busy: Vec<(f64, WorkSample, WorkSample)> = ws
+            .iter()
+            .filter(|(a, z)| z.events.saturating_sub(a.events) >= MIN_EVENTS_PER_WINDOW)
+            .map(|(a, z)| (per_event(a, z).0, *a, *z))
+            .collect();
+        if busy.is_empty() {
+            if let (Some(a), Some(z)) = (samples.first(), samples.last()) {
+                if z.events > a.events {
+                    busy.push((per_event(a, z).0, *a, *z));
+                }
+            }
+        }
+        if let Some((us, a, z)) = busy.into_iter().max_by(|x, y| x.0.total_cmp(&y.0)) {
+            if us > max {
+                out.push(Violation::new(
+                    Invariant::CpuPerEvent,
+                    format!(
+                        "{us:.1} CPU-µs per event in the window {:?}..{:?} ({} events) > budget {max}",
+                        a.t,
+                        z.t,
+                        z.events.saturating_sub(a.events)
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// One drifted account whose repair is awaited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRepair {
+    pub key: AccountKey,
+    /// What was done to it, for the message.
+    pub what: String,
+    pub at: Duration,
+    pub deadline: Duration,
+    /// For a changed password on the memory store: the Secret's password is expected back.
+    pub check_password: bool,
+}
+
+/// Whether a drifted account is repaired: the one key agrees with the oracle (pure).
+pub fn repair_problems(
+    expected: &Expected,
+    state: Option<&MemoryState>,
+    observed: Option<&Observed>,
+    p: &PendingRepair,
+) -> Vec<Violation> {
+    let mut one = expected.clone();
+    one.accounts.retain(|k, _| *k == p.key);
+    let mut problems = match (state, observed) {
+        (Some(s), _) => {
+            let mut owned = owned_from_state(s);
+            owned.retain(|k, _| *k == p.key);
+            let mut v = convergence(&one, &owned);
+            if p.check_password {
+                if let (Some(want), Some(acct)) = (one.accounts.get(&p.key), s.accounts.get(&p.key))
+                {
+                    if acct.password.expose() != want.password.expose() {
+                        v.push(Violation::new(
+                            Invariant::Convergence,
+                            format!("{}: password differs from the Secret's", p.key),
+                        ));
+                    }
+                }
+            }
+            v
+        }
+        (None, Some(o)) => {
+            let mut owned = owned_from_observed(o);
+            owned.retain(|k, _| *k == p.key);
+            convergence(&one, &owned)
+        }
+        (None, None) => Vec::new(),
+    };
+    problems.iter_mut().for_each(|v| {
+        v.invariant = Invariant::DriftRepair;
+        v.detail = format!(
+            "{} at {:?} not repaired by {:?}: {}",
+            p.what, p.at, p.deadline, v.detail
+        );
+    });
+    problems
+}
+
 /// Checks the real-time CPU and memory budgets (pure).
 pub fn check_cpu(
     b: &Budgets,
@@ -445,49 +761,61 @@ pub fn check_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podgrant_core::grant::{DesiredAccount, Privilege};
-    use podgrant_core::model::{Password, PodFacts, ServiceFacts};
+    use crate::truth::{expect, OracleConfig};
+    use podgrant_core::grant::Privilege;
+    use podgrant_core::model::Password;
     use podgrant_core::store::memory::{AccountState, LedgerRow};
+    use serde_json::{json, Value};
 
     fn key(ip: &str) -> AccountKey {
         AccountKey {
-            user: "app".into(),
+            user: "shop_app".into(),
             host: ip.parse().unwrap(),
         }
     }
 
-    fn desired_one(ip: &str, owner: &str) -> Desired {
-        let k = key(ip);
-        [(
-            k.clone(),
-            DesiredAccount {
-                key: k,
-                owner: ObjectRef::new("ns", owner),
-                pod: ObjectRef::new("ns", "p"),
-                database: "db".into(),
-                privileges: [Privilege("SELECT".into())].into(),
-                password: Password::new("pw"),
-                fingerprint: "fp".into(),
-            },
-        )]
-        .into()
+    fn truth(app: &str) -> Truth {
+        let pod = json!({
+            "metadata": {"namespace": "shop", "name": "p", "labels": {"app": app}},
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        });
+        let svc = json!({
+            "metadata": {"namespace": "shop", "name": "svc", "annotations": {
+                "podgrant.io/mysql-user": "shop_app",
+                "podgrant.io/mysql-database": "shop_db",
+                "podgrant.io/mysql-privileges": "SELECT",
+                "podgrant.io/mysql-password-secret": "db/password"}},
+            "spec": {"selector": {"app": "a"}}
+        });
+        let secret: Value =
+            json!({"metadata": {"namespace": "shop", "name": "db"}, "data": {"password": "cHc="}});
+        Truth::from_objects(&[pod], &[svc], &[secret]).unwrap()
     }
 
-    fn state_from(d: &Desired) -> MemoryState {
+    fn expected(t: &Truth) -> Expected {
+        expect(&OracleConfig::default(), t, &BTreeSet::new())
+    }
+
+    fn state_from(e: &Expected) -> MemoryState {
         let mut s = MemoryState::default();
-        for (k, a) in d {
+        for (k, a) in &e.accounts {
             s.ledger.insert(
                 k.clone(),
                 LedgerRow {
                     owner: a.owner.clone(),
-                    fingerprint: a.fingerprint.clone(),
+                    fingerprint: a.fingerprint(&k.user),
                 },
             );
             s.accounts.insert(
                 k.clone(),
                 AccountState {
                     password: a.password.clone(),
-                    grants: [(a.database.clone(), a.privileges.clone())].into(),
+                    grants: [(
+                        a.database.clone(),
+                        a.privileges.iter().map(|p| Privilege(p.clone())).collect(),
+                    )]
+                    .into(),
                 },
             );
         }
@@ -496,81 +824,87 @@ mod tests {
 
     #[test]
     fn convergence_exact_match_and_each_kind_of_drift() {
-        let d = desired_one("10.0.0.1", "svc");
-        let s = state_from(&d);
-        assert!(check_convergence(&d, &s).is_empty());
+        let e = expected(&truth("a"));
+        assert_eq!(e.accounts.len(), 1);
+        let s = state_from(&e);
+        assert!(check_convergence(&e, &s).is_empty());
         assert_eq!(
-            check_convergence(&Desired::new(), &s).len(),
+            check_convergence(&expected(&truth("b")), &s).len(),
             1,
             "extra account"
         );
         assert_eq!(
-            check_convergence(&d, &MemoryState::default()).len(),
+            check_convergence(&e, &MemoryState::default()).len(),
             1,
             "missing"
         );
         let mut wrong = s.clone();
         wrong.accounts.get_mut(&key("10.0.0.1")).unwrap().grants =
-            [("db".into(), [Privilege("INSERT".into())].into())].into();
-        let v = check_convergence(&d, &wrong);
+            [("shop_db".into(), [Privilege("INSERT".into())].into())].into();
+        let v = check_convergence(&e, &wrong);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].invariant, Invariant::Convergence);
         assert!(v[0].detail.contains("grants"), "{}", v[0]);
         let mut pw = s;
         pw.accounts.get_mut(&key("10.0.0.1")).unwrap().password = Password::new("other");
-        let v = check_convergence(&d, &pw);
+        let v = check_convergence(&e, &pw);
+        assert_eq!(v.len(), 1);
         assert!(!v[0].detail.contains("other"), "no password in messages");
     }
 
-    fn cluster(pod_labels: &[(&str, &str)], ip: &str) -> Cluster {
-        let mut c = Cluster::default();
-        let svc = ServiceFacts {
-            id: ObjectRef::new("ns", "svc"),
-            uid: "u".into(),
-            selector: Some([("app".to_string(), "a".to_string())].into()),
-            annotations: BTreeMap::new(),
+    #[test]
+    fn safety_fires_only_after_grace_and_dangerous_privileges_at_once() {
+        let good = truth("a");
+        let relabelled = truth("b");
+        let s = state_from(&expected(&good));
+        let mut t = SafetyTracker::new();
+        let grace = Duration::from_secs(2);
+        let obs = |t: &mut SafetyTracker, at: u64, tr: &Truth, s: &MemoryState| {
+            t.observe(Duration::from_millis(at), grace, tr, &expected(tr), s)
         };
-        c.services.insert(svc.id.clone(), svc);
-        let pod = PodFacts {
-            id: ObjectRef::new("ns", "p"),
-            uid: "pu".into(),
-            labels: pod_labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ip: Some(ip.parse().unwrap()),
-            running: true,
-            ready: true,
-            terminating: false,
-            host_network: false,
-        };
-        c.pods.insert(pod.id.clone(), pod);
-        c
+        assert!(obs(&mut t, 0, &good, &s).is_empty());
+        assert!(obs(&mut t, 1000, &relabelled, &s).is_empty());
+        assert_eq!(t.currently_unsafe(), 1);
+        assert!(obs(&mut t, 3000, &relabelled, &s).is_empty());
+        let v = obs(&mut t, 3001, &relabelled, &s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].detail.contains("not selected"), "{}", v[0]);
+        assert!(obs(&mut t, 4000, &good, &s).is_empty());
+        assert_eq!(t.currently_unsafe(), 0);
+
+        let mut super_ = s.clone();
+        super_
+            .accounts
+            .get_mut(&key("10.0.0.1"))
+            .unwrap()
+            .grants
+            .get_mut("shop_db")
+            .unwrap()
+            .insert(Privilege("GRANT OPTION".into()));
+        let v = obs(&mut SafetyTracker::new(), 0, &good, &super_);
+        assert_eq!(v.len(), 1, "no grace for a dangerous privilege: {v:?}");
+        assert!(v[0].detail.contains("GRANT OPTION"), "{}", v[0]);
     }
 
     #[test]
-    fn safety_fires_only_after_grace() {
-        let s = state_from(&desired_one("10.0.0.1", "svc"));
-        let good = cluster(&[("app", "a")], "10.0.0.1");
-        let relabelled = cluster(&[("app", "b")], "10.0.0.1");
-        let mut t = SafetyTracker::new();
-        let grace = Duration::from_secs(2);
-        assert!(t.observe(Duration::ZERO, grace, &good, &s).is_empty());
-        assert!(t
-            .observe(Duration::from_secs(1), grace, &relabelled, &s)
-            .is_empty());
-        assert_eq!(t.currently_unsafe(), 1);
-        assert!(t
-            .observe(Duration::from_secs(3), grace, &relabelled, &s)
-            .is_empty());
-        let v = t.observe(Duration::from_millis(3001), grace, &relabelled, &s);
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert!(v[0].detail.contains("not selected"), "{}", v[0]);
-        // Becoming safe again resets the clock.
-        assert!(t
-            .observe(Duration::from_secs(4), grace, &good, &s)
-            .is_empty());
-        assert_eq!(t.currently_unsafe(), 0);
+    fn exclusivity_one_user_two_namespaces_is_unsafe_at_once() {
+        let e = expected(&truth("a"));
+        let mut s = state_from(&e);
+        let other = key("10.0.0.2");
+        s.ledger.insert(
+            other.clone(),
+            LedgerRow {
+                owner: ObjectRef::new("shop-eu", "svc"),
+                fingerprint: "f".into(),
+            },
+        );
+        s.accounts
+            .insert(other, s.accounts[&key("10.0.0.1")].clone());
+        let owned = owned_from_state(&s);
+        assert_eq!(shared_users(&e, &owned).len(), 1);
+        let mut off = e.clone();
+        off.tenancy = false;
+        assert!(shared_users(&off, &owned).is_empty());
     }
 
     #[test]
@@ -583,7 +917,7 @@ mod tests {
                 grants: BTreeMap::new(),
             },
         );
-        let mut s = state_from(&desired_one("10.0.0.1", "svc"));
+        let mut s = state_from(&expected(&truth("a")));
         s.accounts
             .insert(key("10.0.0.9"), foreign.accounts[&key("10.0.0.9")].clone());
         assert!(check_ledger(&s, &foreign, true).is_empty());
@@ -594,44 +928,65 @@ mod tests {
         orphan.accounts.remove(&key("10.0.0.1"));
         assert!(check_ledger(&orphan, &foreign, false).is_empty());
         assert_eq!(check_ledger(&orphan, &foreign, true).len(), 1);
-        let mut stray = s;
-        stray.accounts.insert(
-            key("10.0.0.7"),
-            AccountState {
-                password: Password::new("y"),
-                grants: BTreeMap::new(),
-            },
-        );
-        assert_eq!(check_ledger(&stray, &foreign, true).len(), 1);
+    }
+
+    fn samples(per_sec: &[u64]) -> Vec<WorkSample> {
+        let mut total = 0;
+        let mut out = vec![WorkSample::default()];
+        for (i, n) in per_sec.iter().enumerate() {
+            total += n;
+            out.push(WorkSample {
+                t: Duration::from_secs(i as u64 + 1),
+                requests: total,
+                cpu: Some(Duration::from_millis(total)),
+                ..WorkSample::default()
+            });
+        }
+        out
     }
 
     #[test]
-    fn work_and_cpu_budgets() {
+    fn a_five_second_storm_in_a_long_run_fails_the_window_but_not_the_average() {
+        // 300 s at 1 request/s, with a 5 s storm of 40/s at 100 s.
+        let mut per_sec = vec![1; 300];
+        per_sec[100..105].fill(40);
+        let s = samples(&per_sec);
         let b = Budgets {
-            max_rewatch_per_sec: Some(1.0),
+            max_requests_per_sec: Some(5.0),
+            ..Budgets::default()
+        };
+        let whole = WorkCounts {
+            elapsed: Duration::from_secs(300),
+            requests: s.last().unwrap().requests,
+            ..WorkCounts::default()
+        };
+        assert!(check_work(&b, &whole).is_empty(), "the average hides it");
+        let v = check_work_windows(&b, &s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].detail.contains("20.50/s"), "{}", v[0]);
+        assert!(check_work_windows(&b, &samples(&[1; 300])).is_empty());
+        // Shorter than a window: one window over the run.
+        assert_eq!(windows(&samples(&[1; 5]), DEFAULT_WINDOW).len(), 1);
+    }
+
+    #[test]
+    fn idle_cpu_only_over_idle_windows() {
+        // cpu = 1 ms per request; a busy stretch at 50..52 s right after a step at 50 s.
+        let mut per_sec = vec![10; 120];
+        per_sec[50..52].fill(900);
+        let s = samples(&per_sec);
+        let b = Budgets {
             max_idle_cpu_share: Some(0.05),
             ..Budgets::default()
         };
-        let w = WorkCounts {
-            elapsed: Duration::from_secs(10),
-            watch_requests: 11,
-            ..WorkCounts::default()
-        };
-        let v = check_work(&b, &w);
-        assert_eq!(v.len(), 1);
-        assert_eq!(v[0].invariant, Invariant::RewatchRate);
-        assert!(check_work(
-            &b,
-            &WorkCounts {
-                watch_requests: 10,
-                ..w
-            }
-        )
-        .is_empty());
+        let settle = Duration::from_secs(3);
+        assert!(check_cpu_windows(&b, &s, &[Duration::from_secs(50)], settle).is_empty());
+        let v = check_cpu_windows(&b, &s, &[], settle);
         assert_eq!(
-            check_cpu(&b, Some(0.9), None, None)[0].invariant,
-            Invariant::IdleCpu
+            v.len(),
+            1,
+            "without the step the busy stretch is idle time: {v:?}"
         );
-        assert!(check_cpu(&b, Some(0.01), Some(1e9), Some(1 << 30)).is_empty());
+        assert_eq!(v[0].invariant, Invariant::IdleCpu);
     }
 }

@@ -137,15 +137,31 @@ enum SubjectArg {
     NeverRevokes,
     SpinOnClosedStream,
     BareWatcher,
+    NeverResyncs,
+    DropsForeign,
+    RequestStorm,
+    PlantedReadinessIgnored,
+    PlantedHostNetworkIgnored,
+    PlantedSubsetSelector,
+    PlantedAllowlistIgnored,
 }
 
 impl From<SubjectArg> for scenario::Subject {
     fn from(s: SubjectArg) -> Self {
+        use podgrant_harness::planted::Bug;
+        use scenario::Subject::Planted;
         match s {
             SubjectArg::Engine => scenario::Subject::Engine,
             SubjectArg::NeverRevokes => scenario::Subject::NeverRevokes,
             SubjectArg::SpinOnClosedStream => scenario::Subject::SpinOnClosedStream,
             SubjectArg::BareWatcher => scenario::Subject::BareWatcher,
+            SubjectArg::NeverResyncs => scenario::Subject::NeverResyncs,
+            SubjectArg::DropsForeign => scenario::Subject::DropsForeign,
+            SubjectArg::RequestStorm => scenario::Subject::RequestStorm,
+            SubjectArg::PlantedReadinessIgnored => Planted(Bug::ReadinessIgnored),
+            SubjectArg::PlantedHostNetworkIgnored => Planted(Bug::HostNetworkIgnored),
+            SubjectArg::PlantedSubsetSelector => Planted(Bug::SubsetSelector),
+            SubjectArg::PlantedAllowlistIgnored => Planted(Bug::AllowlistIgnored),
         }
     }
 }

@@ -13,13 +13,19 @@
 //!              {"at": "5s", "step": {"op": "set_faults", "plan": {…}}} ],  // fault-plan changes are steps too
 //!   "quiesce": "40s",                        // after the last step, before convergence is checked
 //!   "safety_grace": "3s",                    // how long an account may stay unsafe (debounce + latency)
-//!   "budgets": {"max_rewatch_per_sec": 1.0, …}
+//!   "budgets": {"max_rewatch_per_sec": 1.0, "window": "10s", …},   // checked over every sliding window
+//!   "engine": {"resync_interval": "10s", "debounce": "250ms"},   // optional engine timing
+//!   "store_drift": [{"at": "20s", "drift": {"op": "drop_account", …}}],   // behind the engine's back
+//!   "oracle": {"tenancy": true}
 //! }
 //! ```
 //!
 //! Steps are the sim's own scenario steps ([`podgrant_sim::Step`]): create/delete/relabel pods and
 //! services, readiness, phase, terminating, IPs and IP recycling, secrets, annotations,
-//! `set_faults`, `flood`, `compact`.
+//! `set_faults`, `flood`, `compact`. `store_drift` steps ([`crate::drift`]) change the grant
+//! store itself; each that expects a repair must be repaired within the resync interval plus the
+//! safety grace ([`Invariant::DriftRepair`]). Convergence and safety are judged by the
+//! independent oracle ([`crate::truth`]), never by core's own decision functions.
 //!
 //! # Runner
 //!
@@ -53,10 +59,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::{Artifacts, Capture, DEFAULT_FREQUENCY};
 use crate::cpu::{CpuMeter, CpuReport};
+use crate::drift::TimedDrift;
 use crate::invariants::{
-    check_convergence, check_convergence_observed, check_ledger, check_work, Budgets, Invariant,
-    SafetyTracker, Violation, WorkCounts,
+    check_convergence, check_convergence_observed, check_ledger, check_work_windows,
+    repair_problems, Budgets, Invariant, PendingRepair, SafetyTracker, Violation, WorkCounts,
+    WorkSample,
 };
+use crate::truth::{OracleConfig, OracleOptions, Truth};
 
 /// Thread-name prefix of the runtimes scenarios run on. Each run gets its own name
 /// (`pg-scn-0001`, fixed width), so that runs in parallel never count each other's CPU.
@@ -103,6 +112,12 @@ pub enum ScenarioError {
     Write {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("scenario {name}: store_drift {index}: {message}")]
+    Drift {
+        name: String,
+        index: usize,
+        message: String,
     },
     #[error("runtime: {0}")]
     Runtime(String),
@@ -163,6 +178,42 @@ pub struct Scenario {
     pub safety_grace: Duration,
     #[serde(default)]
     pub budgets: Budgets,
+    /// Engine timing (resync interval, debounce); default: the engine's own.
+    #[serde(default, skip_serializing_if = "EngineTuning::is_default")]
+    pub engine: EngineTuning,
+    /// Changes to the grant store behind the engine's back, at simulated offsets, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_drift: Vec<TimedDrift>,
+    /// How the oracle reads the rules (tenancy on unless switched off).
+    #[serde(default)]
+    pub oracle: OracleOptions,
+}
+
+/// Engine timing a scenario sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineTuning {
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub resync_interval: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Duration>,
+}
+
+impl EngineTuning {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The engine's configuration with these settings.
+    pub fn config(&self, seed: u64) -> EngineConfig {
+        let d = EngineConfig::default();
+        EngineConfig {
+            seed,
+            resync_interval: self.resync_interval.unwrap_or(d.resync_interval),
+            debounce: self.debounce.unwrap_or(d.debounce),
+            ..d
+        }
+    }
 }
 
 impl Scenario {
@@ -198,12 +249,35 @@ impl Scenario {
             }
             last = s.at;
         }
+        let mut last = Duration::ZERO;
+        let cfg = self.engine.config(self.seed);
+        let end = self.last_step_at() + self.quiesce;
+        for (index, d) in self.store_drift.iter().enumerate() {
+            let err = |message: String| ScenarioError::Drift {
+                name: self.name.clone(),
+                index,
+                message,
+            };
+            if d.at < last {
+                return Err(err("store_drift steps must be in time order".into()));
+            }
+            last = d.at;
+            let deadline = d.at + cfg.resync_interval + cfg.debounce + self.safety_grace;
+            if d.drift.expects_repair() && deadline > end {
+                return Err(err(format!(
+                    "its repair deadline {deadline:?} (resync interval {:?} + debounce + safety_grace) is after the run ends at {end:?}: lengthen quiesce or shorten engine.resync_interval",
+                    cfg.resync_interval
+                )));
+            }
+        }
         Ok(())
     }
 
-    /// Offset of the last step.
+    /// Offset of the last step (cluster or store drift).
     pub fn last_step_at(&self) -> Duration {
-        self.steps.last().map_or(Duration::ZERO, |s| s.at)
+        let sim = self.steps.last().map_or(Duration::ZERO, |s| s.at);
+        let drift = self.store_drift.last().map_or(Duration::ZERO, |s| s.at);
+        sim.max(drift)
     }
 
     pub fn to_json(&self) -> String {
@@ -224,7 +298,19 @@ pub enum Subject {
     SpinOnClosedStream,
     /// A bare `kube::runtime::watcher` over pods, consumed in a loop: re-watches with no backoff.
     BareWatcher,
+    /// The engine over a store that also drops every account missing from its ledger (foreign ones).
+    DropsForeign,
+    /// The engine with its periodic resync effectively off (ten years): drift is never repaired.
+    NeverResyncs,
+    /// The engine, plus a 5 s storm of 50 pod lists per second starting at 60 s.
+    RequestStorm,
+    /// Core's desired state and planner fed a view with a planted bug ([`crate::planted`]).
+    Planted(crate::planted::Bug),
 }
+
+/// When the [`Subject::RequestStorm`] starts, and how long it lasts.
+pub const STORM_AT: Duration = Duration::from_secs(60);
+pub const STORM_FOR: Duration = Duration::from_secs(5);
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -416,6 +502,23 @@ impl GrantStore for NeverRevokes {
     }
 }
 
+/// A store wrapper that, on every observe, drops the accounts its ledger doesn't know.
+#[derive(Debug, Clone)]
+pub struct DropsForeign(pub MemoryStore);
+
+impl GrantStore for DropsForeign {
+    async fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+        let mut st = self.0.snapshot();
+        let ledger = st.ledger.clone();
+        st.accounts.retain(|k, _| ledger.contains_key(k));
+        self.0.set_state(st);
+        self.0.observe(wanted).await
+    }
+    async fn apply(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {
+        self.0.apply(actions).await
+    }
+}
+
 /// Shared between the scenario thread and the watchdog.
 #[derive(Debug, Default)]
 struct Heartbeat {
@@ -587,19 +690,23 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     if !opts.paused && stall.is_none() {
         // Real time: the thread's CPU demand (on-CPU + run-queue wait) against the idle budget,
         // CPU per event handled, and resident memory growth over the run.
-        if let Some(c) = &cpu {
-            let per_event = (drove.work.events > 0)
-                .then(|| c.cpu.as_secs_f64() * 1e6 / drove.work.events as f64);
-            let rss_growth = crate::cpu::mem_stats()
-                .ok()
-                .map(|m| m.rss_kib as i64 - rss_start as i64);
-            violations.extend(crate::invariants::check_cpu(
-                &scenario.budgets,
-                Some(c.demand),
-                per_event,
-                rss_growth,
-            ));
-        }
+        // The idle share and CPU per event over every sliding window (idle windows only for the
+        // idle budget); RSS growth over the whole run.
+        violations.extend(crate::invariants::check_cpu_windows(
+            &scenario.budgets,
+            &drove.samples,
+            &drove.steps_at,
+            scenario.safety_grace,
+        ));
+        let rss_growth = crate::cpu::mem_stats()
+            .ok()
+            .map(|m| m.rss_kib as i64 - rss_start as i64);
+        violations.extend(crate::invariants::check_cpu(
+            &scenario.budgets,
+            None,
+            None,
+            rss_growth,
+        ));
     }
 
     let mut capture_paths = stall
@@ -663,6 +770,10 @@ struct Drove {
     owned: usize,
     /// A MySQL run's ledger schema and pod-network slot (both removed by now).
     mysql_run: Option<(String, u8)>,
+    /// Cumulative counters at every tick (for the sliding-window budgets).
+    samples: Vec<WorkSample>,
+    /// When steps (cluster or store) were applied: windows near them are not idle.
+    steps_at: Vec<Duration>,
 }
 
 /// The subject's counters, when it has any.
@@ -673,13 +784,46 @@ enum SubjectHandle {
 
 fn spawn_subject(
     subject: Subject,
+    sim: &Sim,
     client: kube::Client,
     store: &AnyStore,
     config: EngineConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (SubjectHandle, tokio::task::JoinHandle<()>) {
+    let mut config = config;
+    if subject == Subject::NeverResyncs {
+        config.resync_interval = Duration::from_secs(10 * 365 * 24 * 3600);
+    }
     match (subject, store) {
-        (Subject::Engine, AnyStore::Memory(s)) => {
+        (Subject::RequestStorm, _) => {
+            let storm_client = client.clone();
+            let (h, task) = spawn_subject(Subject::Engine, sim, client, store, config, shutdown);
+            let storm = tokio::spawn(async move {
+                tokio::time::sleep(STORM_AT).await;
+                let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(storm_client);
+                let until = tokio::time::Instant::now() + STORM_FOR;
+                while tokio::time::Instant::now() < until {
+                    let _ = api.list(&Default::default()).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            let both = tokio::spawn(async move {
+                let _ = task.await;
+                storm.abort();
+            });
+            (h, both)
+        }
+        (Subject::Planted(bug), AnyStore::Memory(s)) => {
+            let (sim, s) = (sim.clone(), s.clone());
+            let h = tokio::spawn(async move {
+                tokio::select! {
+                    _ = crate::planted::run(sim, s, bug) => {}
+                    _ = shutdown => {}
+                }
+            });
+            (SubjectHandle::Other, h)
+        }
+        (Subject::Engine | Subject::NeverResyncs, AnyStore::Memory(s)) => {
             let e = Engine::new(client, Arc::new(s.clone()), config);
             let m = e.metrics();
             (
@@ -689,8 +833,18 @@ fn spawn_subject(
                 }),
             )
         }
-        (Subject::Engine, AnyStore::Mysql { store: s, .. }) => {
+        (Subject::Engine | Subject::NeverResyncs, AnyStore::Mysql { store: s, .. }) => {
             let e = Engine::new(client, Arc::new(s.clone()), config);
+            let m = e.metrics();
+            (
+                SubjectHandle::Engine(m),
+                tokio::spawn(async move {
+                    let _ = e.run(shutdown).await;
+                }),
+            )
+        }
+        (Subject::DropsForeign, AnyStore::Memory(s)) => {
+            let e = Engine::new(client, Arc::new(DropsForeign(s.clone())), config);
             let m = e.metrics();
             (
                 SubjectHandle::Engine(m),
@@ -709,7 +863,10 @@ fn spawn_subject(
                 }),
             )
         }
-        (Subject::NeverRevokes, AnyStore::Mysql { .. }) => {
+        (
+            Subject::NeverRevokes | Subject::DropsForeign | Subject::Planted(_),
+            AnyStore::Mysql { .. },
+        ) => {
             unreachable!("planted bugs run on the memory store (checked in drive)")
         }
         (Subject::SpinOnClosedStream, _) => {
@@ -741,6 +898,10 @@ enum AnyStore {
     Memory(MemoryStore),
     Mysql {
         store: podgrant_core::store::mysql::MysqlStore,
+        /// The server (for drift steps and cleanup over the harness's own connection).
+        url: String,
+        /// This run's ledger schema.
+        schema: String,
     },
 }
 
@@ -811,24 +972,41 @@ async fn drive_on(
     let store = match mysql {
         None => AnyStore::Memory(MemoryStore::new()),
         Some((url, scope)) => {
+            if matches!(
+                opts.subject,
+                Subject::NeverRevokes | Subject::DropsForeign | Subject::Planted(_)
+            ) {
+                return Err(ScenarioError::Store(format!(
+                    "the {:?} subject runs on the memory store only",
+                    opts.subject
+                )));
+            }
             let s = podgrant_core::store::mysql::MysqlStore::connect(url, scope.schema())
                 .await
                 .map_err(|e| ScenarioError::Store(e.to_string()))?;
-            AnyStore::Mysql { store: s }
+            AnyStore::Mysql {
+                store: s,
+                url: url.to_string(),
+                schema: scope.schema().to_string(),
+            }
         }
     };
-    let foreign_before = match &store {
+    let mut foreign_before = match &store {
         AnyStore::Memory(s) => s.snapshot(),
         AnyStore::Mysql { .. } => MemoryState::default(),
     };
-    let config = EngineConfig {
-        seed: scenario.seed,
-        ..EngineConfig::default()
-    };
-    let policy = config.policy.clone();
+    let mut oracle = OracleConfig::with_options(&scenario.oracle);
+    if let AnyStore::Mysql { url, schema, .. } = &store {
+        oracle.ledger_schema = Some(schema.clone());
+        oracle.engine_user = mysql_async::Opts::from_url(url)
+            .ok()
+            .and_then(|o| o.user().map(str::to_string));
+    }
+    let config = scenario.engine.config(scenario.seed);
+    let repair_bound = config.resync_interval + config.debounce + scenario.safety_grace;
     let client = kube::Client::new(sim.service(), "default");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (handle, task) = spawn_subject(opts.subject, client, &store, config, async move {
+    let (handle, task) = spawn_subject(opts.subject, &sim, client, &store, config, async move {
         let _ = stop_rx.await;
     });
 
@@ -837,7 +1015,13 @@ async fn drive_on(
     let tick = Duration::from_millis(100);
     let mut safety = SafetyTracker::new();
     let mut violations = Vec::new();
+    let mut reported_ledger = BTreeSet::new();
+    let mut pending: Vec<PendingRepair> = Vec::new();
+    let mut samples: Vec<WorkSample> = Vec::new();
+    let mut steps_at: Vec<Duration> = Vec::new();
     let mut next_step = 0;
+    let mut next_drift = 0;
+    let mut oracle_cache: Option<((u64, usize), Truth, crate::truth::Expected)> = None;
     let aborted = loop {
         let now = tokio::time::Instant::now();
         let elapsed = now - start;
@@ -853,17 +1037,106 @@ async fn drive_on(
                 at: ts.at,
                 message: e.to_string(),
             })?;
+            steps_at.push(elapsed);
             next_step += 1;
         }
+        while let Some(td) = scenario.store_drift.get(next_drift) {
+            if td.at > elapsed {
+                break;
+            }
+            let err = |message: String| ScenarioError::Drift {
+                name: scenario.name.clone(),
+                index: next_drift,
+                message,
+            };
+            let key = td.drift.key(&sim).map_err(|e| err(e.to_string()))?;
+            match &store {
+                AnyStore::Memory(s) => {
+                    // No await between snapshot and set_state: the engine cannot interleave.
+                    let mut st = s.snapshot();
+                    td.drift
+                        .apply_memory(&key, &mut st)
+                        .map_err(|e| err(e.to_string()))?;
+                    if let Some(acct) = st.accounts.get(&key).filter(|_| !td.drift.expects_repair())
+                    {
+                        foreign_before.accounts.insert(key.clone(), acct.clone());
+                    }
+                    s.set_state(st);
+                }
+                AnyStore::Mysql { url, .. } => {
+                    let sql = td.drift.statements(&key).map_err(|e| err(e.to_string()))?;
+                    crate::drift::apply_mysql(url, &sql)
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                    if !td.drift.expects_repair() {
+                        foreign_before.accounts.insert(
+                            key.clone(),
+                            podgrant_core::store::memory::AccountState {
+                                password: podgrant_core::model::Password::new(""),
+                                grants: Default::default(),
+                            },
+                        );
+                    }
+                }
+            }
+            if td.drift.expects_repair() {
+                pending.push(PendingRepair {
+                    key: key.clone(),
+                    what: td.drift.describe(&key),
+                    at: elapsed,
+                    deadline: elapsed + repair_bound,
+                    check_password: matches!(
+                        td.drift,
+                        crate::drift::StoreDrift::AlterPassword { .. }
+                    ) && matches!(store, AnyStore::Memory(_)),
+                });
+            }
+            steps_at.push(elapsed);
+            next_drift += 1;
+        }
+        let foreign_keys: BTreeSet<AccountKey> = foreign_before.accounts.keys().cloned().collect();
+        let due: Vec<PendingRepair> = pending
+            .iter()
+            .filter(|p| p.deadline <= elapsed)
+            .cloned()
+            .collect();
+        pending.retain(|p| p.deadline > elapsed);
+        // The oracle's verdict changes only with the sim's store or the foreign accounts.
+        let version = (sim.resource_version(), foreign_keys.len());
+        if oracle_cache.as_ref().is_none_or(|(v, _, _)| *v != version) {
+            let truth = Truth::from_sim(&sim)?;
+            let expected = crate::truth::expect(&oracle, &truth, &foreign_keys);
+            oracle_cache = Some((version, truth, expected));
+        }
+        let (_, truth, expected) = oracle_cache.as_ref().expect("just filled");
         if let AnyStore::Memory(s) = &store {
-            let cluster = crate::truth::cluster(&sim)?;
+            let state = s.snapshot();
             violations.extend(safety.observe(
                 elapsed,
                 scenario.safety_grace,
-                &cluster,
-                &s.snapshot(),
+                truth,
+                expected,
+                &state,
             ));
+            for v in check_ledger(&state, &foreign_before, false) {
+                if reported_ledger.insert(v.detail.clone()) {
+                    violations.push(v);
+                }
+            }
+            for p in &due {
+                violations.extend(repair_problems(expected, Some(&state), None, p));
+            }
+        } else if let (AnyStore::Mysql { store: s, .. }, false) = (&store, due.is_empty()) {
+            let wanted = expected.accounts.keys().cloned().collect();
+            let observed = s
+                .observe(&wanted)
+                .await
+                .map_err(|e| ScenarioError::Store(e.to_string()))?;
+            for p in &due {
+                violations.extend(repair_problems(expected, None, Some(&observed), p));
+            }
         }
+        samples.push(sample(elapsed, &sim, &handle, opts.paused));
         if now >= end {
             break false;
         }
@@ -871,6 +1144,12 @@ async fn drive_on(
             .steps
             .get(next_step)
             .map_or(end, |s| start + s.at)
+            .min(
+                scenario
+                    .store_drift
+                    .get(next_drift)
+                    .map_or(end, |s| start + s.at),
+            )
             .min(now + tick);
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
@@ -895,21 +1174,50 @@ async fn drive_on(
     }
 
     // Final checks, after quiescence.
-    let (_, desired) = crate::truth::desired(&sim, &policy)?;
+    let foreign_keys: BTreeSet<AccountKey> = foreign_before.accounts.keys().cloned().collect();
+    let expected = crate::truth::expect(&oracle, &Truth::from_sim(&sim)?, &foreign_keys);
     let (owned, final_violations) = match &store {
         AnyStore::Memory(s) => {
             let state = s.snapshot();
-            let mut v = check_convergence(&desired.accounts, &state);
-            v.extend(check_ledger(&state, &foreign_before, true));
+            let mut v = check_convergence(&expected, &state);
+            v.extend(
+                check_ledger(&state, &foreign_before, true)
+                    .into_iter()
+                    .filter(|v| !reported_ledger.contains(&v.detail)),
+            );
             (state.ledger.len(), v)
         }
-        AnyStore::Mysql { store: s, .. } => {
-            let wanted = desired.accounts.keys().cloned().collect();
+        AnyStore::Mysql { store: s, url, .. } => {
+            let wanted: BTreeSet<AccountKey> = expected
+                .accounts
+                .keys()
+                .chain(foreign_keys.iter())
+                .cloned()
+                .collect();
             let observed = s
                 .observe(&wanted)
                 .await
                 .map_err(|e| ScenarioError::Store(e.to_string()))?;
-            let v = check_convergence_observed(&desired.accounts, &observed);
+            let mut v = check_convergence_observed(&expected, &observed);
+            // Foreign accounts: never adopted, still there; then removed (we created them).
+            let mut cleanup = Vec::new();
+            for key in foreign_before.accounts.keys() {
+                if observed.owned.contains_key(key) {
+                    v.push(Violation::new(
+                        Invariant::Ledger,
+                        format!("foreign account {key} was adopted into the ledger"),
+                    ));
+                } else if !observed.foreign.contains(key) {
+                    v.push(Violation::new(
+                        Invariant::Ledger,
+                        format!("foreign account {key} was dropped"),
+                    ));
+                }
+                cleanup.push(format!("DROP USER IF EXISTS '{}'@'{}'", key.user, key.host));
+            }
+            if !cleanup.is_empty() {
+                let _ = crate::drift::apply_mysql(url, &cleanup).await;
+            }
             let _ = s.disconnect().await;
             (observed.owned.len(), v)
         }
@@ -940,14 +1248,43 @@ async fn drive_on(
         events,
     };
     if !aborted {
-        violations.extend(check_work(&scenario.budgets, &work));
+        samples.push(sample(simulated, &sim, &handle, opts.paused));
+        violations.extend(check_work_windows(&scenario.budgets, &samples));
     }
     Ok(Drove {
         violations,
         simulated,
         work,
-        desired: desired.accounts.len(),
+        desired: expected.accounts.len(),
         owned,
         mysql_run: None,
+        samples,
+        steps_at,
     })
+}
+
+/// The run's cumulative counters now (and, in real time, the scenario thread's CPU).
+fn sample(t: Duration, sim: &Sim, handle: &SubjectHandle, paused: bool) -> WorkSample {
+    let stats = sim.stats();
+    let (reconciles, statements, events) = match handle {
+        SubjectHandle::Engine(m) => {
+            let s = m.snapshot();
+            (s.reconciles, s.statements, s.total_events())
+        }
+        SubjectHandle::Other => (0, 0, 0),
+    };
+    let cpu = (!paused)
+        .then(|| std::fs::read_to_string("/proc/thread-self/schedstat").ok())
+        .flatten()
+        .and_then(|l| crate::cpu::parse_schedstat(&l))
+        .map(|(run, _)| Duration::from_nanos(run));
+    WorkSample {
+        t,
+        requests: stats.total_requests(),
+        watch_requests: total_watches(&stats),
+        reconciles,
+        statements,
+        events,
+        cpu,
+    }
 }

@@ -207,7 +207,6 @@ pub fn run(
         seed: opts.seed,
         ..EngineConfig::default()
     };
-    let policy = config.policy.clone();
     let client = rt.block_on(async { tcp_client(&server.url()) })?;
     let engine = Engine::new(client, Arc::new(store.clone()), config);
     let metrics = engine.metrics();
@@ -258,8 +257,13 @@ pub fn run(
     churn_task.abort();
     let settle_start = Instant::now();
     let (converged, problems) = loop {
-        let (_, desired) = crate::truth::desired(&sim, &policy)?;
-        let problems = check_convergence(&desired.accounts, &store.snapshot());
+        // The soak's fixtures predate tenancy: the oracle runs with it off (flip after tenancy lands).
+        let expected = crate::truth::expect(
+            &crate::truth::OracleConfig::without_tenancy(),
+            &crate::truth::Truth::from_sim(&sim)?,
+            &Default::default(),
+        );
+        let problems = check_convergence(&expected, &store.snapshot());
         if problems.is_empty() {
             break (true, problems);
         }
