@@ -5,8 +5,10 @@
 //! stops, and never frees either — one profile of the engine took RSS from 15 MB to 293 MB.
 //! This sampler keeps at most [`SLOTS`] distinct stacks of [`DEPTH`] instruction pointers
 //! (≈ 2.2 MiB, allocated per profile and freed after); samples that find the table full or
-//! busy are counted as dropped, never stored. Symbolization (backtrace's DWARF reader) runs
-//! after sampling has stopped; its cache is cleared afterwards and `malloc_trim` hands the
+//! busy are counted as dropped, never stored. Symbolization runs after sampling has stopped and
+//! reads only the ELF symbol table of `/proc/self/exe`, streamed in 64 KiB chunks ([`symtab`]),
+//! and `dladdr` for shared libraries: function names, no file:line and no inlined frames —
+//! backtrace's DWARF reader cost ~200 MB at its peak on a debug build. `malloc_trim` then hands
 //! freed heap back to the kernel, so a profile's memory is released when it ends.
 //!
 //! One profile at a time per process: [`Sampler::start`] refuses a second one.
@@ -235,9 +237,8 @@ impl Drop for Sampler {
     }
 }
 
-/// Frees the symbolizer's cache and gives freed heap pages back to the kernel.
+/// Gives freed heap pages back to the kernel.
 fn release_memory() {
-    backtrace::clear_symbol_cache();
     // SAFETY: glibc's malloc_trim only returns free memory to the kernel.
     #[cfg(target_env = "gnu")]
     unsafe {
@@ -249,6 +250,7 @@ fn release_memory() {
 fn is_sampler_frame(name: &str) -> bool {
     name.starts_with("backtrace::")
         || name.starts_with("podgrant_core::profile::")
+        || name.starts_with("_Unwind_")
         || name.contains("__restore_rt")
 }
 
@@ -289,37 +291,189 @@ impl Builder {
     }
 }
 
-/// The symbolized lines of one address (innermost inlined function first), and whether the
-/// address belongs to the sampler itself.
-fn resolve(ip: usize, leaf: bool, b: &mut Builder) -> (Vec<Line>, bool) {
-    // Return addresses point after the call: look up the call instruction.
-    let lookup = if leaf { ip } else { ip.saturating_sub(1) };
-    let mut lines = Vec::new();
-    let mut sampler = false;
-    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
-        let name = symbol
-            .name()
-            .map(|n| format!("{n:#}"))
-            .unwrap_or_else(|| format!("{ip:#x}"));
-        sampler |= is_sampler_frame(&name);
-        let file = symbol
-            .filename()
-            .map(|f| f.display().to_string())
-            .unwrap_or_default();
-        let function_id = b.function(&name, &file);
-        lines.push(Line {
-            function_id,
-            line: symbol.lineno().unwrap_or(0) as i64,
-        });
-    });
-    if lines.is_empty() {
-        let function_id = b.function(&format!("{ip:#x}"), "");
-        lines.push(Line {
+/// Names the addresses of `ips`: the executable's symbol table, else `dladdr`. A return
+/// address points after its call, so each is looked up at `ip - 1` first; where that lands
+/// outside every function (padding before a function the signal interrupted at its first
+/// instruction), at `ip` itself.
+fn names(ips: &[usize]) -> HashMap<usize, String> {
+    let own_base = dl_base(names as *const () as usize);
+    let mut out = HashMap::new();
+    let mut in_exe = Vec::new();
+    for &ip in ips {
+        match dl_base(ip) {
+            Some(base) if Some(base) == own_base => in_exe.push((ip, ip - base)),
+            _ => {
+                if let Some(n) = dl_symbol(ip.saturating_sub(1)) {
+                    out.insert(ip, n);
+                }
+            }
+        }
+    }
+    if own_base.is_some() {
+        let before: Vec<(usize, usize)> = in_exe
+            .iter()
+            .map(|&(ip, off)| (ip, off.saturating_sub(1)))
+            .collect();
+        if let Ok(found) = symtab::lookup("/proc/self/exe", &before) {
+            out.extend(found);
+        }
+        let missed: Vec<(usize, usize)> = in_exe
+            .into_iter()
+            .filter(|(ip, _)| !out.contains_key(ip))
+            .collect();
+        if !missed.is_empty() {
+            if let Ok(found) = symtab::lookup("/proc/self/exe", &missed) {
+                out.extend(found);
+            }
+        }
+    }
+    out
+}
+
+fn dl_info(addr: usize) -> Option<libc::Dl_info> {
+    // SAFETY: dladdr only reads the loader's tables; the out-parameter is valid.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        (libc::dladdr(addr as *const libc::c_void, &mut info) != 0).then_some(info)
+    }
+}
+
+fn dl_base(addr: usize) -> Option<usize> {
+    dl_info(addr).map(|i| i.dli_fbase as usize)
+}
+
+fn dl_symbol(addr: usize) -> Option<String> {
+    let info = dl_info(addr)?;
+    if info.dli_sname.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated name owned by the loader.
+    let raw = unsafe { std::ffi::CStr::from_ptr(info.dli_sname) };
+    Some(demangle(raw.to_bytes()))
+}
+
+fn demangle(raw: &[u8]) -> String {
+    format!("{:#}", backtrace::SymbolName::new(raw))
+}
+
+/// Streams an ELF64 little-endian symbol table to name a few addresses, holding only a chunk
+/// of it in memory at a time.
+mod symtab {
+    use std::collections::HashMap;
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::fs::FileExt;
+
+    const CHUNK: usize = 64 * 1024;
+
+    fn u16_at(b: &[u8], o: usize) -> u16 {
+        u16::from_le_bytes([b[o], b[o + 1]])
+    }
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+    }
+    fn u64_at(b: &[u8], o: usize) -> u64 {
+        u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+    }
+    fn read(f: &File, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        f.read_exact_at(&mut buf, off)?;
+        Ok(buf)
+    }
+    fn bad(what: &str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+    }
+
+    /// `wanted` holds `(ip, offset from the load base)`; returns the names found, by ip.
+    pub(super) fn lookup(
+        path: &str,
+        wanted: &[(usize, usize)],
+    ) -> io::Result<HashMap<usize, String>> {
+        let f = File::open(path)?;
+        let eh = read(&f, 0, 64)?;
+        if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+            return Err(bad("not an ELF64 little-endian file"));
+        }
+        let (phoff, phentsize, phnum) = (u64_at(&eh, 0x20), u16_at(&eh, 0x36), u16_at(&eh, 0x38));
+        let (shoff, shentsize, shnum) = (u64_at(&eh, 0x28), u16_at(&eh, 0x3a), u16_at(&eh, 0x3c));
+        // The load base corresponds to the lowest PT_LOAD's page-aligned vaddr.
+        let ph = read(&f, phoff, phentsize as usize * phnum as usize)?;
+        let min_vaddr = (0..phnum as usize)
+            .map(|i| &ph[i * phentsize as usize..])
+            .filter(|p| u32_at(p, 0) == 1)
+            .map(|p| u64_at(p, 16) & !0xfff)
+            .min()
+            .ok_or_else(|| bad("no PT_LOAD"))?;
+        let sh = read(&f, shoff, shentsize as usize * shnum as usize)?;
+        let section = |i: usize| &sh[i * shentsize as usize..(i + 1) * shentsize as usize];
+        let Some(symtab) = (0..shnum as usize).map(section).find(|s| u32_at(s, 4) == 2) else {
+            return Ok(HashMap::new()); // stripped: addresses stay unnamed
+        };
+        let (sym_off, sym_size) = (u64_at(symtab, 24), u64_at(symtab, 32));
+        let strtab = section(u32_at(symtab, 40) as usize);
+        let (str_off, str_size) = (u64_at(strtab, 24), u64_at(strtab, 32));
+
+        let mut addrs: Vec<(u64, usize)> = wanted
+            .iter()
+            .map(|&(ip, off)| (off as u64 + min_vaddr, ip))
+            .collect();
+        addrs.sort_unstable();
+        // Per wanted address: (symbol start, name offset) of the innermost symbol containing it.
+        let mut best: Vec<Option<(u64, u32)>> = vec![None; addrs.len()];
+        let per_chunk = CHUNK / 24;
+        let total = (sym_size / 24) as usize;
+        let mut i = 0;
+        while i < total {
+            let n = per_chunk.min(total - i);
+            let chunk = read(&f, sym_off + (i * 24) as u64, n * 24)?;
+            for s in chunk.chunks_exact(24) {
+                let (name, info, value, size) = (u32_at(s, 0), s[4], u64_at(s, 8), u64_at(s, 16));
+                if info & 0xf != 2 || size == 0 {
+                    continue; // not a function
+                }
+                let first = addrs.partition_point(|(a, _)| *a < value);
+                for (j, (a, _)) in addrs.iter().enumerate().skip(first) {
+                    if *a >= value + size {
+                        break;
+                    }
+                    if best[j].is_none_or(|(start, _)| value > start) {
+                        best[j] = Some((value, name));
+                    }
+                }
+            }
+            i += n;
+        }
+        let mut names: HashMap<u32, String> = HashMap::new();
+        let mut out = HashMap::new();
+        for (j, b) in best.iter().enumerate() {
+            let Some((_, name)) = b else { continue };
+            if !names.contains_key(name) && (*name as u64) < str_size {
+                let len = 4096.min((str_size - *name as u64) as usize);
+                let raw = read(&f, str_off + *name as u64, len)?;
+                let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
+                names.insert(*name, super::demangle(&raw[..end]));
+            }
+            if let Some(n) = names.get(name) {
+                out.insert(addrs[j].1, n.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn line(b: &mut Builder, names: &HashMap<usize, String>, ip: usize) -> (Vec<Line>, bool) {
+    let name = names
+        .get(&ip)
+        .cloned()
+        .unwrap_or_else(|| format!("{ip:#x}"));
+    let function_id = b.function(&name, "");
+    (
+        vec![Line {
             function_id,
             line: 0,
-        });
-    }
-    (lines, sampler)
+        }],
+        is_sampler_frame(&name),
+    )
 }
 
 fn encode(table: &Table, hz: u32, started: SystemTime, elapsed: Duration) -> Profile {
@@ -338,12 +492,25 @@ fn encode(table: &Table, hz: u32, started: SystemTime, elapsed: Duration) -> Pro
     // ip → (location id, is a sampler frame)
     let mut location_ids: HashMap<usize, (u64, bool)> = HashMap::new();
     let mut samples = Vec::new();
+    let unique: std::collections::BTreeSet<usize> = table
+        .stacks()
+        .flat_map(|(s, _)| s.iter().copied())
+        .collect();
+    let names = names(&unique.into_iter().collect::<Vec<_>>());
     for (stack, count) in table.stacks() {
         let mut ids = Vec::with_capacity(stack.len());
-        let mut leading = true;
-        for (depth, ip) in stack.iter().enumerate() {
+        // Cut the sampler: everything up to the handler, and the kernel's signal trampoline
+        // after it (`__restore_rt`, unnamed: a local libc symbol).
+        let handler = stack.iter().position(|ip| {
+            names
+                .get(ip)
+                .is_some_and(|n| n.ends_with("profile::on_sigprof"))
+        });
+        let cut = handler.map_or(0, |i| i + 2);
+        let mut leading = handler.is_none();
+        for ip in stack.iter().skip(cut).filter(|ip| **ip != 0) {
             let (id, sampler) = *location_ids.entry(*ip).or_insert_with(|| {
-                let (line, sampler) = resolve(*ip, depth == 0, &mut b);
+                let (line, sampler) = line(&mut b, &names, *ip);
                 let id = locations.len() as u64 + 1;
                 locations.push(Location {
                     id,
