@@ -18,8 +18,9 @@ use podgrant_sim::{Sim, SimServer, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Namespace `shop`: its user and database names start with `shop_` (tenancy's default rule);
+/// each test's user is unique, so parallel tests (and runs) never share an account.
 const NS: &str = "shop";
-const USER: &str = "shop_app";
 const DB: &str = "shop_app_db";
 const LOCAL: &str = "mysql://root@127.0.0.1:3306/test";
 
@@ -227,6 +228,7 @@ struct Rig {
     admin: mysql_async::Pool,
     proxy: Proxy,
     schema: String,
+    user: String,
     http: SocketAddr,
     child: std::sync::Mutex<Child>,
     dir: tempfile::TempDir,
@@ -237,10 +239,15 @@ fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    format!("{prefix}{:x}", n ^ ((std::process::id() as u64) << 40))
-        .chars()
-        .take(24)
-        .collect()
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{prefix}{:x}",
+        (n ^ ((std::process::id() as u64) << 40)).wrapping_add(seq << 32)
+    )
+    .chars()
+    .take(24)
+    .collect()
 }
 
 impl Rig {
@@ -256,6 +263,7 @@ impl Rig {
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig, &server.url()).unwrap();
         let schema = unique("pgel_");
+        let user = unique("shop_");
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = std::fs::File::create(dir.path().join("podgrant.log")).unwrap();
         let mut cmd = Command::new(&bin);
@@ -301,6 +309,7 @@ impl Rig {
             admin,
             proxy,
             schema,
+            user,
             http,
             child: std::sync::Mutex::new(child),
             dir,
@@ -357,7 +366,7 @@ impl Rig {
         self.sim
             .apply(
                 &Step::create_service(NS, "app", [("app", "app")]).annotations([
-                    ("podgrant.io/mysql-user", USER),
+                    ("podgrant.io/mysql-user", self.user.as_str()),
                     ("podgrant.io/mysql-database", DB),
                     ("podgrant.io/mysql-privileges", "SELECT"),
                     ("podgrant.io/mysql-password-secret", "app-db/password"),
@@ -385,12 +394,12 @@ impl Rig {
         self.kill();
         if let Ok(mut c) = self.admin.get_conn().await {
             let hosts: Vec<String> = c
-                .exec("SELECT host FROM mysql.user WHERE user = ?", (USER,))
+                .exec("SELECT host FROM mysql.user WHERE user = ?", (&self.user,))
                 .await
                 .unwrap_or_default();
             for h in hosts {
                 let _ = c
-                    .query_drop(format!("DROP USER IF EXISTS '{USER}'@'{h}'"))
+                    .query_drop(format!("DROP USER IF EXISTS '{}'@'{h}'", self.user))
                     .await;
             }
             let _ = c
@@ -475,7 +484,7 @@ async fn idle_endpoint_connections_under_256_descriptors_do_not_stop_grants() {
     rig.opt_in();
     let first = rig.pod("app-1");
     rig.wait("the first pod is granted", Duration::from_secs(30), |_| {
-        rig_has(&rig.admin, first)
+        rig_has(&rig, first)
     })
     .await;
 
@@ -495,7 +504,7 @@ async fn idle_endpoint_connections_under_256_descriptors_do_not_stop_grants() {
         .wait(
             "a new pod is granted while 400 idle connections are open",
             Duration::from_secs(15),
-            |_| rig_has(&rig.admin, second),
+            |_| rig_has(&rig, second),
         )
         .await;
     // The endpoint still serves (the held connections time out and free their slots).
@@ -524,8 +533,10 @@ async fn idle_endpoint_connections_under_256_descriptors_do_not_stop_grants() {
     rig.finish().await;
 }
 
-fn rig_has(admin: &mysql_async::Pool, ip: IpAddr) -> impl std::future::Future<Output = bool> {
-    let admin = admin.clone();
+/// Whether `rig`'s user has an account at `ip`.
+fn rig_has(rig: &Rig, ip: IpAddr) -> impl std::future::Future<Output = bool> {
+    let admin = rig.admin.clone();
+    let user = rig.user.clone();
     async move {
         let Ok(mut c) = admin.get_conn().await else {
             return false;
@@ -533,7 +544,7 @@ fn rig_has(admin: &mysql_async::Pool, ip: IpAddr) -> impl std::future::Future<Ou
         let n: Option<u64> = c
             .exec_first(
                 "SELECT COUNT(*) FROM mysql.user WHERE user = ? AND host = ?",
-                (USER, ip.to_string()),
+                (user, ip.to_string()),
             )
             .await
             .unwrap_or(None);
@@ -547,7 +558,7 @@ async fn a_profile_is_exclusive_freed_on_abort_and_releases_its_memory() {
     rig.opt_in();
     let ip = rig.pod("app-1");
     rig.wait("the pod is granted", Duration::from_secs(30), |_| {
-        rig_has(&rig.admin, ip)
+        rig_has(&rig, ip)
     })
     .await;
     let pid = rig.pid();
@@ -667,7 +678,7 @@ async fn readyz_follows_mysql_reachability_and_healthz_stays_live() {
     rig.wait(
         "a pod is granted after MySQL came back",
         Duration::from_secs(30),
-        |_| rig_has(&rig.admin, ip),
+        |_| rig_has(&rig, ip),
     )
     .await;
     rig.finish().await;
