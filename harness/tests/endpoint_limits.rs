@@ -224,7 +224,7 @@ fn raise_own_nofile(want: u64) {
 struct Rig {
     sim: Sim,
     _server: SimServer,
-    _db: Database,
+    db: Database,
     admin: mysql_async::Pool,
     proxy: Proxy,
     schema: String,
@@ -305,7 +305,7 @@ impl Rig {
         let rig = Rig {
             sim,
             _server: server,
-            _db: db,
+            db,
             admin,
             proxy,
             schema,
@@ -390,23 +390,29 @@ impl Rig {
         self.child.lock().unwrap().id()
     }
 
+    /// Stops podgrant and drops what the test created (also done on drop, e.g. after a panic).
     async fn finish(self) {
         self.kill();
-        if let Ok(mut c) = self.admin.get_conn().await {
-            let hosts: Vec<String> = c
-                .exec("SELECT host FROM mysql.user WHERE user = ?", (&self.user,))
-                .await
-                .unwrap_or_default();
-            for h in hosts {
-                let _ = c
-                    .query_drop(format!("DROP USER IF EXISTS '{}'@'{h}'", self.user))
-                    .await;
-            }
+        cleanup(&self.admin, &self.user, &self.schema).await;
+        let _ = self.admin.clone().disconnect().await;
+    }
+}
+
+/// Drops `user`'s accounts and the ledger schema: only what this test created.
+async fn cleanup(admin: &mysql_async::Pool, user: &str, schema: &str) {
+    if let Ok(mut c) = admin.get_conn().await {
+        let hosts: Vec<String> = c
+            .exec("SELECT host FROM mysql.user WHERE user = ?", (user,))
+            .await
+            .unwrap_or_default();
+        for h in hosts {
             let _ = c
-                .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.schema))
+                .query_drop(format!("DROP USER IF EXISTS '{user}'@'{h}'"))
                 .await;
         }
-        let _ = self.admin.clone().disconnect().await;
+        let _ = c
+            .query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
+            .await;
     }
 }
 
@@ -421,6 +427,27 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            // The test failed before `finish`: clean up on a thread of its own (this one may be
+            // inside the test's runtime).
+            let (url, user, schema) = (
+                self.db.admin_url.clone(),
+                self.user.clone(),
+                self.schema.clone(),
+            );
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let admin = mysql_async::Pool::new(url.as_str());
+                    cleanup(&admin, &user, &schema).await;
+                    let _ = admin.disconnect().await;
+                });
+            })
+            .join();
+        }
     }
 }
 
