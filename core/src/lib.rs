@@ -23,6 +23,7 @@ pub mod leader; // Lease leader election
 pub mod metrics; // atomic counters and Prometheus text
 pub mod model;
 pub mod planner;
+pub mod profile; // bounded-memory CPU sampler → pprof protobuf
 pub mod sql;
 pub mod store;
 pub mod tenancy; // pure: which namespace may use which user and database names

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use podgrant_core::engine::{Engine, EngineConfig};
-use podgrant_core::http::{serve, HttpState};
+use podgrant_core::http::{serve_with, HttpConfig, HttpState};
 use podgrant_core::leader::LeaseConfig;
 use podgrant_core::store::memory::MemoryStore;
 use podgrant_core::store::mysql::MysqlStore;
@@ -125,6 +125,65 @@ struct RunArgs {
     /// Give up on the cluster or MySQL at startup after this long.
     #[arg(long, env = "PODGRANT_CONNECT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     connect_timeout: Duration,
+    /// HTTP endpoint: a request head must arrive within this long of connecting or of the
+    /// previous response (also the keep-alive idle limit).
+    #[arg(long, env = "PODGRANT_HTTP_HEADER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    http_header_timeout: Duration,
+    /// HTTP endpoint: close a connection with no bytes moving and no request being handled.
+    #[arg(long, env = "PODGRANT_HTTP_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    http_idle_timeout: Duration,
+    /// HTTP endpoint: concurrent connections; more are refused at once (503). Lowered at start
+    /// to half the descriptors left after a reserve of 128 for the engine.
+    #[arg(long, env = "PODGRANT_HTTP_MAX_CONNECTIONS", default_value_t = 64)]
+    http_max_connections: usize,
+    /// How often /readyz's MySQL probe runs (a ping on a pooled connection).
+    #[arg(long, env = "PODGRANT_MYSQL_PROBE_INTERVAL", value_parser = humantime::parse_duration, default_value = "2s")]
+    mysql_probe_interval: Duration,
+}
+
+impl RunArgs {
+    fn http_config(&self) -> anyhow::Result<HttpConfig> {
+        for (flag, d) in [
+            ("--http-header-timeout", self.http_header_timeout),
+            ("--http-idle-timeout", self.http_idle_timeout),
+            ("--mysql-probe-interval", self.mysql_probe_interval),
+        ] {
+            if d.is_zero() {
+                bail!("{flag} must be longer than 0");
+            }
+        }
+        if self.http_max_connections == 0 {
+            bail!("--http-max-connections must be at least 1");
+        }
+        Ok(HttpConfig {
+            header_read_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.http_max_connections,
+        })
+    }
+}
+
+/// Probes MySQL every `interval` for `/readyz`; logs only the transitions.
+async fn probe_mysql(
+    store: Arc<MysqlStore>,
+    metrics: Arc<podgrant_core::metrics::Metrics>,
+    interval: Duration,
+) {
+    let mut reachable = true;
+    loop {
+        let probe = tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await;
+        let now = matches!(probe, Ok(Ok(())));
+        metrics.endpoint.set_store_reachable(now);
+        if now != reachable {
+            match probe {
+                Ok(Ok(())) => tracing::info!("MySQL reachable again; /readyz follows"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "MySQL unreachable; /readyz answers 503"),
+                Err(_) => tracing::warn!(?interval, "MySQL probe timed out; /readyz answers 503"),
+            }
+            reachable = now;
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 /// `mysql://user:secret@host/db` → `mysql://user:***@host/db`.
@@ -277,18 +336,26 @@ async fn run_engine<S: GrantStore>(
     store: Arc<S>,
     config: EngineConfig,
     listen: SocketAddr,
+    http_config: HttpConfig,
+    on_metrics: impl FnOnce(&Arc<podgrant_core::metrics::Metrics>),
 ) -> anyhow::Result<()> {
     let engine = Engine::new(client, store, config);
     let metrics = engine.metrics();
+    on_metrics(&metrics);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, "serving /metrics /healthz /readyz /debug/pprof/profile");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(serve(listener, HttpState::new(metrics), async move {
-        let _ = http_stop.wait_for(|s| *s).await;
-    }));
+    let http = tokio::spawn(serve_with(
+        listener,
+        HttpState::new(metrics),
+        http_config,
+        async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        },
+    ));
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("install SIGTERM handler");
@@ -306,6 +373,7 @@ async fn run_engine<S: GrantStore>(
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = engine_config(&args)?;
+    let http_config = args.http_config()?;
     let mysql_url = match args.store {
         StoreKind::Mysql => Some(args.mysql_url.clone().ok_or_else(|| {
             anyhow::anyhow!("--mysql-url (or PODGRANT_MYSQL_URL) is required with --store mysql")
@@ -319,7 +387,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => {
             let client = kube_client(&args).await?;
             tracing::warn!("--store memory: dry run, no database is touched");
-            run_engine(client, Arc::new(MemoryStore::new()), config, args.listen).await
+            run_engine(
+                client,
+                Arc::new(MemoryStore::new()),
+                config,
+                args.listen,
+                http_config,
+                |_| {},
+            )
+            .await
         }
         Some(url) => {
             let store = connect_mysql(&url, &args.ledger_schema, args.connect_timeout)
@@ -328,7 +404,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     anyhow::anyhow!(scrub(format!("{e:#}"), url_password(&url).as_deref()))
                 })?;
             let client = kube_client(&args).await?;
-            run_engine(client, Arc::new(store), config, args.listen).await
+            let store = Arc::new(store);
+            let probe_store = store.clone();
+            let interval = args.mysql_probe_interval;
+            run_engine(client, store, config, args.listen, http_config, |m| {
+                tokio::spawn(probe_mysql(probe_store, m.clone(), interval));
+            })
+            .await
         }
     }
 }

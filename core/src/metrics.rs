@@ -121,6 +121,8 @@ pub struct Metrics {
     refusals: [AtomicU64; 6],
     tenancy_enforced: AtomicU64,
     sessions_unmatched: AtomicU64,
+    /// The HTTP endpoint's counters and the store reachability `/readyz` reads.
+    pub endpoint: EndpointMetrics,
 }
 
 /// A plain copy of every counter at one moment.
@@ -481,7 +483,140 @@ impl Metrics {
             "1 when namespaces are confined to their assigned names; 0 with --tenancy=off.",
             vec![(String::new(), s.tenancy_enforced as u64)],
         );
+        self.endpoint.render(&mut out);
         out
+    }
+}
+
+/// The HTTP endpoint's counters, and whether the store answered its last probe.
+#[derive(Debug)]
+pub struct EndpointMetrics {
+    open: AtomicU64,
+    refused: AtomicU64,
+    idle_closed: AtomicU64,
+    accept_errors: AtomicU64,
+    profiles: AtomicU64,
+    profiles_refused: AtomicU64,
+    /// 1 until a probe fails (a store without probes is reachable).
+    store_reachable: AtomicU64,
+    store_probe_failures: AtomicU64,
+}
+
+impl Default for EndpointMetrics {
+    fn default() -> Self {
+        Self {
+            open: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            profiles: AtomicU64::new(0),
+            profiles_refused: AtomicU64::new(0),
+            store_reachable: AtomicU64::new(1),
+            store_probe_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EndpointMetrics {
+    pub fn connection_opened(&self) {
+        inc(&self.open, 1);
+    }
+    pub fn connection_closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn connection_refused(&self) {
+        inc(&self.refused, 1);
+    }
+    pub fn connection_idle_closed(&self) {
+        inc(&self.idle_closed, 1);
+    }
+    pub fn accept_error(&self) {
+        inc(&self.accept_errors, 1);
+    }
+    pub fn profile_started(&self) {
+        inc(&self.profiles, 1);
+    }
+    pub fn profile_refused(&self) {
+        inc(&self.profiles_refused, 1);
+    }
+    /// Records a store probe's outcome.
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.store_reachable
+            .store(reachable as u64, Ordering::Relaxed);
+        if !reachable {
+            inc(&self.store_probe_failures, 1);
+        }
+    }
+    pub fn store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed) != 0
+    }
+    pub fn connections_open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+    pub fn profiles(&self) -> u64 {
+        self.profiles.load(Ordering::Relaxed)
+    }
+    pub fn connections_refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let rows = [
+            (
+                "http_connections_open",
+                "gauge",
+                "HTTP connections being served.",
+                ld(&self.open),
+            ),
+            (
+                "http_connections_refused_total",
+                "counter",
+                "HTTP connections refused at once because the connection cap was reached.",
+                ld(&self.refused),
+            ),
+            (
+                "http_connections_idle_closed_total",
+                "counter",
+                "HTTP connections closed by the idle timeout.",
+                ld(&self.idle_closed),
+            ),
+            (
+                "http_accept_errors_total",
+                "counter",
+                "Failed accepts (EMFILE, ...), each backed off.",
+                ld(&self.accept_errors),
+            ),
+            (
+                "profiles_total",
+                "counter",
+                "CPU profiles started.",
+                ld(&self.profiles),
+            ),
+            (
+                "profiles_refused_total",
+                "counter",
+                "CPU profile requests refused (409) because one was running.",
+                ld(&self.profiles_refused),
+            ),
+            (
+                "store_reachable",
+                "gauge",
+                "1 when the store answered its last probe (read by /readyz).",
+                ld(&self.store_reachable),
+            ),
+            (
+                "store_probe_failures_total",
+                "counter",
+                "Store probes that failed.",
+                ld(&self.store_probe_failures),
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(out, "# HELP podgrant_{name} {help}");
+            let _ = writeln!(out, "# TYPE podgrant_{name} {kind}");
+            let _ = writeln!(out, "podgrant_{name} {v}");
+        }
     }
 }
 

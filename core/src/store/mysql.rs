@@ -244,6 +244,14 @@ impl MysqlStore {
         self.inner.kill_after.store(n + 1, Ordering::SeqCst);
     }
 
+    /// Reachability (for `/readyz`): a pooled connection answers a ping.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.ping()
+            .await
+            .map_err(|e| self.classify(&e, "ping", &[]))
+    }
+
     /// Closes the pool.
     pub async fn disconnect(&self) -> Result<(), StoreError> {
         self.inner
