@@ -489,7 +489,7 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
         engine: Default::default(),
         store_drift: Vec::new(),
         // Generated names (`alpha`/`user0`) predate tenancy: flip once they are tenant-compliant.
-        oracle: crate::truth::OracleOptions { tenancy: false },
+        oracle: crate::truth::OracleOptions::default(),
     }
 }
 

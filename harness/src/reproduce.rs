@@ -678,7 +678,7 @@ fn run_engine_phase(
     // Grants: the store against the desired set implied by the sim's truth.
     // The busy-loop fixture predates tenancy: the oracle runs with it off (flip after tenancy lands).
     let desired = crate::truth::expect(
-        &crate::truth::OracleConfig::without_tenancy(),
+        &crate::truth::OracleConfig::default(),
         &crate::truth::Truth::from_sim(sim)?,
         &Default::default(),
     );

@@ -259,7 +259,7 @@ pub fn run(
     let (converged, problems) = loop {
         // The soak's fixtures predate tenancy: the oracle runs with it off (flip after tenancy lands).
         let expected = crate::truth::expect(
-            &crate::truth::OracleConfig::without_tenancy(),
+            &crate::truth::OracleConfig::default(),
             &crate::truth::Truth::from_sim(&sim)?,
             &Default::default(),
         );
