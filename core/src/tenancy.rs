@@ -26,9 +26,12 @@
 //!
 //! # Policy file (`--policy FILE`)
 //!
-//! JSON, or the YAML subset a policy needs ([`yaml`]: block mappings and sequences, flow
-//! `[..]`/`{..}`, quoted and plain string scalars, comments); see the README for an example. Unknown fields, bad patterns, bad namespace names and
-//! bad reserved entries are refused at start with an error naming the file and the problem.
+//! JSON (`serde_json`), or YAML (`serde_yaml_ng`: a `.yaml`/`.yml` name, or text not starting
+//! with `{`; all of YAML, anchors included), into the same `deny_unknown_fields` structures; see
+//! the README for an example. Unknown fields, a namespace listed twice, bad patterns, bad
+//! namespace names and bad reserved entries are refused at start with an error naming the file
+//! and the problem (for YAML with its line and column where the library knows them), and
+//! nothing of the file is applied.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -284,15 +287,48 @@ enum FileDefault {
     Deny,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     #[serde(default)]
     default: Option<FileDefault>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     namespaces: BTreeMap<String, FileAssignment>,
     #[serde(default)]
     reserved: Vec<String>,
+}
+
+/// A map that refuses a key given twice (serde's maps would silently keep the last one).
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of namespace names")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(k) = m.next_key::<String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("{k:?} is listed twice")));
+                }
+                let v = m.next_value()?;
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// A Kubernetes namespace name (DNS label): `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63.
@@ -314,7 +350,8 @@ fn is_reservable_user(s: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && !matches!(c, b'\'' | b'"' | b'`' | b'@' | b'\\'))
 }
 
-/// Parses a policy file's text (JSON); `file` names it in errors. The result is enforced.
+/// Parses a policy file's text (JSON, or YAML: a `.yaml`/`.yml` name or text not starting with `{`);
+/// `file` names it in errors. The result is enforced.
 pub fn parse_policy(file: &str, text: &str) -> Result<Tenancy, PolicyError> {
     let bad = |problem: String| PolicyError::Invalid {
         file: file.to_string(),
@@ -324,8 +361,10 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Tenancy, PolicyError> {
     let parsed: PolicyFile = if !is_yaml_name && text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| bad(e.to_string()))?
     } else {
-        let value = yaml::parse(text).map_err(|e| bad(format!("YAML: {e}")))?;
-        serde_json::from_value(value).map_err(|e| bad(e.to_string()))?
+        // An empty (or comments-only) YAML document is no policy: `None`.
+        serde_yaml_ng::from_str::<Option<PolicyFile>>(text)
+            .map_err(|e| bad(format!("YAML: {e}")))?
+            .unwrap_or_default()
     };
     let mut t = Tenancy {
         default_deny: parsed.default == Some(FileDefault::Deny),
@@ -372,242 +411,6 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Tenancy, PolicyError> {
         }
     }
     Ok(t)
-}
-
-/// The YAML subset of policy files, parsed into JSON values (every scalar is a string).
-///
-/// Supported: `key: value` block mappings nested by indentation (spaces only), `- item` block
-/// sequences of scalars, flow sequences `[a, "b"]` and flow mappings `{k: v}`, single- and
-/// double-quoted scalars (no escapes), plain scalars, `#` comments, a leading `---`. Anything
-/// else (anchors, tags, multi-line scalars, tabs) is an error naming the line.
-pub mod yaml {
-    use serde_json::{Map, Value};
-
-    struct Line<'a> {
-        no: usize,
-        indent: usize,
-        text: &'a str,
-    }
-
-    /// Cuts a `#` comment that is outside quotes and at the start or after whitespace.
-    fn strip_comment(line: &str) -> &str {
-        let mut quote: Option<char> = None;
-        let mut prev_space = true;
-        for (i, c) in line.char_indices() {
-            match quote {
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == '"' || c == '\'' => quote = Some(c),
-                None if c == '#' && prev_space => return &line[..i],
-                None => {}
-            }
-            prev_space = c == ' ';
-        }
-        line
-    }
-
-    pub fn parse(text: &str) -> Result<Value, String> {
-        let mut lines = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let no = i + 1;
-            if raw.contains('\t') {
-                return Err(format!(
-                    "line {no}: tabs are not allowed (indent with spaces)"
-                ));
-            }
-            let body = strip_comment(raw).trim_end();
-            let content = body.trim_start();
-            if content.is_empty() || (lines.is_empty() && content == "---") {
-                continue;
-            }
-            lines.push(Line {
-                no,
-                indent: body.len() - content.len(),
-                text: content,
-            });
-        }
-        if lines.is_empty() {
-            return Ok(Value::Object(Map::new()));
-        }
-        let mut i = 0;
-        let v = block(&lines, &mut i, lines[0].indent)?;
-        match lines.get(i) {
-            Some(l) => Err(format!("line {}: unexpected indentation", l.no)),
-            None => Ok(v),
-        }
-    }
-
-    fn block(lines: &[Line<'_>], i: &mut usize, indent: usize) -> Result<Value, String> {
-        let first = &lines[*i];
-        if first.text == "-" || first.text.starts_with("- ") {
-            let mut items = Vec::new();
-            while let Some(l) = lines.get(*i).filter(|l| l.indent == indent) {
-                let rest = l.text.strip_prefix('-').ok_or_else(|| {
-                    format!("line {}: expected a \"- item\" like the lines above", l.no)
-                })?;
-                let rest = rest.trim();
-                if rest.is_empty()
-                    || (rest.contains(": ") && !rest.starts_with(['"', '\'', '[', '{']))
-                {
-                    return Err(format!(
-                        "line {}: sequence items must be scalars here",
-                        l.no
-                    ));
-                }
-                items.push(flow(rest, l.no)?);
-                *i += 1;
-            }
-            return Ok(Value::Array(items));
-        }
-        let mut map = Map::new();
-        while let Some(l) = lines.get(*i).filter(|l| l.indent == indent) {
-            let (key, rest) = split_key(l.text)
-                .ok_or_else(|| format!("line {}: expected \"key: value\"", l.no))?;
-            let key = match flow(key, l.no)? {
-                Value::String(k) => k,
-                _ => return Err(format!("line {}: a key must be a plain name", l.no)),
-            };
-            *i += 1;
-            let value = if !rest.is_empty() {
-                flow(rest, l.no)?
-            } else {
-                match lines.get(*i) {
-                    Some(n) if n.indent > indent => block(lines, i, n.indent)?,
-                    // `key:` then a sequence at the same indentation is valid YAML too.
-                    Some(n)
-                        if n.indent == indent && (n.text == "-" || n.text.starts_with("- ")) =>
-                    {
-                        block(lines, i, n.indent)?
-                    }
-                    _ => Value::Null,
-                }
-            };
-            if map.insert(key.clone(), value).is_some() {
-                return Err(format!("line {}: duplicate key {key:?}", l.no));
-            }
-        }
-        if let Some(l) = lines.get(*i) {
-            if l.indent > indent {
-                return Err(format!("line {}: unexpected indentation", l.no));
-            }
-        }
-        Ok(Value::Object(map))
-    }
-
-    /// `key: rest` or `key:` (outside quotes).
-    fn split_key(text: &str) -> Option<(&str, &str)> {
-        let mut quote: Option<char> = None;
-        for (i, c) in text.char_indices() {
-            match quote {
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == '"' || c == '\'' => quote = Some(c),
-                None if c == ':' && text[i + 1..].is_empty() => return Some((&text[..i], "")),
-                None if c == ':' && text[i + 1..].starts_with(' ') => {
-                    return Some((text[..i].trim(), text[i + 1..].trim()))
-                }
-                None => {}
-            }
-        }
-        None
-    }
-
-    /// A scalar or a flow collection on one line.
-    fn flow(text: &str, no: usize) -> Result<Value, String> {
-        let chars: Vec<char> = text.trim().chars().collect();
-        let mut pos = 0;
-        let v = flow_value(&chars, &mut pos, no, false)?;
-        skip_ws(&chars, &mut pos);
-        if pos != chars.len() {
-            return Err(format!("line {no}: unexpected text after the value"));
-        }
-        Ok(v)
-    }
-
-    fn skip_ws(c: &[char], pos: &mut usize) {
-        while c.get(*pos) == Some(&' ') {
-            *pos += 1;
-        }
-    }
-
-    fn flow_value(c: &[char], pos: &mut usize, no: usize, nested: bool) -> Result<Value, String> {
-        skip_ws(c, pos);
-        match c.get(*pos) {
-            Some('[') => {
-                *pos += 1;
-                let mut items = Vec::new();
-                loop {
-                    skip_ws(c, pos);
-                    if c.get(*pos) == Some(&']') {
-                        *pos += 1;
-                        return Ok(Value::Array(items));
-                    }
-                    items.push(flow_value(c, pos, no, true)?);
-                    skip_ws(c, pos);
-                    match c.get(*pos) {
-                        Some(',') => *pos += 1,
-                        Some(']') => {}
-                        _ => return Err(format!("line {no}: expected ',' or ']'")),
-                    }
-                }
-            }
-            Some('{') => {
-                *pos += 1;
-                let mut map = Map::new();
-                loop {
-                    skip_ws(c, pos);
-                    if c.get(*pos) == Some(&'}') {
-                        *pos += 1;
-                        return Ok(Value::Object(map));
-                    }
-                    let Value::String(key) = flow_value(c, pos, no, true)? else {
-                        return Err(format!("line {no}: a key must be a plain name"));
-                    };
-                    skip_ws(c, pos);
-                    if c.get(*pos) != Some(&':') {
-                        return Err(format!("line {no}: expected ':' after {key:?}"));
-                    }
-                    *pos += 1;
-                    let v = flow_value(c, pos, no, true)?;
-                    map.insert(key, v);
-                    skip_ws(c, pos);
-                    match c.get(*pos) {
-                        Some(',') => *pos += 1,
-                        Some('}') => {}
-                        _ => return Err(format!("line {no}: expected ',' or '}}'")),
-                    }
-                }
-            }
-            Some(&q) if q == '"' || q == '\'' => {
-                let start = *pos + 1;
-                let end = c[start..]
-                    .iter()
-                    .position(|&x| x == q)
-                    .ok_or_else(|| format!("line {no}: unterminated quote"))?;
-                *pos = start + end + 1;
-                let s: String = c[start..start + end].iter().collect();
-                if q == '"' && s.contains('\\') {
-                    return Err(format!("line {no}: escapes are not supported"));
-                }
-                Ok(Value::String(s))
-            }
-            Some(&x) if matches!(x, '&' | '*' | '!' | '|' | '>' | '%' | '@' | '`') => Err(format!(
-                "line {no}: {x:?} (anchors, tags, block scalars) is not supported"
-            )),
-            Some(_) => {
-                let start = *pos;
-                while let Some(&x) = c.get(*pos) {
-                    if nested && matches!(x, ',' | ']' | '}' | ':') {
-                        break;
-                    }
-                    *pos += 1;
-                }
-                let s: String = c[start..*pos].iter().collect();
-                Ok(Value::String(s.trim_end().to_string()))
-            }
-            None => Err(format!("line {no}: missing value")),
-        }
-    }
 }
 
 /// Reads and parses a policy file.
@@ -747,11 +550,39 @@ mod tests {
                                "empty": {}},
                 "reserved": ["dba", "app@10.0.0.5"]}"#,
         );
-        let yaml = "---\n# the operator's policy\ndefault: deny   # unlisted get nothing\nnamespaces:\n  shop:\n    users:\n      - orders\n      - \"shop_*\"\n    databases: [legacy]\n  team-a: { users: [reports], databases: [warehouse, 'team_a_*'] }\n  empty: {}\nreserved:\n- dba\n- app@10.0.0.5\n";
-        for file in ["p.yaml", "p.yml", "policy"] {
-            assert_eq!(parse_policy(file, yaml).unwrap(), json, "{file}");
+        let yamls: &[(&str, &str)] = &[
+            (
+                "block, flow and comments",
+                "---\n# the operator's policy\ndefault: deny   # unlisted get nothing\nnamespaces:\n  shop:\n    users:\n      - orders\n      - \"shop_*\"\n    databases: [legacy]\n  team-a: { users: [reports], databases: [warehouse, 'team_a_*'] }\n  empty: {}\nreserved:\n- dba\n- app@10.0.0.5\n",
+            ),
+            (
+                "anchors, an empty assignment, block scalars",
+                "default: deny\nnamespaces:\n  shop: {users: &o [orders, shop_*], databases: [legacy]}\n  team-a:\n    users: [reports]\n    databases: [warehouse, team_a_*]\n  empty:\nreserved:\n  - dba\n  - >-\n    app@10.0.0.5\n",
+            ),
+        ];
+        for (what, yaml) in yamls {
+            for file in ["p.yaml", "p.yml", "policy"] {
+                assert_eq!(parse_policy(file, yaml).unwrap(), json, "{what}: {file}");
+            }
         }
-        assert_eq!(parse_policy("p.yaml", "").unwrap(), Tenancy::default());
+        let anchored = parse_policy(
+            "p.yaml",
+            "namespaces:\n  a: &same {users: [x], databases: [y]}\n  b: *same\n",
+        )
+        .unwrap();
+        assert_eq!(
+            anchored,
+            policy(
+                r#"{"namespaces": {"a": {"users": ["x"], "databases": ["y"]}, "b": {"users": ["x"], "databases": ["y"]}}}"#
+            )
+        );
+        for empty in ["", "# nothing yet\n", "---\n", "~\n"] {
+            assert_eq!(
+                parse_policy("p.yaml", empty).unwrap(),
+                Tenancy::default(),
+                "{empty:?}"
+            );
+        }
     }
 
     #[test]
@@ -792,13 +623,43 @@ mod tests {
             (r#"{"reserved": [""]}"#, "is not a user name"),
             (r#"{"namespaces": "#, "EOF"),
             (
-                "namespaces:\n  shop:\n    users: [a]\n   databases: [b]\n",
-                "YAML: line 4",
+                r#"{"namespaces": {"shop": {}, "shop": {"users": ["x"]}}}"#,
+                "\"shop\" is listed twice",
             ),
-            ("namespaces:\n\tshop: {}\n", "YAML: line 2: tabs"),
-            ("reserved: &x [a]\n", "anchors"),
-            ("reserved: [a\n", "expected ',' or ']'"),
-            ("namespace:\n  shop: {}\n", "unknown field `namespace`"),
+            (
+                "namespaces:\n  shop:\n    users: [a]\n   databases: [b]\n",
+                "YAML: did not find expected key at line 4 column 4",
+            ),
+            (
+                "namespaces:\n\tshop: {}\n",
+                "YAML: found character that cannot start any token at line 2 column 1",
+            ),
+            ("reserved: [a\n", "did not find expected ',' or ']'"),
+            ("namespace:\n  shop: {}\n", "YAML: unknown field `namespace`"),
+            (
+                "namespaces:\n  shop:\n    users: [shop_*]\n    databses: [shop]\n",
+                "YAML: namespaces.shop: unknown field `databses`, expected `users` or `databases` at line 4 column 5",
+            ),
+            (
+                "default: maybe\n",
+                "YAML: default: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 10",
+            ),
+            (
+                "namespaces:\n  shop: {}\n  shop: {users: [x]}\n",
+                "\"shop\" is listed twice",
+            ),
+            ("reserved: [a]\nreserved: [b]\n", "duplicate field `reserved`"),
+            ("- shop\n", "YAML: invalid type: sequence, expected struct PolicyFile"),
+            ("reserved: *nowhere\n", "YAML: unknown anchor"),
+            (
+                "namespaces:\n  Shop: {}\n",
+                "\"Shop\" is not a Kubernetes namespace name",
+            ),
+            (
+                "namespaces: {shop: {users: [\"sh*p\"]}}\n",
+                "namespaces.shop.users: pattern \"sh*p\"",
+            ),
+            ("reserved: [a@b]\n", "must be an IP address"),
         ];
         for (text, want) in cases {
             let e = parse_policy("/etc/podgrant/policy.json", text)
