@@ -715,6 +715,31 @@ mod tests {
     }
 
     #[test]
+    fn credential_from_plugin_and_authentication_string() {
+        let hash = || Some(sql::native_hash("pw").into_bytes());
+        let native = Some("mysql_native_password");
+        let sha2 = Some("caching_sha2_password");
+        let salted = || Some(b"$A$005$\x01\xff salt".to_vec());
+        let maria = Some(PasswordForm::MariadbHash);
+        let mysql80 = Some(PasswordForm::MysqlNativeHash);
+        let mysql84 = Some(PasswordForm::Cleartext);
+        for (plugin, auth, form, want) in [
+            (native, hash(), maria, Credential::Native(sql::native_hash("pw"))),
+            (native, hash(), None, Credential::Native(sql::native_hash("pw"))),
+            (native, Some(vec![]), mysql80, Credential::Native(String::new())),
+            (sha2, salted(), mysql84, Credential::Unknown),
+            (sha2, salted(), None, Credential::Unknown),
+            (sha2, salted(), mysql80, Credential::OtherPlugin),
+            (Some("ed25519"), salted(), maria, Credential::OtherPlugin),
+            (None, None, maria, Credential::OtherPlugin),
+        ] {
+            assert_eq!(credential_of(plugin, auth, form), want, "{plugin:?} {form:?}");
+        }
+        let shown = format!("{:?}", Credential::Native(sql::native_hash("pw")));
+        assert!(!shown.contains(&sql::native_hash("pw")[1..9]), "{shown}");
+    }
+
+    #[test]
     fn grantee_filter_escapes_like_wildcards() {
         let users: BTreeSet<&str> = ["app_1", "b"].into();
         let (sql, params) = grantee_filter(&users);
