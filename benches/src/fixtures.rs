@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use podgrant_core::grant::{Credential, Desired, Observed, ObservedAccount};
-use podgrant_core::sql::native_hash;
 use podgrant_core::model::{Cluster, ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
+use podgrant_core::sql::native_hash;
 use podgrant_core::validate::{
     Policy, ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER,
 };

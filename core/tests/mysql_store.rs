@@ -926,7 +926,9 @@ async fn the_server_stores_the_engines_native_hash_and_the_password_logs_in() {
         .expect("the account exists");
     assert_eq!(stored, sql::native_hash(pw));
     assert_eq!(plugin, "mysql_native_password");
-    let mut s = login(&ctx.url, &key.user, pw).await.expect("login with the password");
+    let mut s = login(&ctx.url, &key.user, pw)
+        .await
+        .expect("login with the password");
     let _: Option<u32> = s.query_first("SELECT 1").await.unwrap();
     drop(s);
     ctx.cleanup().await;

@@ -83,42 +83,40 @@ fn state_strategy() -> impl Strategy<Value = MemoryState> {
     // Any account may have any password, whatever its ledger row says: a "stale" fingerprint
     // (a crash between ALTER USER and the ledger update) or a password changed by hand. The
     // stored credential is observed, so convergence must restore it either way.
-    (ledger, accounts).prop_map(|(ledger, accounts)| {
-        MemoryState {
-            ledger: ledger
-                .into_iter()
-                .map(|(key, (o, pw))| {
-                    let fingerprint = match PASSWORDS.get(pw) {
-                        Some(p) => fingerprint(&key.user, p),
-                        None => "stale".to_string(),
-                    };
-                    (
-                        key,
-                        LedgerRow {
-                            owner: owner(o),
-                            fingerprint,
-                        },
-                    )
-                })
-                .collect(),
-            accounts: accounts
-                .into_iter()
-                .map(|(key, (pw, grants))| {
-                    (
-                        key,
-                        AccountState {
-                            password: Password::new(PASSWORDS[pw]),
-                            grants: grants
-                                .into_iter()
-                                .filter(|(_, p)| !p.is_empty())
-                                .map(|(db, p)| (DBS[db].to_string(), p))
-                                .collect(),
-                        },
-                    )
-                })
-                .collect(),
-            sessions: BTreeMap::new(),
-        }
+    (ledger, accounts).prop_map(|(ledger, accounts)| MemoryState {
+        ledger: ledger
+            .into_iter()
+            .map(|(key, (o, pw))| {
+                let fingerprint = match PASSWORDS.get(pw) {
+                    Some(p) => fingerprint(&key.user, p),
+                    None => "stale".to_string(),
+                };
+                (
+                    key,
+                    LedgerRow {
+                        owner: owner(o),
+                        fingerprint,
+                    },
+                )
+            })
+            .collect(),
+        accounts: accounts
+            .into_iter()
+            .map(|(key, (pw, grants))| {
+                (
+                    key,
+                    AccountState {
+                        password: Password::new(PASSWORDS[pw]),
+                        grants: grants
+                            .into_iter()
+                            .filter(|(_, p)| !p.is_empty())
+                            .map(|(db, p)| (DBS[db].to_string(), p))
+                            .collect(),
+                    },
+                )
+            })
+            .collect(),
+        sessions: BTreeMap::new(),
     })
 }
 
@@ -440,7 +438,10 @@ fn a_credential_that_does_not_match_the_password_is_reset_even_with_an_unchanged
     // (stored credential, does the planner reset the password?)
     let table = [
         (Credential::Native(native_hash("pw-0")), false),
-        (Credential::Native(native_hash("pw-0").to_lowercase()), false),
+        (
+            Credential::Native(native_hash("pw-0").to_lowercase()),
+            false,
+        ),
         (Credential::Native(native_hash("changed-by-hand")), true),
         (Credential::Native(String::new()), true),
         (Credential::OtherPlugin, true),

@@ -505,7 +505,7 @@ impl MysqlStore {
             self.count(1);
             // The stored credential comes in the same query (bytes: a salted form need not
             // be UTF-8). It is password-equivalent: never logged, compared by the planner.
-            let rows: Vec<(String, String, Option<String>, Option<Vec<u8>>)> = conn
+            let rows: Vec<UserRow> = conn
                 .exec(
                     format!(
                         "SELECT User, Host, plugin, authentication_string \
@@ -625,6 +625,9 @@ impl MysqlStore {
     }
 }
 
+/// A `mysql.user` row as observed: `User, Host, plugin, authentication_string`.
+type UserRow = (String, String, Option<String>, Option<Vec<u8>>);
+
 /// What a `mysql.user` row's `plugin` and `authentication_string` say about its password.
 /// `form` is the server's password form once known (after the first apply): another plugin
 /// where podgrant sets native hashes was set by hand; on a `Cleartext` server (or before the
@@ -724,16 +727,35 @@ mod tests {
         let mysql80 = Some(PasswordForm::MysqlNativeHash);
         let mysql84 = Some(PasswordForm::Cleartext);
         for (plugin, auth, form, want) in [
-            (native, hash(), maria, Credential::Native(sql::native_hash("pw"))),
-            (native, hash(), None, Credential::Native(sql::native_hash("pw"))),
-            (native, Some(vec![]), mysql80, Credential::Native(String::new())),
+            (
+                native,
+                hash(),
+                maria,
+                Credential::Native(sql::native_hash("pw")),
+            ),
+            (
+                native,
+                hash(),
+                None,
+                Credential::Native(sql::native_hash("pw")),
+            ),
+            (
+                native,
+                Some(vec![]),
+                mysql80,
+                Credential::Native(String::new()),
+            ),
             (sha2, salted(), mysql84, Credential::Unknown),
             (sha2, salted(), None, Credential::Unknown),
             (sha2, salted(), mysql80, Credential::OtherPlugin),
             (Some("ed25519"), salted(), maria, Credential::OtherPlugin),
             (None, None, maria, Credential::OtherPlugin),
         ] {
-            assert_eq!(credential_of(plugin, auth, form), want, "{plugin:?} {form:?}");
+            assert_eq!(
+                credential_of(plugin, auth, form),
+                want,
+                "{plugin:?} {form:?}"
+            );
         }
         let shown = format!("{:?}", Credential::Native(sql::native_hash("pw")));
         assert!(!shown.contains(&sql::native_hash("pw")[1..9]), "{shown}");
