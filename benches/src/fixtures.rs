@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use podgrant_core::grant::{Desired, Observed, ObservedAccount};
+use podgrant_core::grant::{Credential, Desired, Observed, ObservedAccount};
 use podgrant_core::model::{Cluster, ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
+use podgrant_core::sql::native_hash;
 use podgrant_core::validate::{
     Policy, ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER,
 };
@@ -112,6 +113,7 @@ pub fn converged(desired: &Desired) -> Observed {
                     fingerprint: d.fingerprint.clone(),
                     exists: true,
                     grants: BTreeMap::from([(d.database.clone(), d.privileges.clone())]),
+                    credential: Credential::Native(native_hash(d.password.expose())),
                 },
             )
         })

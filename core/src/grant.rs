@@ -64,6 +64,46 @@ pub struct ObservedAccount {
     pub exists: bool,
     /// From MySQL: the database it has privileges on, and which (empty if none).
     pub grants: BTreeMap<String, BTreeSet<Privilege>>,
+    /// From MySQL: the credential it stores, read in the same query as `exists`.
+    pub credential: Credential,
+}
+
+/// The credential MySQL stores for an account, as far as podgrant can compare it with a
+/// password. The hash is password-equivalent: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Credential {
+    /// Not comparable: a salted server-side form (`caching_sha2_password` on MySQL 8.4 without
+    /// `mysql_native_password`), or a plugin seen before the store knew the server's form. Only
+    /// the ledger fingerprint can tell a change.
+    #[default]
+    Unknown,
+    /// A `mysql_native_password` hash, as stored (`*` + 40 upper-case hex digits).
+    Native(String),
+    /// Another plugin on a server that takes native hashes: changed by hand, never by podgrant.
+    OtherPlugin,
+}
+
+impl Credential {
+    /// Whether this credential is known to log in with `password` (`None`: can't tell).
+    pub fn matches(&self, password: &Password) -> Option<bool> {
+        match self {
+            Credential::Unknown => None,
+            Credential::Native(hash) => {
+                Some(hash.eq_ignore_ascii_case(&crate::sql::native_hash(password.expose())))
+            }
+            Credential::OtherPlugin => Some(false),
+        }
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Unknown => f.write_str("Unknown"),
+            Credential::Native(_) => f.write_str("Native(<redacted>)"),
+            Credential::OtherPlugin => f.write_str("OtherPlugin"),
+        }
+    }
 }
 
 /// Observed state: the ledger joined with what MySQL really has. Accounts not in the ledger

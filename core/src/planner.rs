@@ -8,11 +8,16 @@
 //! | yes | no, foreign | none — reported in [`Plan::foreign`] |
 //! | yes | yes, other owner | `Drop` (ends the old owner's sessions), `Claim` (new owner), `Create`, `Grant` |
 //! | yes | yes, account missing | `Claim` if the fingerprint changed, `Create`, `Grant` (crash between Claim and Create) |
-//! | yes | yes, account exists | `SetPassword` if the fingerprint changed; `Revoke`/`Grant` for the privilege difference |
+//! | yes | yes, account exists | `SetPassword` if the fingerprint changed or the stored credential doesn't match the password (changed by hand); `Revoke`/`Grant` for the privilege difference |
 //! | no | yes | `Drop` (always — a crash between `DROP USER` and `KILL` must still end sessions), `Release` |
 //!
 //! `Drop` and `Revoke` also end the account's open sessions (see [`crate::sql::statements`]);
 //! `SetPassword` does not: a pod's established connections stay up across a rotation.
+//!
+//! The stored credential ([`crate::grant::Credential`]) is compared with the desired password's
+//! `mysql_native_password` hash (computed here, per existing account, never logged). Where the
+//! server keeps a salted form (MySQL 8.4 `caching_sha2_password`) it can't be compared: there a
+//! password changed by hand is not noticed, only a changed fingerprint is.
 //!
 //! Output order is by phase, then by account key: all `Drop`s, all `Release`s, all `Claim`s,
 //! `Create`s, `SetPassword`s, `Revoke`s, then `Grant`s. So a `Claim` precedes its `Create`, a
@@ -114,7 +119,8 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
             continue;
         }
 
-        if fingerprint_changed {
+        let credential_drifted = have.credential.matches(&want.password) == Some(false);
+        if fingerprint_changed || credential_drifted {
             set_passwords.push(Action::SetPassword {
                 key: key.clone(),
                 password: want.password.clone(),

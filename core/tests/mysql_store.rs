@@ -331,6 +331,58 @@ async fn password_change_takes_effect_with_hostile_characters() {
 }
 
 #[tokio::test]
+async fn a_password_changed_behind_the_stores_back_is_restored_by_the_next_plan() {
+    let Some(mut ctx) = Ctx::new("password_drift").await else {
+        return;
+    };
+    let key = ctx.key("drift", "127.0.0.1");
+    let desired: Desired = [want(&key, "svc", &ctx.db(), &["SELECT"], "the-desired")].into();
+    ctx.converge(&desired).await;
+    login(&ctx.url, &key.user, "the-desired")
+        .await
+        .expect("desired password logs in");
+
+    ctx.admin
+        .query_drop(format!(
+            "ALTER USER {} IDENTIFIED BY 'other'",
+            sql::account(&key).unwrap()
+        ))
+        .await
+        .unwrap();
+    assert!(login(&ctx.url, &key.user, "the-desired").await.is_err());
+
+    let wanted: BTreeSet<AccountKey> = [key.clone()].into();
+    let before = ctx.store.statements();
+    let observed = ctx.store.observe(&wanted).await.unwrap();
+    assert_eq!(
+        ctx.store.statements() - before,
+        3,
+        "the credential comes with the existence query: no extra statement"
+    );
+    assert_eq!(
+        observed.owned[&key]
+            .credential
+            .matches(&Password::new("the-desired")),
+        Some(false),
+        "{:?}",
+        observed.owned[&key].credential
+    );
+    let actions = plan(&desired, &observed);
+    assert_eq!(
+        actions.iter().map(|a| a.kind()).collect::<Vec<_>>(),
+        vec!["set_password"]
+    );
+    ctx.store.apply(&actions).await.unwrap();
+    login(&ctx.url, &key.user, "the-desired")
+        .await
+        .expect("the desired password logs in again");
+    assert!(login(&ctx.url, &key.user, "other").await.is_err());
+    let (rounds, _) = ctx.converge(&desired).await;
+    assert_eq!(rounds, 0, "restored: nothing left to do");
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn create_over_existing_account_still_sets_the_password() {
     // MariaDB's CREATE USER IF NOT EXISTS keeps an existing account's password; the store
     // always follows it with ALTER USER, so a Create over a leftover account converges.

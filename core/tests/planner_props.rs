@@ -4,9 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use podgrant_core::desired::fingerprint;
-use podgrant_core::grant::{AccountKey, Action, Desired, DesiredAccount, Privilege};
+use podgrant_core::grant::{
+    AccountKey, Action, Credential, Desired, DesiredAccount, Observed, ObservedAccount, Privilege,
+};
 use podgrant_core::model::{ObjectRef, Password};
 use podgrant_core::planner::{plan, plan_with_report};
+use podgrant_core::sql::native_hash;
 use podgrant_core::store::memory::{AccountState, LedgerRow, MemoryState};
 use proptest::prelude::*;
 
@@ -77,50 +80,43 @@ fn state_strategy() -> impl Strategy<Value = MemoryState> {
         ),
         0..8,
     );
-    // Passwords are not observable (MySQL keeps a hash): the ledger fingerprint is the truth.
-    // So an owned account whose ledger row names a password really has that password; a
-    // "stale" fingerprint (a crash between ALTER USER and the ledger update) may have any.
-    (ledger, accounts).prop_map(|(ledger, mut accounts)| {
-        for (key, (_, pw)) in &ledger {
-            if let (Some(acc), true) = (accounts.get_mut(key), *pw < PASSWORDS.len()) {
-                acc.0 = *pw;
-            }
-        }
-        MemoryState {
-            ledger: ledger
-                .into_iter()
-                .map(|(key, (o, pw))| {
-                    let fingerprint = match PASSWORDS.get(pw) {
-                        Some(p) => fingerprint(&key.user, p),
-                        None => "stale".to_string(),
-                    };
-                    (
-                        key,
-                        LedgerRow {
-                            owner: owner(o),
-                            fingerprint,
-                        },
-                    )
-                })
-                .collect(),
-            accounts: accounts
-                .into_iter()
-                .map(|(key, (pw, grants))| {
-                    (
-                        key,
-                        AccountState {
-                            password: Password::new(PASSWORDS[pw]),
-                            grants: grants
-                                .into_iter()
-                                .filter(|(_, p)| !p.is_empty())
-                                .map(|(db, p)| (DBS[db].to_string(), p))
-                                .collect(),
-                        },
-                    )
-                })
-                .collect(),
-            sessions: BTreeMap::new(),
-        }
+    // Any account may have any password, whatever its ledger row says: a "stale" fingerprint
+    // (a crash between ALTER USER and the ledger update) or a password changed by hand. The
+    // stored credential is observed, so convergence must restore it either way.
+    (ledger, accounts).prop_map(|(ledger, accounts)| MemoryState {
+        ledger: ledger
+            .into_iter()
+            .map(|(key, (o, pw))| {
+                let fingerprint = match PASSWORDS.get(pw) {
+                    Some(p) => fingerprint(&key.user, p),
+                    None => "stale".to_string(),
+                };
+                (
+                    key,
+                    LedgerRow {
+                        owner: owner(o),
+                        fingerprint,
+                    },
+                )
+            })
+            .collect(),
+        accounts: accounts
+            .into_iter()
+            .map(|(key, (pw, grants))| {
+                (
+                    key,
+                    AccountState {
+                        password: Password::new(PASSWORDS[pw]),
+                        grants: grants
+                            .into_iter()
+                            .filter(|(_, p)| !p.is_empty())
+                            .map(|(db, p)| (DBS[db].to_string(), p))
+                            .collect(),
+                    },
+                )
+            })
+            .collect(),
+        sessions: BTreeMap::new(),
     })
 }
 
@@ -421,6 +417,91 @@ fn password_change_is_set_password_and_privilege_diff_is_grant_revoke() {
         state.accounts[&key].grants.keys().collect::<Vec<_>>(),
         vec!["other"]
     );
+}
+
+#[test]
+fn a_credential_that_does_not_match_the_password_is_reset_even_with_an_unchanged_fingerprint() {
+    let key = AccountKey {
+        user: "dave".into(),
+        host: "10.0.0.5".parse().unwrap(),
+    };
+    let want = DesiredAccount {
+        key: key.clone(),
+        owner: owner(0),
+        pod: ObjectRef::new("ns", "p"),
+        database: "app".into(),
+        privileges: BTreeSet::from([Privilege("SELECT".into())]),
+        password: Password::new("pw-0"),
+        fingerprint: fingerprint("dave", "pw-0"),
+    };
+    let desired: Desired = BTreeMap::from([(key.clone(), want.clone())]);
+    // (stored credential, does the planner reset the password?)
+    let table = [
+        (Credential::Native(native_hash("pw-0")), false),
+        (
+            Credential::Native(native_hash("pw-0").to_lowercase()),
+            false,
+        ),
+        (Credential::Native(native_hash("changed-by-hand")), true),
+        (Credential::Native(String::new()), true),
+        (Credential::OtherPlugin, true),
+        // Not comparable (MySQL 8.4 caching_sha2): the fingerprint alone decides, as before.
+        (Credential::Unknown, false),
+    ];
+    for (credential, reset) in table {
+        let label = format!("{credential:?}");
+        let observed = Observed {
+            owned: BTreeMap::from([(
+                key.clone(),
+                ObservedAccount {
+                    key: key.clone(),
+                    owner: want.owner.clone(),
+                    fingerprint: want.fingerprint.clone(),
+                    exists: true,
+                    grants: BTreeMap::from([("app".into(), want.privileges.clone())]),
+                    credential,
+                },
+            )]),
+            foreign: BTreeSet::new(),
+        };
+        let expect = if reset {
+            vec![Action::SetPassword {
+                key: key.clone(),
+                password: want.password.clone(),
+                fingerprint: want.fingerprint.clone(),
+            }]
+        } else {
+            vec![]
+        };
+        assert_eq!(plan(&desired, &observed), expect, "{label}");
+    }
+}
+
+#[test]
+fn a_password_changed_by_hand_is_restored_in_the_model() {
+    let key = AccountKey {
+        user: "erin".into(),
+        host: "10.0.0.6".parse().unwrap(),
+    };
+    let desired: Desired = BTreeMap::from([(
+        key.clone(),
+        DesiredAccount {
+            key: key.clone(),
+            owner: owner(0),
+            pod: ObjectRef::new("ns", "p"),
+            database: "app".into(),
+            privileges: BTreeSet::from([Privilege("SELECT".into())]),
+            password: Password::new("pw-0"),
+            fingerprint: fingerprint("erin", "pw-0"),
+        },
+    )]);
+    let mut state = MemoryState::default();
+    run(&desired, &mut state);
+    state.accounts.get_mut(&key).unwrap().password = Password::new("other");
+    let kinds: Vec<_> = run(&desired, &mut state).iter().map(|a| a.kind()).collect();
+    assert_eq!(kinds, vec!["set_password"]);
+    assert_eq!(state.accounts[&key].password.expose(), "pw-0");
+    assert!(plan(&desired, &state.observe(&wanted(&desired))).is_empty());
 }
 
 #[test]

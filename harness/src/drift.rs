@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `drop_account` | the owned account disappears (its ledger row stays) | re-created within the resync bound |
 //! | `alter_privileges` (`database`, `privileges`) | its grants are replaced | restored within the resync bound |
-//! | `alter_password` (`password`) | its password is changed | restored within the resync bound (checked on the memory store; MySQL's password can't be read back, only the ledger's fingerprint) |
+//! | `alter_password` (`password`) | its password is changed | restored within the resync bound: the engine compares the stored native hash with the desired password's (the harness checks the password itself on the memory store; on MySQL 8.4 `caching_sha2_password` it can't be compared and is not restored) |
 //! | `add_foreign` (`password`) | an account the ledger doesn't know appears | never touched, never adopted |
 
 use std::net::IpAddr;

@@ -252,7 +252,6 @@ fn a_subject_that_touches_a_foreign_account_is_caught() {
 }
 
 #[test]
-#[ignore = "engine bug found by issue 8's drift step: a password changed behind the engine's back is never restored (the planner compares only the ledger fingerprint); un-ignore once resync re-asserts passwords"]
 fn password_drift_is_repaired_within_the_resync_bound() {
     let (r, _dir) = run(&example("drift-password"), Subject::Engine, false);
     assert!(r.passed, "{r}");

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::grant::{AccountKey, Action, Observed, ObservedAccount, Privilege};
+use crate::grant::{AccountKey, Action, Credential, Observed, ObservedAccount, Privilege};
 use crate::model::{ObjectRef, Password};
 use crate::sql::{self, Statement, StatementKind};
 use crate::store::sessions::{self, ProcessRow};
@@ -74,6 +74,10 @@ impl MemoryState {
                         fingerprint: row.fingerprint.clone(),
                         exists: account.is_some(),
                         grants: account.map(|a| a.grants.clone()).unwrap_or_default(),
+                        // Modelled as MariaDB stores it: the native hash of the password.
+                        credential: account.map_or(Credential::Unknown, |a| {
+                            Credential::Native(sql::native_hash(a.password.expose()))
+                        }),
                     },
                 )
             })

@@ -17,6 +17,11 @@
 //!   MySQL 8.0 get the native hash computed by the engine, never the password; MySQL 8.4+
 //!   without the plugin gets `IDENTIFIED BY '<password>'` (MySQL rewrites it out of its general
 //!   and slow logs unless `--log-raw`; see the README).
+//! - **Drift**: `observe` reads each account's `plugin` and `authentication_string` with its
+//!   existence (same query) as a [`Credential`]; the planner compares a native hash with the
+//!   desired password's, so a password changed by hand is reset at the next resync. A
+//!   `caching_sha2_password` credential (MySQL 8.4, `Cleartext` form) is salted and can't be
+//!   compared: there only the ledger fingerprint counts.
 //! - **Batching**: see [`crate::sql`]. MariaDB's multi-account statements are not
 //!   all-or-nothing; nothing here trusts a statement's success — [`GrantStore::observe`] reads
 //!   `mysql.user` and `information_schema.SCHEMA_PRIVILEGES`, and the engine re-plans from that.
@@ -39,7 +44,7 @@ use std::sync::{Arc, OnceLock};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, Value};
 
-use crate::grant::{AccountKey, Action, Observed, ObservedAccount, Privilege};
+use crate::grant::{AccountKey, Action, Credential, Observed, ObservedAccount, Privilege};
 use crate::model::ObjectRef;
 use crate::sql::{self, PasswordForm, Statement, StatementKind};
 use crate::store::sessions::{self, ProcessRow};
@@ -491,23 +496,30 @@ impl MysqlStore {
             .chain(wanted.iter())
             .map(|k| k.user.as_str())
             .collect();
-        let mut existing: BTreeSet<AccountKey> = BTreeSet::new();
+        let mut existing: BTreeMap<AccountKey, Credential> = BTreeMap::new();
         let mut grants: BTreeMap<AccountKey, BTreeMap<String, BTreeSet<Privilege>>> =
             BTreeMap::new();
         if !users.is_empty() {
             let marks = vec!["?"; users.len()].join(", ");
             let params: Vec<Value> = users.iter().map(|u| Value::from(*u)).collect();
             self.count(1);
-            let rows: Vec<(String, String)> = conn
+            // The stored credential comes in the same query (bytes: a salted form need not
+            // be UTF-8). It is password-equivalent: never logged, compared by the planner.
+            let rows: Vec<UserRow> = conn
                 .exec(
-                    format!("SELECT User, Host FROM mysql.user WHERE User IN ({marks})"),
+                    format!(
+                        "SELECT User, Host, plugin, authentication_string \
+                         FROM mysql.user WHERE User IN ({marks})"
+                    ),
                     Params::Positional(params),
                 )
                 .await
                 .map_err(|e| self.classify(&e, "reading mysql.user", &[]))?;
-            for (user, host) in rows {
+            let form = self.inner.form.get().copied();
+            for (user, host, plugin, auth) in rows {
                 if let Ok(ip) = host.parse::<IpAddr>() {
-                    existing.insert(AccountKey { user, host: ip });
+                    let credential = credential_of(plugin.as_deref(), auth, form);
+                    existing.insert(AccountKey { user, host: ip }, credential);
                 }
             }
 
@@ -551,13 +563,15 @@ impl MysqlStore {
 
         let foreign = wanted
             .iter()
-            .filter(|k| existing.contains(*k) && !ledger.contains_key(*k))
+            .filter(|k| existing.contains_key(*k) && !ledger.contains_key(*k))
             .cloned()
             .collect();
         let owned = ledger
             .into_iter()
             .map(|(key, (owner, fingerprint))| {
-                let exists = existing.contains(&key);
+                let credential = existing.remove(&key);
+                let exists = credential.is_some();
+                let credential = credential.unwrap_or_default();
                 let grants = grants.remove(&key).unwrap_or_default();
                 (
                     key.clone(),
@@ -567,6 +581,7 @@ impl MysqlStore {
                         fingerprint,
                         exists,
                         grants,
+                        credential,
                     },
                 )
             })
@@ -607,6 +622,30 @@ impl MysqlStore {
             report.applied += batch.len();
         }
         Ok(report)
+    }
+}
+
+/// A `mysql.user` row as observed: `User, Host, plugin, authentication_string`.
+type UserRow = (String, String, Option<String>, Option<Vec<u8>>);
+
+/// What a `mysql.user` row's `plugin` and `authentication_string` say about its password.
+/// `form` is the server's password form once known (after the first apply): another plugin
+/// where podgrant sets native hashes was set by hand; on a `Cleartext` server (or before the
+/// form is known) it can't be compared.
+pub fn credential_of(
+    plugin: Option<&str>,
+    auth: Option<Vec<u8>>,
+    form: Option<PasswordForm>,
+) -> Credential {
+    let native = plugin.is_some_and(|p| p.eq_ignore_ascii_case("mysql_native_password"));
+    match (native, auth.map(String::from_utf8)) {
+        (true, Some(Ok(hash))) => Credential::Native(hash),
+        (_, _) => match form {
+            Some(PasswordForm::MariadbHash | PasswordForm::MysqlNativeHash) => {
+                Credential::OtherPlugin
+            }
+            Some(PasswordForm::Cleartext) | None => Credential::Unknown,
+        },
     }
 }
 
@@ -676,6 +715,50 @@ mod tests {
                 "{version} {native}"
             );
         }
+    }
+
+    #[test]
+    fn credential_from_plugin_and_authentication_string() {
+        let hash = || Some(sql::native_hash("pw").into_bytes());
+        let native = Some("mysql_native_password");
+        let sha2 = Some("caching_sha2_password");
+        let salted = || Some(b"$A$005$\x01\xff salt".to_vec());
+        let maria = Some(PasswordForm::MariadbHash);
+        let mysql80 = Some(PasswordForm::MysqlNativeHash);
+        let mysql84 = Some(PasswordForm::Cleartext);
+        for (plugin, auth, form, want) in [
+            (
+                native,
+                hash(),
+                maria,
+                Credential::Native(sql::native_hash("pw")),
+            ),
+            (
+                native,
+                hash(),
+                None,
+                Credential::Native(sql::native_hash("pw")),
+            ),
+            (
+                native,
+                Some(vec![]),
+                mysql80,
+                Credential::Native(String::new()),
+            ),
+            (sha2, salted(), mysql84, Credential::Unknown),
+            (sha2, salted(), None, Credential::Unknown),
+            (sha2, salted(), mysql80, Credential::OtherPlugin),
+            (Some("ed25519"), salted(), maria, Credential::OtherPlugin),
+            (None, None, maria, Credential::OtherPlugin),
+        ] {
+            assert_eq!(
+                credential_of(plugin, auth, form),
+                want,
+                "{plugin:?} {form:?}"
+            );
+        }
+        let shown = format!("{:?}", Credential::Native(sql::native_hash("pw")));
+        assert!(!shown.contains(&sql::native_hash("pw")[1..9]), "{shown}");
     }
 
     #[test]
