@@ -24,6 +24,7 @@ pub mod metrics; // atomic counters and Prometheus text
 pub mod model;
 pub mod planner;
 pub mod profile; // bounded-memory CPU sampler → pprof protobuf
+pub mod rate; // pure token bucket: a floor under watch starts
 pub mod sql;
 pub mod store;
 pub mod tenancy; // pure: which namespace may use which user and database names

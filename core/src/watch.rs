@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::metrics::{Metrics, Resource, RestartReason};
 use crate::model::{ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
+use crate::rate::{StartFloor, StartRate};
 use crate::validate::ANNOTATION_PREFIX;
 
 /// Settings of one guarded watch loop.
@@ -46,6 +47,8 @@ pub struct WatchConfig {
     pub page_size: Option<u32>,
     /// Optional label selector for the pods watch (a pod leaving it arrives as DELETED).
     pub pod_label_selector: Option<String>,
+    /// A floor under watch starts, even when every watch made progress (see [`crate::rate`]).
+    pub rewatch_rate: StartRate,
 }
 
 impl Default for WatchConfig {
@@ -63,6 +66,7 @@ impl Default for WatchConfig {
             request_timeout: Duration::from_secs(30),
             page_size: Some(500),
             pod_label_selector: None,
+            rewatch_rate: StartRate::default(),
         }
     }
 }
@@ -277,6 +281,7 @@ where
 {
     async_stream::stream! {
         let mut guard = WatchGuard::new(config.min_healthy, Backoff::new(config.backoff.clone(), seed));
+        let mut floor = StartFloor::new(config.rewatch_rate);
         let mut rv: Option<String> = None;
         loop {
             let current_rv = match rv.clone() {
@@ -322,6 +327,11 @@ where
                 }
             };
 
+            let wait = floor.admit(Instant::now());
+            if !wait.is_zero() {
+                tracing::debug!(resource = resource.as_str(), ?wait, "re-watch rate floor");
+                tokio::time::sleep(wait).await;
+            }
             metrics.watch_request(resource);
             let started = Instant::now();
             let opened = tokio::time::timeout(
@@ -632,6 +642,42 @@ mod tests {
         );
         assert_eq!(snap.total_restarts(), early);
         assert!(start.elapsed() >= Duration::from_secs(600));
+    }
+
+    /// The fuzzer's find (issue 8's faults that fire): a server that closes every watch right
+    /// after one new event. Each watch made progress, so the guard never backs off; without a
+    /// floor the loop re-watched once per event, as fast as the server answered.
+    #[tokio::test(start_paused = true)]
+    async fn every_watch_closing_after_one_new_event_rewatches_at_the_floor_rate() {
+        let scripts = (0..10_000u64)
+            .map(|i| Script::Events(vec![RawEvent::Added(i as u32, (11 + i).to_string())]))
+            .collect();
+        let src = fake(vec![], 10, scripts);
+        let metrics = Arc::new(Metrics::new());
+        let mut s = Box::pin(guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            1,
+            Resource::Pods,
+            metrics.clone(),
+        ));
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![])));
+        let driver = tokio::spawn(async move { while s.next().await.is_some() {} });
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let (lists, watches) = *src.calls.lock().unwrap();
+        driver.abort();
+        // Burst 5, then 1 per second: ~105 in 100 s (it was one per event: thousands).
+        assert_eq!(lists, 1);
+        assert!(
+            (100..=106).contains(&watches),
+            "watches in 100 s: {watches}"
+        );
+        let events = metrics.snapshot().events["pods"];
+        assert!(
+            events + 1 >= watches && events <= watches,
+            "{events} events, {watches} watches"
+        );
     }
 
     #[tokio::test(start_paused = true)]
