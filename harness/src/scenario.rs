@@ -787,6 +787,31 @@ async fn drive(
     Ok(drove)
 }
 
+/// Pure: MySQL's observed state in the memory store's shape, for the invariants written over
+/// it (the password is unknown and left empty; the invariants don't read it).
+fn as_memory_state(o: &podgrant_core::grant::Observed) -> MemoryState {
+    let mut state = MemoryState::default();
+    for (key, a) in &o.owned {
+        state.ledger.insert(
+            key.clone(),
+            podgrant_core::store::memory::LedgerRow {
+                owner: a.owner.clone(),
+                fingerprint: a.fingerprint.clone(),
+            },
+        );
+        if a.exists {
+            state.accounts.insert(
+                key.clone(),
+                podgrant_core::store::memory::AccountState {
+                    password: podgrant_core::model::Password::new(""),
+                    grants: a.grants.clone(),
+                },
+            );
+        }
+    }
+    state
+}
+
 /// [`drive`] on a store: memory, or MySQL at `url` within `scope`.
 async fn drive_on(
     scenario: &Scenario,
@@ -856,14 +881,19 @@ async fn drive_on(
             })?;
             next_step += 1;
         }
-        if let AnyStore::Memory(s) = &store {
+        // Safety on every tick, whichever the store: MySQL's state is read back from the server.
+        let state = match &store {
+            AnyStore::Memory(s) => Some(s.snapshot()),
+            // A failed read (transient) skips this tick's check only; the final checks still run.
+            AnyStore::Mysql { store: s } => s
+                .observe(&BTreeSet::new())
+                .await
+                .ok()
+                .map(|o| as_memory_state(&o)),
+        };
+        if let Some(state) = state {
             let cluster = crate::truth::cluster(&sim)?;
-            violations.extend(safety.observe(
-                elapsed,
-                scenario.safety_grace,
-                &cluster,
-                &s.snapshot(),
-            ));
+            violations.extend(safety.observe(elapsed, scenario.safety_grace, &cluster, &state));
         }
         if now >= end {
             break false;
@@ -910,7 +940,13 @@ async fn drive_on(
                 .observe(&wanted)
                 .await
                 .map_err(|e| ScenarioError::Store(e.to_string()))?;
-            let v = check_convergence_observed(&desired.accounts, &observed);
+            let mut v = check_convergence_observed(&desired.accounts, &observed);
+            // The ledger checks the memory store gets, on the server's state read back.
+            v.extend(check_ledger(
+                &as_memory_state(&observed),
+                &foreign_before,
+                true,
+            ));
             let _ = s.disconnect().await;
             (observed.owned.len(), v)
         }
