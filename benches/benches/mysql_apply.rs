@@ -12,9 +12,11 @@
 //! Statements per iteration are printed once for each mode.
 //!
 //! MySQL comes from the harness's provider (`MYSQL_URL`, else a `mariadbd` on PATH started in
-//! a temp datadir, else Docker); with none, the bench prints why and measures nothing.
-//! Accounts use a per-process user prefix and a per-process ledger schema, both removed by
-//! the revoke half of every iteration (the empty ledger schema itself is left).
+//! a temp datadir, else Docker); with none, the bench prints why and measures nothing — or, under
+//! `PODGRANT_REQUIRE=mysql`, fails. Accounts use a per-run user prefix; the ledger schema is the
+//! run's own (`pgbench_ledger_n<slot>_<id>`, from the harness's `run_scope`), and the accounts
+//! its ledger lists and the schema are dropped when the bench ends (a crashed run's are swept
+//! by the next harness or bench run).
 //!
 //! Run: `cargo bench -p podgrant-benches --bench mysql_apply`.
 
@@ -76,16 +78,24 @@ fn mysql_apply(c: &mut Criterion) {
             eprintln!("mysql_apply: SKIPPED — no MySQL reachable (see the provider message above); nothing measured");
             return;
         }
-        Err(e) => {
-            eprintln!("mysql_apply: SKIPPED — no MySQL: {e}");
-            return;
-        }
+        // Includes PODGRANT_REQUIRE=mysql with no server: a failure, not a skip.
+        Err(e) => panic!("mysql_apply: no MySQL: {e}"),
     };
     eprintln!("mysql_apply: using {}", mysql.redacted_url());
-    let tag = std::process::id() % 100_000;
-    let schema = format!("pgbench_ledger_{tag}");
+    // Per run, not per process id (ids repeat across runs): the clock's nanoseconds and the id.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tag = (nanos ^ std::process::id().rotate_left(16)) % 100_000;
+    let scope = rt
+        .block_on(podgrant_harness::run_scope::RunScope::claim(
+            mysql.url(),
+            "pgbench_ledger",
+        ))
+        .expect("claim a run scope on MySQL");
     let store = rt
-        .block_on(MysqlStore::connect(mysql.url(), &schema))
+        .block_on(MysqlStore::connect(mysql.url(), scope.schema()))
         .expect("connect to MySQL");
     let cluster = fixtures::cluster_with_users(PODS, SERVICES, &format!("pgb{tag}u"));
     let desired = desired_state(&cluster, &fixtures::policy()).accounts;
@@ -117,6 +127,15 @@ fn mysql_apply(c: &mut Criterion) {
         });
     }
     g.finish();
+    let _ = rt.block_on(store.disconnect());
+    let removed = rt
+        .block_on(scope.cleanup())
+        .expect("drop the bench's ledger schema");
+    eprintln!(
+        "mysql_apply: removed {} accounts and {}",
+        removed.accounts,
+        removed.schemas.join(", ")
+    );
 }
 
 criterion_group! {

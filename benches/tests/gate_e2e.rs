@@ -5,6 +5,9 @@
 //! times the planner work per iteration) → gate (must exit 1 with profile.pb.gz,
 //! flamegraph.svg and a differential flame graph) → run without the slowdown → gate (must
 //! exit 0). The planner bench measures thread CPU time, so a busy machine is not a slowdown.
+//!
+//! The differential flame graph is read, not just found: the function the gate's delta table
+//! ranks as grown most must be drawn as grown (a positive delta in its frame's title, a red fill).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -79,6 +82,89 @@ fn gate(home: &Path, out_dir: &Path, slowdown: u32, extra: &[&str]) -> Output {
     out
 }
 
+/// One frame of an inferno differential flame graph: name, delta (percentage points), fill.
+#[derive(Debug, Clone, PartialEq)]
+struct Frame {
+    name: String,
+    delta: Option<f64>,
+    fill: String,
+}
+
+impl Frame {
+    /// Drawn as grown: a positive delta and inferno's red scale (`rgb(255,c,c)`, c < 250).
+    fn shown_grown(&self) -> bool {
+        let red = self
+            .fill
+            .strip_prefix("rgb(255,")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|gb| gb.split_once(','))
+            .and_then(|(g, b)| Some((g.parse::<u8>().ok()?, b.parse::<u8>().ok()?)))
+            .is_some_and(|(g, b)| g == b && g < 250);
+        red && self.delta.is_some_and(|d| d > 0.0)
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Pure: the frames of an inferno SVG, from each `<title>name (… samples, p%; ±d%)</title>`
+/// and the `fill` of the `<rect>` that follows it.
+fn frames(svg: &str) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find("<title>") {
+        rest = &rest[i + "<title>".len()..];
+        let Some(end) = rest.find("</title>") else {
+            break;
+        };
+        let title = unescape(&rest[..end]);
+        rest = &rest[end..];
+        let fill = rest
+            .find("fill=\"")
+            .map(|f| &rest[f + "fill=\"".len()..])
+            .and_then(|f| f.split_once('"'))
+            .map(|(v, _)| v.to_string())
+            .unwrap_or_default();
+        let Some((name, info)) = title.rsplit_once(" (") else {
+            continue;
+        };
+        let delta = info
+            .rsplit_once("; ")
+            .and_then(|(_, d)| d.strip_suffix("%)"))
+            .and_then(|d| d.parse::<f64>().ok());
+        out.push(Frame {
+            name: name.to_string(),
+            delta,
+            fill,
+        });
+    }
+    out
+}
+
+#[test]
+fn frames_reads_grown_and_shrunk_frames_of_a_differential_flame_graph() {
+    use podgrant_benches::gate::folded;
+    let before = folded::parse("main;plan 50\nmain;decode 50\n").expect("folded");
+    let after = folded::parse("main;plan 90\nmain;decode 10\n").expect("folded");
+    let svg = String::from_utf8(folded::differential_svg(&before, &after, "t").expect("svg"))
+        .expect("utf8");
+    let f = frames(&svg);
+    let named = |n: &str| {
+        f.iter()
+            .find(|x| x.name == n)
+            .unwrap_or_else(|| panic!("no {n} frame in {f:?}"))
+    };
+    assert!(named("plan").shown_grown(), "{:?}", named("plan"));
+    assert!(named("plan").delta.is_some_and(|d| (d - 40.0).abs() < 0.5));
+    assert!(!named("decode").shown_grown(), "{:?}", named("decode"));
+    assert!(named("decode").delta.is_some_and(|d| d < 0.0));
+}
+
 fn report(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json written");
     serde_json::from_str(&text).expect("report.json is JSON")
@@ -135,6 +221,25 @@ fn the_gate_catches_a_planted_slowdown_and_passes_noise() {
     assert!(svg.contains("<svg"));
     let diff = std::fs::read_to_string(file("diff_flamegraph")).expect("read diff svg");
     assert!(diff.contains("<svg"));
+    // The content: the function that grew most (by the gate's own delta table) is drawn grown.
+    let grew = cap["deltas"]
+        .as_array()
+        .expect("deltas")
+        .iter()
+        .filter_map(|d| {
+            let change = d["after_cum_share"].as_f64()? - d["before_cum_share"].as_f64()?;
+            Some((d["function"].as_str()?.to_string(), change))
+        })
+        .filter(|(_, change)| *change > 0.0)
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let (grew, change) = grew.expect("the planted slowdown made some function's share grow");
+    let drawn = frames(&diff);
+    assert!(
+        drawn.iter().any(|f| f.name == grew && f.shown_grown()),
+        "{grew} grew by {:.1} points, but no frame of it is drawn as grown: {:?}",
+        change * 100.0,
+        drawn.iter().filter(|f| f.name == grew).collect::<Vec<_>>()
+    );
     file("baseline_profile_pb_gz");
     assert!(
         cap["deltas"].as_array().is_some_and(|d| !d.is_empty()),

@@ -249,7 +249,8 @@ pub async fn provide_with(test: &str, env: &ProviderEnv) -> Result<Option<TestMy
     }
 }
 
-/// Pure: a missing server is a loud skip (printed here) unless `mysql` is required, then an error.
+/// The decision for a missing server ([`crate::require::decide`]): a loud skip (printed here), or
+/// [`MysqlError::Required`] when `PODGRANT_REQUIRE` contains `mysql`.
 pub fn on_missing(
     test: &str,
     reason: &str,

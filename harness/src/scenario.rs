@@ -947,6 +947,31 @@ async fn drive(
     Ok(drove)
 }
 
+/// Pure: MySQL's observed state in the memory store's shape, for the invariants written over
+/// it (the password is unknown and left empty; the invariants don't read it).
+fn as_memory_state(o: &podgrant_core::grant::Observed) -> MemoryState {
+    let mut state = MemoryState::default();
+    for (key, a) in &o.owned {
+        state.ledger.insert(
+            key.clone(),
+            podgrant_core::store::memory::LedgerRow {
+                owner: a.owner.clone(),
+                fingerprint: a.fingerprint.clone(),
+            },
+        );
+        if a.exists {
+            state.accounts.insert(
+                key.clone(),
+                podgrant_core::store::memory::AccountState {
+                    password: podgrant_core::model::Password::new(""),
+                    grants: a.grants.clone(),
+                },
+            );
+        }
+    }
+    state
+}
+
 /// [`drive`] on a store: memory, or MySQL at `url` within `scope`.
 async fn drive_on(
     scenario: &Scenario,
@@ -1109,22 +1134,33 @@ async fn drive_on(
             oracle_cache = Some((version, truth, expected));
         }
         let (_, truth, expected) = oracle_cache.as_ref().expect("just filled");
-        if let AnyStore::Memory(s) = &store {
-            let state = s.snapshot();
+        // Safety on every tick, whichever the store: MySQL's state is read back from the server
+        // (a failed read, transient, skips this tick's check only; the final checks still run).
+        let state = match &store {
+            AnyStore::Memory(s) => Some(s.snapshot()),
+            AnyStore::Mysql { store: s, .. } => s
+                .observe(&BTreeSet::new())
+                .await
+                .ok()
+                .map(|o| as_memory_state(&o)),
+        };
+        if let Some(state) = &state {
             violations.extend(safety.observe(
                 elapsed,
                 scenario.safety_grace,
                 truth,
                 expected,
-                &state,
+                state,
             ));
-            for v in check_ledger(&state, &foreign_before, false) {
+        }
+        if let (AnyStore::Memory(_), Some(state)) = (&store, &state) {
+            for v in check_ledger(state, &foreign_before, false) {
                 if reported_ledger.insert(v.detail.clone()) {
                     violations.push(v);
                 }
             }
             for p in &due {
-                violations.extend(repair_problems(expected, Some(&state), None, p));
+                violations.extend(repair_problems(expected, Some(state), None, p));
             }
         } else if let (AnyStore::Mysql { store: s, .. }, false) = (&store, due.is_empty()) {
             let wanted = expected.accounts.keys().cloned().collect();
@@ -1199,6 +1235,13 @@ async fn drive_on(
                 .await
                 .map_err(|e| ScenarioError::Store(e.to_string()))?;
             let mut v = check_convergence_observed(&expected, &observed);
+            // The ledger checks the memory store gets, on the server's state read back (foreign
+            // accounts are checked just below, from what the server reports as foreign).
+            v.extend(check_ledger(
+                &as_memory_state(&observed),
+                &MemoryState::default(),
+                true,
+            ));
             // Foreign accounts: never adopted, still there; then removed (we created them).
             let mut cleanup = Vec::new();
             for key in foreign_before.accounts.keys() {
