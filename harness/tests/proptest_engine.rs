@@ -14,6 +14,7 @@ fn opts(cases: u32, seed: u64, subject: Subject, dir: &std::path::Path) -> FuzzO
         subject,
         real_time_rerun: false,
         artifacts: dir.to_path_buf(),
+        arm: Default::default(),
     }
 }
 

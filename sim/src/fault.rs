@@ -32,6 +32,11 @@ impl FaultPlan {
         }
     }
 
+    /// No rules: injects nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// Apply this plan to already-open watches too (see [`FaultPlan::apply_to_open_watches`]).
     pub fn to_open_watches(mut self) -> Self {
         self.apply_to_open_watches = true;

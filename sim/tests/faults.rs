@@ -470,7 +470,12 @@ async fn until_events_sent(sim: &Sim, n: u64) {
 #[tokio::test(start_paused = true)]
 async fn a_plan_for_open_watches_ends_a_watch_opened_before_it() {
     let table: [(Fault, &[&str], WatchEnd, &str); 4] = [
-        (Fault::Expire, &["ADDED", "ADDED", "ERROR"], WatchEnd::Clean, "expire"),
+        (
+            Fault::Expire,
+            &["ADDED", "ADDED", "ERROR"],
+            WatchEnd::Clean,
+            "expire",
+        ),
         (
             Fault::HttpError {
                 code: 500,
@@ -502,7 +507,9 @@ async fn a_plan_for_open_watches_ends_a_watch_opened_before_it() {
         let body = send(&sim, "GET", WATCH, None, "").await.into_body();
         let reader = tokio::spawn(watch_lines(body, Duration::from_secs(60)));
         until_events_sent(&sim, 2).await;
-        sim.set_faults(plan(FaultRule::new(fault).resource("pods").verb("watch")).to_open_watches());
+        sim.set_faults(
+            plan(FaultRule::new(fault).resource("pods").verb("watch")).to_open_watches(),
+        );
         let (lines, end) = reader.await.unwrap();
         assert_eq!(types(&lines), want_types, "{kind}");
         assert_eq!(end, want_end, "{kind}");
@@ -513,7 +520,11 @@ async fn a_plan_for_open_watches_ends_a_watch_opened_before_it() {
         let s = sim.stats();
         assert_eq!(s.open_watch_faults(kind), 1, "{kind}: {s:?}");
         assert_eq!(s.watch_faults(kind), 1, "{kind}: {s:?}");
-        assert_eq!(s.requests("watch", "pods"), 1, "{kind}: no new watch was needed");
+        assert_eq!(
+            s.requests("watch", "pods"),
+            1,
+            "{kind}: no new watch was needed"
+        );
     }
 }
 
@@ -545,7 +556,9 @@ async fn chaos_rearmed_on_an_open_watch_duplicates_the_next_event() {
     let body = send(&sim, "GET", WATCH, None, "").await.into_body();
     let reader = tokio::spawn(watch_lines(body, Duration::from_secs(30)));
     until_events_sent(&sim, 1).await;
-    sim.set_faults(plan(FaultRule::new(Fault::Duplicate { p: 1.0 }).verb("watch")).to_open_watches());
+    sim.set_faults(
+        plan(FaultRule::new(Fault::Duplicate { p: 1.0 }).verb("watch")).to_open_watches(),
+    );
     sim.apply(&Step::create_pod("ns", "late")).unwrap();
     let (lines, _) = reader.await.unwrap();
     assert_eq!(types(&lines), ["ADDED", "ADDED", "ADDED"]);
