@@ -146,6 +146,10 @@ fn default_grace() -> Duration {
     Duration::from_secs(3)
 }
 
+fn no_faults(p: &FaultPlan) -> bool {
+    *p == FaultPlan::default()
+}
+
 /// A scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,7 +176,7 @@ pub struct Scenario {
     #[serde(default)]
     pub budgets: Budgets,
     /// Fault plan armed before the engine starts (later `set_faults` steps replace it).
-    #[serde(default, skip_serializing_if = "FaultPlan::is_empty")]
+    #[serde(default, skip_serializing_if = "no_faults")]
     pub faults: FaultPlan,
     /// Server-side cap on how long a watch stays open (default: the sim's 1800 s).
     #[serde(

@@ -13,7 +13,7 @@ fn a_generated_corpus_fires_every_scheduled_fault_kind_while_the_engine_watches(
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = FuzzOptions {
         cases: 16,
-        seed: 20_261_202,
+        seed: 20_261_203,
         max_ops: 16,
         subject: Subject::Engine,
         real_time_rerun: false,
