@@ -131,7 +131,7 @@ pub enum FaultKind {
     Malformed,
 }
 
-const FAULT_KINDS: [FaultKind; 14] = [
+pub const FAULT_KINDS: [FaultKind; 14] = [
     FaultKind::None,
     FaultKind::CloseAfterInitial,
     FaultKind::CloseAfterEvents,
