@@ -4,8 +4,13 @@
 //! slots). [`realize`] replays them against a model of what exists and turns each into a valid sim
 //! step (or skips it when it does not apply, e.g. deleting a pod slot that is empty), so that
 //! proptest's shrinking — dropping and simplifying ops — always yields a valid, smaller scenario.
-//! Faults are steps too; the plan is lifted before the quiescence period, so convergence is
-//! always expected at the end. The minimal failing case is written as a scenario file that
+//! Faults are armed from the start ([`Op::ArmFault`], the scenario's initial plan) and as
+//! steps, which may also reach watches already open ([`Op::SetFault`] `open`); the server's
+//! watch timeout and bookmark interval are generated too ([`Op::ServerTimeouts`]), so watches
+//! are re-opened — and re-faulted — within a run. The plan is lifted (open watches included)
+//! before the quiescence period, so convergence is always expected at the end. Every run
+//! reports per kind how often its faults hit a watch; [`fuzz`] sums that into a
+//! [`FaultCoverage`] and a scheduled kind that never fired fails the fuzz run. The minimal failing case is written as a scenario file that
 //! `podgrant-harness scenario run` replays exactly (same seed, same result), then re-run in real
 //! time with a pprof capture.
 
@@ -86,8 +91,20 @@ pub enum Op {
     RotatePassword {
         svc: u8,
     },
+    /// Replace the fault plan; with `open`, watches already open re-check it at once.
     SetFault {
         kind: FaultKind,
+        open: bool,
+    },
+    /// Add this fault to the plan armed before the engine starts.
+    ArmFault {
+        kind: FaultKind,
+    },
+    /// Server watch timeout and bookmark interval (indices into [`WATCH_TIMEOUTS`] and
+    /// [`BOOKMARK_INTERVALS`]); the last one in a case wins.
+    ServerTimeouts {
+        watch: u8,
+        bookmark: u8,
     },
     Flood {
         n: u16,
@@ -114,7 +131,7 @@ pub enum FaultKind {
     Malformed,
 }
 
-const FAULT_KINDS: [FaultKind; 14] = [
+pub const FAULT_KINDS: [FaultKind; 14] = [
     FaultKind::None,
     FaultKind::CloseAfterInitial,
     FaultKind::CloseAfterEvents,
@@ -220,6 +237,23 @@ impl FaultKind {
     }
 }
 
+/// Generated server watch timeouts: short enough that watches re-open within a run.
+pub const WATCH_TIMEOUTS: [Duration; 3] = [
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(90),
+];
+/// Generated server bookmark intervals.
+pub const BOOKMARK_INTERVALS: [Duration; 3] = [
+    Duration::from_secs(5),
+    Duration::from_secs(20),
+    Duration::from_secs(60),
+];
+
+fn fault_kind() -> impl Strategy<Value = FaultKind> {
+    proptest::sample::select(FAULT_KINDS.to_vec())
+}
+
 fn op_strategy() -> impl Strategy<Value = Op> {
     let pod = 0..POD_SLOTS;
     let svc = 0..SERVICE_SLOTS;
@@ -236,15 +270,32 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (svc.clone(), 0..3u8).prop_map(|(svc, variant)| Op::SetPrivileges { svc, variant }),
         1 => (svc.clone(), 0..HOSTILE.len() as u8).prop_map(|(svc, which)| Op::Hostile { svc, which }),
         1 => svc.prop_map(|svc| Op::RotatePassword { svc }),
-        2 => proptest::sample::select(FAULT_KINDS.to_vec()).prop_map(|kind| Op::SetFault { kind }),
+        2 => (fault_kind(), any::<bool>()).prop_map(|(kind, open)| Op::SetFault { kind, open }),
         1 => (1..2000u16).prop_map(|n| Op::Flood { n }),
         1 => Just(Op::Compact),
     ]
 }
 
-/// A generated case: ops with the simulated gap (ms) before each.
+/// A generated case: ops with the simulated gap (ms) before each. Most cases start with a
+/// fault armed from the start and server timeouts (shrinking drops them like any op).
 pub fn case_strategy(max_ops: usize) -> impl Strategy<Value = Vec<(u16, Op)>> {
-    proptest::collection::vec((0..4000u16, op_strategy()), 1..=max_ops)
+    (
+        proptest::option::weighted(0.8, fault_kind()),
+        proptest::option::weighted(
+            0.7,
+            (
+                0..WATCH_TIMEOUTS.len() as u8,
+                0..BOOKMARK_INTERVALS.len() as u8,
+            ),
+        ),
+        proptest::collection::vec((0..4000u16, op_strategy()), 1..=max_ops),
+    )
+        .prop_map(|(arm, timeouts, ops)| {
+            let head = arm.map(|kind| (0, Op::ArmFault { kind }));
+            let timeouts =
+                timeouts.map(|(watch, bookmark)| (0, Op::ServerTimeouts { watch, bookmark }));
+            head.into_iter().chain(timeouts).chain(ops).collect()
+        })
 }
 
 fn ns_of(slot: u8) -> &'static str {
@@ -317,6 +368,8 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
         initial.push(service_step(svc, NAMESPACES[0]));
         services.insert((NAMESPACES[0], svc));
     }
+    let mut armed = FaultPlan::new(seed);
+    let (mut watch_timeout, mut bookmark_interval) = (None, None);
     let mut steps = Vec::new();
     let mut at = Duration::ZERO;
     let mut push = |at: Duration, step: Step| steps.push(TimedStep { at, step });
@@ -453,12 +506,17 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
                     Step::create_secret(ns, &secret, [("password", secret_password(s, *n))]),
                 );
             }
-            Op::SetFault { kind } => push(
-                at,
-                Step::SetFaults {
-                    plan: kind.plan(seed),
-                },
-            ),
+            Op::SetFault { kind, open } => {
+                let mut plan = kind.plan(seed);
+                plan.apply_to_open_watches = open;
+                push(at, Step::SetFaults { plan });
+            }
+            Op::ArmFault { kind } => armed.rules.extend(kind.plan(seed).rules),
+            Op::ServerTimeouts { watch, bookmark } => {
+                watch_timeout = Some(WATCH_TIMEOUTS[watch as usize % WATCH_TIMEOUTS.len()]);
+                bookmark_interval =
+                    Some(BOOKMARK_INTERVALS[bookmark as usize % BOOKMARK_INTERVALS.len()]);
+            }
             Op::Flood { n } => push(
                 at,
                 Step::Flood(FloodSpec::burst(NAMESPACES[0], u64::from(n))),
@@ -466,12 +524,13 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
             Op::Compact => push(at, Step::Compact),
         }
     }
-    // Lift every fault before quiescence: convergence is expected once the cluster is healthy.
+    // Lift every fault before quiescence, on open watches too: convergence is expected once
+    // the cluster is healthy.
     at += Duration::from_secs(1);
     steps.push(TimedStep {
         at,
         step: Step::SetFaults {
-            plan: FaultPlan::new(seed),
+            plan: FaultPlan::new(seed).to_open_watches(),
         },
     });
     Scenario {
@@ -488,8 +547,10 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
         budgets: fuzz_budgets(),
         engine: Default::default(),
         store_drift: Vec::new(),
-        // Generated names (`alpha`/`user0`) predate tenancy: flip once they are tenant-compliant.
         oracle: crate::truth::OracleOptions::default(),
+        faults: armed,
+        watch_timeout,
+        bookmark_interval,
     }
 }
 
@@ -510,12 +571,88 @@ pub fn fuzz_budgets() -> Budgets {
     }
 }
 
+/// One fault kind over a corpus.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KindCoverage {
+    /// Cases that scheduled the kind.
+    pub cases_scheduled: u64,
+    /// Of those, cases in which it hit a watch at least once.
+    pub cases_fired: u64,
+    /// Times it hit a watch (its request or its open stream), over every case.
+    pub fired_while_watching: u64,
+}
+
+/// Per fault kind (as the sim counts them), what a corpus scheduled and what fired while the
+/// subject was watching.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FaultCoverage {
+    pub kinds: BTreeMap<String, KindCoverage>,
+}
+
+impl FaultCoverage {
+    /// Add one case's report.
+    pub fn add(&mut self, report: &ScenarioReport) {
+        for (kind, n) in &report.faults_fired_while_watching {
+            self.kinds
+                .entry(kind.clone())
+                .or_default()
+                .fired_while_watching += n;
+        }
+        for kind in &report.faults_scheduled {
+            let k = self.kinds.entry(kind.clone()).or_default();
+            k.cases_scheduled += 1;
+            if report
+                .faults_fired_while_watching
+                .get(kind)
+                .is_some_and(|n| *n > 0)
+            {
+                k.cases_fired += 1;
+            }
+        }
+    }
+
+    /// Kinds scheduled somewhere in the corpus that never hit a watch.
+    pub fn unfired(&self) -> Vec<&str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.cases_scheduled > 0 && k.fired_while_watching == 0)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for FaultCoverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "fault coverage (kind: cases scheduled, cases where it hit a watch, hits on watches):"
+        )?;
+        for (name, k) in &self.kinds {
+            writeln!(
+                f,
+                "  {name:<18} {:>6} {:>6} {:>8}{}",
+                k.cases_scheduled,
+                k.cases_fired,
+                k.fired_while_watching,
+                if k.cases_scheduled > 0 && k.fired_while_watching == 0 {
+                    "  NEVER FIRED"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Outcome of a fuzz run.
 #[derive(Debug)]
 pub struct FuzzOutcome {
     pub cases: u32,
     pub runs: u64,
     pub wall: Duration,
+    /// Fault coverage of the generated corpus (shrinking runs excluded).
+    pub coverage: FaultCoverage,
     /// The minimal failing case, if any: its file and its real-time re-run.
     pub failure: Option<FuzzFailure>,
 }
@@ -566,6 +703,8 @@ pub struct FuzzOptions {
     /// The store every generated case runs on. MySQL cases run in real time (their full
     /// simulated duration each), each in its own run scope on the server, removed afterwards.
     pub store: StoreKind,
+    /// Rules armed from the start of every generated case, on top of the generated ones.
+    pub arm: FaultPlan,
 }
 
 /// Runs `cases` generated scenarios under the paused clock (deterministic for a seed); on a
@@ -595,15 +734,20 @@ pub fn fuzz(
     let runs = std::cell::Cell::new(0u64);
     let failed_once = std::cell::Cell::new(false);
     let on_case = std::cell::RefCell::new(on_case);
+    let coverage = std::cell::RefCell::new(FaultCoverage::default());
     let case_dir = artifacts.join("cases");
     let result = runner.run(&case_strategy(max_ops), |ops| {
         runs.set(runs.get() + 1);
         let mut sc = realize(&format!("fuzz-{seed}"), seed, &ops);
         sc.store = opts.store;
+        sc.faults.rules.extend(opts.arm.rules.iter().cloned());
         let mut run_opts = RunOptions::paused(case_dir.join("last"));
         run_opts.subject = opts.subject;
         let report =
             scenario::run(&sc, &run_opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        if !failed_once.get() {
+            coverage.borrow_mut().add(&report);
+        }
         (on_case.borrow_mut())(runs.get(), failed_once.get());
         if report.passed {
             Ok(())
@@ -625,6 +769,7 @@ pub fn fuzz(
         Err(TestError::Fail(reason, ops)) => {
             let mut sc = realize(&format!("fuzz-{seed}-minimal"), seed, &ops);
             sc.store = opts.store;
+            sc.faults.rules.extend(opts.arm.rules.iter().cloned());
             std::fs::create_dir_all(artifacts).map_err(|source| FuzzError::Write {
                 path: artifacts.to_path_buf(),
                 source,
@@ -659,6 +804,7 @@ pub fn fuzz(
         cases,
         runs: runs.get(),
         wall: start.elapsed(),
+        coverage: coverage.into_inner(),
         failure,
     })
 }
@@ -702,6 +848,7 @@ mod tests {
                 100,
                 Op::SetFault {
                     kind: FaultKind::CloseAfterInitial,
+                    open: true,
                 },
             ),
         ];

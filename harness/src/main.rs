@@ -113,6 +113,10 @@ enum ScenarioCmd {
         /// provider; each case in real time, in its own run scope, removed afterwards).
         #[arg(long, value_enum, default_value = "memory")]
         store: StoreArg,
+        /// A fault plan (JSON) whose rules are armed from the start of every case, on top of
+        /// the generated ones; its kinds count toward the coverage check.
+        #[arg(long)]
+        arm: Option<PathBuf>,
     },
 }
 
@@ -277,16 +281,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     subject,
                     no_real_time_rerun,
                     store,
+                    arm,
                 },
-        } => fuzz(&podgrant_harness::generate::FuzzOptions {
-            cases,
-            seed,
-            max_ops,
-            subject: subject.into(),
-            real_time_rerun: !no_real_time_rerun,
-            artifacts,
-            store: store.into(),
-        }),
+        } => {
+            let arm = match &arm {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading fault plan {}", path.display()))?;
+                    podgrant_sim::FaultPlan::from_json(&text)
+                        .with_context(|| format!("fault plan {}", path.display()))?
+                }
+                None => podgrant_sim::FaultPlan::default(),
+            };
+            fuzz(&podgrant_harness::generate::FuzzOptions {
+                cases,
+                seed,
+                max_ops,
+                subject: subject.into(),
+                real_time_rerun: !no_real_time_rerun,
+                artifacts,
+                store: store.into(),
+                arm,
+            })
+        }
         Command::Soak {
             duration,
             seed,
@@ -356,9 +373,20 @@ fn fuzz(opts: &podgrant_harness::generate::FuzzOptions) -> Result<ExitCode> {
         "fuzz: seed {seed}, {} cases ({} runs incl. shrinking) in {:.1?}",
         outcome.cases, outcome.runs, outcome.wall
     );
+    let rate = outcome.runs as f64 / outcome.wall.as_secs_f64().max(1e-9);
+    println!("{rate:.1} runs/s");
+    print!("{}", outcome.coverage);
+    let unfired = outcome.coverage.unfired();
     match outcome.failure {
+        None if !unfired.is_empty() => {
+            println!(
+                "FAILED: scheduled fault kinds never hit a watch across the corpus: {}",
+                unfired.join(", ")
+            );
+            Ok(ExitCode::FAILURE)
+        }
         None => {
-            println!("all cases passed");
+            println!("all cases passed; every scheduled fault kind hit a watch");
             Ok(ExitCode::SUCCESS)
         }
         Some(f) => {

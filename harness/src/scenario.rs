@@ -16,7 +16,10 @@
 //!   "budgets": {"max_rewatch_per_sec": 1.0, "window": "10s", …},   // checked over every sliding window
 //!   "engine": {"resync_interval": "10s", "debounce": "250ms"},   // optional engine timing
 //!   "store_drift": [{"at": "20s", "drift": {"op": "drop_account", …}}],   // behind the engine's back
-//!   "oracle": {"tenancy": true}
+//!   "oracle": {"tenancy": true},
+//!   "faults": {"rules": […], …},             // fault plan armed before the engine starts (default none)
+//!   "watch_timeout": "20s",                  // server-side cap on a watch's life (default 1800 s)
+//!   "bookmark_interval": "10s",              // server BOOKMARK period (default 60 s)
 //! }
 //! ```
 //!
@@ -38,10 +41,15 @@
 //! [`Invariant::BusyLoop`] (or [`Invariant::RewatchRate`] when the frozen time was spent
 //! re-watching) violation instead of hanging.
 //!
+//! Every report counts, per fault kind, the faults the sim dealt (`faults_fired`) and the part
+//! of them that hit a watch of the subject — its request or its open stream
+//! (`faults_fired_while_watching`) — next to the kinds the scenario scheduled, so a run proves
+//! its faults reached the engine.
+//!
 //! Every run can be profiled ([`RunOptions::capture`]); on any violation the capture's artifacts
 //! (`profile.pb.gz`, `flamegraph.svg`, `top.txt`) are written next to `report.txt`/`report.json`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,7 +62,7 @@ use podgrant_core::grant::{AccountKey, Action, Observed};
 use podgrant_core::metrics::Metrics;
 use podgrant_core::store::memory::MemoryState;
 use podgrant_core::store::{ApplyReport, GrantStore, MemoryStore, StoreError};
-use podgrant_sim::{Sim, Step, TimedStep};
+use podgrant_sim::{FaultPlan, Sim, Step, TimedStep};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{Artifacts, Capture, DEFAULT_FREQUENCY};
@@ -153,6 +161,10 @@ fn default_grace() -> Duration {
     Duration::from_secs(3)
 }
 
+fn no_faults(p: &FaultPlan) -> bool {
+    *p == FaultPlan::default()
+}
+
 /// A scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +199,23 @@ pub struct Scenario {
     /// How the oracle reads the rules (tenancy on unless switched off).
     #[serde(default)]
     pub oracle: OracleOptions,
+    /// Fault plan armed before the engine starts (later `set_faults` steps replace it).
+    #[serde(default, skip_serializing_if = "no_faults")]
+    pub faults: FaultPlan,
+    /// Server-side cap on how long a watch stays open (default: the sim's 1800 s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub watch_timeout: Option<Duration>,
+    /// Server BOOKMARK interval (default: the sim's 60 s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bookmark_interval: Option<Duration>,
 }
 
 /// Engine timing a scenario sets.
@@ -217,6 +246,18 @@ impl EngineTuning {
 }
 
 impl Scenario {
+    /// Fault kinds (as the sim counts them) that the initial plan or a `set_faults` step schedules.
+    pub fn scheduled_fault_kinds(&self) -> BTreeSet<String> {
+        let steps = self.steps.iter().filter_map(|s| match &s.step {
+            Step::SetFaults { plan } => Some(plan),
+            _ => None,
+        });
+        std::iter::once(&self.faults)
+            .chain(steps)
+            .flat_map(|p| p.rules.iter().map(|r| r.fault.kind_name()))
+            .collect()
+    }
+
     /// Parses a scenario; errors carry serde's line and column.
     pub fn from_json(path: &Path, text: &str) -> Result<Self, ScenarioError> {
         let s: Self = serde_json::from_str(text).map_err(|e| ScenarioError::Parse {
@@ -366,6 +407,12 @@ pub struct ScenarioReport {
     #[serde(with = "humantime_serde")]
     pub wall: Duration,
     pub work: WorkCounts,
+    /// Fault kinds the scenario scheduled.
+    pub faults_scheduled: BTreeSet<String>,
+    /// Faults the sim dealt, per kind.
+    pub faults_fired: BTreeMap<String, u64>,
+    /// The part of `faults_fired` that hit a watch of the subject (its request or open stream).
+    pub faults_fired_while_watching: BTreeMap<String, u64>,
     pub desired_accounts: usize,
     pub owned_accounts: usize,
     /// CPU of the scenario thread (engine + sim + steps).
@@ -446,6 +493,34 @@ impl std::fmt::Display for ScenarioReport {
             w.per_sec(w.statements),
             w.events
         )?;
+        if !self.faults_scheduled.is_empty() || !self.faults_fired.is_empty() {
+            let kinds: BTreeSet<&String> = self
+                .faults_scheduled
+                .iter()
+                .chain(self.faults_fired.keys())
+                .collect();
+            let per_kind: Vec<String> = kinds
+                .into_iter()
+                .map(|k| {
+                    let n = |m: &BTreeMap<String, u64>| m.get(k).copied().unwrap_or(0);
+                    format!(
+                        "{k} {}/{}{}",
+                        n(&self.faults_fired_while_watching),
+                        n(&self.faults_fired),
+                        if self.faults_scheduled.contains(k) {
+                            ""
+                        } else {
+                            " (unscheduled)"
+                        }
+                    )
+                })
+                .collect();
+            writeln!(
+                f,
+                "  faults fired (while watching/all): {}",
+                per_kind.join(", ")
+            )?;
+        }
         if let Some(c) = &self.cpu {
             writeln!(
                 f,
@@ -564,6 +639,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     let sim_cell: Arc<std::sync::Mutex<Option<Sim>>> = Arc::default();
     let wall_start = Instant::now();
 
+    // Wakes the watchdog the moment the run ends (a sleep-and-check adds its period to every run).
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
     let thread = {
         let (scenario, opts, beat, sim_cell) = (
             scenario.clone(),
@@ -572,6 +649,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
             sim_cell.clone(),
         );
         let name = thread_name.clone();
+        let finished_tx = finished_tx.clone();
         std::thread::Builder::new()
             .name(thread_name.clone())
             .spawn(move || {
@@ -585,11 +663,14 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
                 beat.done.store(true, Ordering::SeqCst);
                 // Drop the runtime here, cancelling any task still spinning.
                 drop(rt);
+                let _ = finished_tx.send(());
                 out
             })
             .map_err(|e| ScenarioError::Runtime(e.to_string()))?
     };
 
+    let mut finished = false;
+    drop(finished_tx);
     // The watchdog (crate::watchdog): simulated time must advance while the run is not done.
     let limits = crate::watchdog::Limits {
         stall_after: opts.stall_after,
@@ -645,10 +726,13 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
     });
     // Wait (bounded) for the scenario thread; a spin that never yields is left behind, reported.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !thread.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    while !finished && !thread.is_finished() && Instant::now() < deadline {
+        finished = matches!(
+            finished_rx.recv_timeout(Duration::from_millis(20)),
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
     }
-    let outcome = if thread.is_finished() {
+    let outcome = if finished || thread.is_finished() {
         match thread.join() {
             Ok(r) => Some(r?),
             Err(_) => {
@@ -732,6 +816,9 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
         simulated: drove.simulated,
         wall,
         work: drove.work,
+        faults_scheduled: scenario.scheduled_fault_kinds(),
+        faults_fired: drove.faults_fired,
+        faults_fired_while_watching: drove.faults_fired_while_watching,
         desired_accounts: drove.desired,
         owned_accounts: drove.owned,
         cpu,
@@ -766,6 +853,8 @@ struct Drove {
     violations: Vec<Violation>,
     simulated: Duration,
     work: WorkCounts,
+    faults_fired: BTreeMap<String, u64>,
+    faults_fired_while_watching: BTreeMap<String, u64>,
     desired: usize,
     owned: usize,
     /// A MySQL run's ledger schema and pod-network slot (both removed by now).
@@ -980,7 +1069,15 @@ async fn drive_on(
     sim_cell: &std::sync::Mutex<Option<Sim>>,
     mysql: Option<(&str, &crate::run_scope::RunScope)>,
 ) -> Result<Drove, ScenarioError> {
-    let mut builder = Sim::builder().seed(scenario.seed);
+    let mut builder = Sim::builder()
+        .seed(scenario.seed)
+        .faults(scenario.faults.clone());
+    if let Some(t) = scenario.watch_timeout {
+        builder = builder.watch_timeout(t);
+    }
+    if let Some(b) = scenario.bookmark_interval {
+        builder = builder.bookmark_interval(b);
+    }
     if let Some((_, scope)) = mysql {
         builder = builder.pod_cidr(&scope.pod_cidr());
     }
@@ -1298,6 +1395,8 @@ async fn drive_on(
         violations,
         simulated,
         work,
+        faults_fired: stats.faults.clone(),
+        faults_fired_while_watching: stats.watch_faults.clone(),
         desired: expected.accounts.len(),
         owned,
         mysql_run: None,

@@ -181,18 +181,26 @@ async fn in_stream_410_relists_and_converges() {
     let engine = start(&sim, Arc::new(store.clone()), config());
     wait_until("two grants", LONG, || account_keys(&store).len() == 2).await;
     sim.reset_stats();
-    sim.set_faults(
-        FaultPlan::new(2).rule(FaultRule::new(Fault::Expire).resource("pods").verb("watch")),
-    );
+    let t0 = Instant::now();
+    // Compact first, so a re-watch from the engine's last RV is 410 too and only a relist helps;
+    // then the plan reaches the pods watch that is already open (it would otherwise live 290 s).
     sim.compact();
+    sim.set_faults(
+        FaultPlan::new(2)
+            .rule(FaultRule::new(Fault::Expire).resource("pods").verb("watch"))
+            .to_open_watches(),
+    );
     sim.apply(&Step::delete_pod(NS, "web-1")).unwrap();
     pod(&sim, "web-3", "web");
     let (ip2, ip3) = (pod_ip(&sim, "web-2"), pod_ip(&sim, "web-3"));
+    wait_until("the open pods watch got its 410", LONG, || {
+        sim.stats().open_watch_faults("expire") >= 1
+    })
+    .await;
     wait_until("converged through relists", LONG, || {
         account_keys(&store) == set(&[("apps_web_ro", ip2), ("apps_web_ro", ip3)])
     })
     .await;
-    let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(300)).await;
     let s = sim.stats();
     let pod_lists = s.requests("list", "pods");
@@ -201,8 +209,10 @@ async fn in_stream_410_relists_and_converges() {
         "every pods watch expired: {pod_lists} pod lists, {} pod watches in ~300 s",
         s.requests("watch", "pods")
     );
-    assert!(s.faults("expire") > 0);
-    assert!(engine.snapshot().restarts(RestartReason::Expired) > 0);
+    assert_eq!(s.open_watch_faults("expire"), 1, "{s:?}");
+    assert!(s.watch_faults("expire") > 1, "re-watches expire too: {s:?}");
+    assert!(engine.snapshot().restarts(RestartReason::Expired) >= 1);
+    assert!(pod_lists >= 1, "a 410 must be answered by a relist: {s:?}");
     assert!(rate < 0.2, "relist rate {rate:.3}/s");
     sim.set_faults(FaultPlan::default());
     engine.stop().await;

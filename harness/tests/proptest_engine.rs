@@ -15,6 +15,7 @@ fn opts(cases: u32, seed: u64, subject: Subject, dir: &std::path::Path) -> FuzzO
         real_time_rerun: false,
         artifacts: dir.to_path_buf(),
         store: scenario::StoreKind::Memory,
+        arm: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::body::SimBody;
 use crate::error::SimError;
-use crate::fault::{FaultPlan, FaultState};
+use crate::fault::FaultPlan;
 use crate::handler::{error_response, json_response, read_body};
 use crate::sim::{lock, Inner};
 
@@ -22,7 +22,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     match (method.as_str(), path.trim_end_matches('/')) {
-        ("GET", "/_sim/faults") => json_response(200, &json!(lock(&inner.faults).plan())),
+        ("GET", "/_sim/faults") => json_response(200, &json!(inner.faults.plan())),
         ("PUT", "/_sim/faults") | ("POST", "/_sim/faults") => {
             let bytes = match read_body(body, inner.config.max_body).await {
                 Ok(b) => b,
@@ -31,7 +31,7 @@ where
             match serde_json::from_slice::<FaultPlan>(&bytes) {
                 Ok(plan) => {
                     let doc = json!(plan);
-                    *lock(&inner.faults) = FaultState::new(plan);
+                    inner.faults.set(plan);
                     json_response(200, &doc)
                 }
                 Err(e) => error_response(&SimError::BadRequest(format!("invalid fault plan: {e}"))),

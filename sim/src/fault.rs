@@ -1,5 +1,6 @@
 //! Fault plans (seeded, JSON-serializable rules matched by resource, verb and namespace) and their per-request decisions.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -14,6 +15,11 @@ pub struct FaultPlan {
     pub seed: u64,
     #[serde(default)]
     pub rules: Vec<FaultRule>,
+    /// Also apply this plan to watches already open when it is set: each open watch re-checks
+    /// the rules at once (as if it had just been requested) and, e.g., gets its in-stream 410,
+    /// its close, its stall or its chaos now. Without it a plan applies to new requests only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply_to_open_watches: bool,
 }
 
 impl FaultPlan {
@@ -22,7 +28,19 @@ impl FaultPlan {
         Self {
             seed,
             rules: Vec::new(),
+            apply_to_open_watches: false,
         }
+    }
+
+    /// No rules: injects nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Apply this plan to already-open watches too (see [`FaultPlan::apply_to_open_watches`]).
+    pub fn to_open_watches(mut self) -> Self {
+        self.apply_to_open_watches = true;
+        self
     }
 
     /// Add a rule.
@@ -301,6 +319,63 @@ impl FaultState {
             }
         }
         d
+    }
+}
+
+/// The armed plan, shared by the request handler and every open watch. Setting a plan bumps a
+/// generation that open watches wait on (no polling); a plan with `apply_to_open_watches` is
+/// then re-decided by each of them ([`FaultCell::decide_open`]).
+#[derive(Debug)]
+pub(crate) struct FaultCell {
+    state: Mutex<FaultState>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl FaultCell {
+    pub(crate) fn new(plan: FaultPlan) -> Self {
+        Self {
+            state: Mutex::new(FaultState::new(plan)),
+            generation: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Arm a plan (its RNG restarts from its seed) and tell open watches.
+    pub(crate) fn set(&self, plan: FaultPlan) {
+        *self.state() = FaultState::new(plan);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub(crate) fn plan(&self) -> FaultPlan {
+        self.state().plan().clone()
+    }
+
+    /// See [`FaultState::decide`].
+    pub(crate) fn decide(
+        &self,
+        resource: &str,
+        verb: &str,
+        namespace: Option<&str>,
+        has_continue: bool,
+    ) -> Decision {
+        self.state().decide(resource, verb, namespace, has_continue)
+    }
+
+    /// Plan changes from now on (for one open watch).
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// After a plan change, the decision for a watch that is already open on `resource`
+    /// (`None`: the plan leaves open watches alone).
+    pub(crate) fn decide_open(&self, resource: &str, namespace: Option<&str>) -> Option<Decision> {
+        let mut st = self.state();
+        st.plan
+            .apply_to_open_watches
+            .then(|| st.decide(resource, "watch", namespace, false))
     }
 }
 

@@ -237,11 +237,15 @@ where
     lock(&inner.stats).count_request(verb, info.plural);
     let ns = rr.namespace.as_deref();
     let has_continue = query.get("continue").is_some_and(|c| !c.is_empty());
-    let decision = lock(&inner.faults).decide(info.plural, verb, ns, has_continue);
+    let decision = inner.faults.decide(info.plural, verb, ns, has_continue);
     {
         let mut stats = lock(&inner.stats);
         for f in &decision.fired {
-            stats.count_fault(f);
+            if verb == "watch" {
+                stats.count_watch_fault(f, false);
+            } else {
+                stats.count_fault(f);
+            }
         }
     }
     if let Some(resp) = apply_pre_faults(&decision).await? {
@@ -450,9 +454,12 @@ fn start_watch(
         selectors,
         bookmarks: params.bookmarks,
         bookmark_interval: inner.config.bookmark_interval,
-        timeout: params.timeout.or(Some(Duration::from_secs(1800))),
+        timeout: Some(params.timeout.map_or(inner.config.watch_timeout, |t| {
+            t.min(inner.config.watch_timeout)
+        })),
         initial_events_end: params.send_initial_events,
         table: table.map(|t| (t, inner.clock.clone())),
+        plan_changes: Some(watch::PlanChanges::new(inner.faults.clone())),
     };
     let s = watch::stream(spec, start, rx, decision.watch, inner.stats.clone());
     let mut resp = Response::new(SimBody::stream(s));

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::clock::Clock;
 use crate::error::SimError;
-use crate::fault::{FaultPlan, FaultState};
+use crate::fault::{FaultCell, FaultPlan};
 use crate::flood::{FloodHandle, FloodSpec};
 use crate::ipam::Ipam;
 use crate::lifecycle::{self, NewMeta, UpdateMode};
@@ -32,6 +32,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub bookmark_interval: Duration,
+    /// The longest a watch stays open (a client's shorter `timeoutSeconds` wins).
+    pub watch_timeout: Duration,
     pub max_body: usize,
     pub pod_cidr: String,
 }
@@ -41,7 +43,7 @@ pub(crate) struct Inner {
     pub store: Mutex<Store>,
     pub rng: Mutex<ChaCha8Rng>,
     pub clock: Clock,
-    pub faults: Mutex<FaultState>,
+    pub faults: Arc<FaultCell>,
     pub stats: Arc<Mutex<Stats>>,
     pub ipam: Mutex<Ipam>,
     pub config: Config,
@@ -57,6 +59,7 @@ pub struct SimBuilder {
     faults: FaultPlan,
     pod_cidr: String,
     bookmark_interval: Duration,
+    watch_timeout: Duration,
     max_body: usize,
     start_time: Option<SystemTime>,
 }
@@ -70,6 +73,7 @@ impl Default for SimBuilder {
             faults: FaultPlan::default(),
             pod_cidr: "10.244.0.0/16".into(),
             bookmark_interval: Duration::from_secs(60),
+            watch_timeout: Duration::from_secs(1800),
             max_body: 3 * 1024 * 1024,
             start_time: None,
         }
@@ -107,6 +111,12 @@ impl SimBuilder {
         self.bookmark_interval = d;
         self
     }
+    /// Server-side cap on how long a watch stays open (default 1800 s, tokio time); a client's
+    /// shorter `timeoutSeconds` wins. A short cap makes clients re-watch often.
+    pub fn watch_timeout(mut self, d: Duration) -> Self {
+        self.watch_timeout = d;
+        self
+    }
     /// Largest accepted request body (default 3 MiB, like kube-apiserver); larger gets 413.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
@@ -125,11 +135,12 @@ impl SimBuilder {
             store: Mutex::new(Store::new(self.history_window, self.watch_buffer)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(self.seed)),
             clock: Clock::new(self.start_time.unwrap_or_else(SystemTime::now)),
-            faults: Mutex::new(FaultState::new(self.faults)),
+            faults: Arc::new(FaultCell::new(self.faults)),
             stats: Arc::new(Mutex::new(Stats::default())),
             ipam: Mutex::new(ipam),
             config: Config {
                 bookmark_interval: self.bookmark_interval,
+                watch_timeout: self.watch_timeout,
                 max_body: self.max_body,
                 pod_cidr: self.pod_cidr,
             },
@@ -211,14 +222,15 @@ impl Sim {
         crate::kubeconfig::write(path, server_url)
     }
 
-    /// Replace the fault plan (its RNG restarts from the plan's seed).
+    /// Replace the fault plan (its RNG restarts from the plan's seed). With
+    /// [`FaultPlan::apply_to_open_watches`], open watches re-check it at once.
     pub fn set_faults(&self, plan: FaultPlan) {
-        *lock(&self.inner.faults) = FaultState::new(plan);
+        self.inner.faults.set(plan);
     }
 
     /// The current fault plan.
     pub fn faults(&self) -> FaultPlan {
-        lock(&self.inner.faults).plan().clone()
+        self.inner.faults.plan()
     }
 
     /// A snapshot of every counter.

@@ -10,6 +10,13 @@ use serde::{Deserialize, Serialize};
 pub struct Stats {
     pub requests: BTreeMap<String, u64>,
     pub faults: BTreeMap<String, u64>,
+    /// The part of `faults` that hit a watch: its request, or its stream while it was open.
+    #[serde(default)]
+    pub watch_faults: BTreeMap<String, u64>,
+    /// The part of `watch_faults` that a plan with `apply_to_open_watches` dealt to a watch
+    /// opened before the plan was set.
+    #[serde(default)]
+    pub open_watch_faults: BTreeMap<String, u64>,
     pub watch_starts: BTreeMap<String, u64>,
     pub events_sent: u64,
     pub bookmarks_sent: u64,
@@ -36,6 +43,16 @@ impl Stats {
         self.faults.get(kind).copied().unwrap_or(0)
     }
 
+    /// Injected faults of one kind that hit a watch (its request or its open stream).
+    pub fn watch_faults(&self, kind: &str) -> u64 {
+        self.watch_faults.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Injected faults of one kind dealt to already-open watches by a plan change.
+    pub fn open_watch_faults(&self, kind: &str) -> u64 {
+        self.open_watch_faults.get(kind).copied().unwrap_or(0)
+    }
+
     /// All injected faults.
     pub fn total_faults(&self) -> u64 {
         self.faults.values().sum()
@@ -55,5 +72,14 @@ impl Stats {
 
     pub(crate) fn count_fault(&mut self, kind: &str) {
         *self.faults.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// A fault that hit a watch; `open` if a plan change dealt it to an already-open one.
+    pub(crate) fn count_watch_fault(&mut self, kind: &str, open: bool) {
+        self.count_fault(kind);
+        *self.watch_faults.entry(kind.to_string()).or_default() += 1;
+        if open {
+            *self.open_watch_faults.entry(kind.to_string()).or_default() += 1;
+        }
     }
 }

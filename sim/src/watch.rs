@@ -1,4 +1,4 @@
-//! Watch streams: initial events, live events filtered by namespace and selectors, bookmarks, timeouts and armed faults.
+//! Watch streams: initial events, live events filtered by namespace and selectors, bookmarks, timeouts, armed faults and fault-plan changes.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::body::BodyError;
 use crate::clock::Clock;
-use crate::fault::{CloseMode, CloseWhen, WatchFaults};
+use crate::fault::{CloseMode, CloseWhen, Decision, FaultCell, WatchFaults};
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
 use crate::stats::Stats;
@@ -33,6 +33,8 @@ pub struct WatchSpec {
     pub initial_events_end: bool,
     /// Send each event's object as a one-row `Table` (kubectl get -w); column definitions on the first only.
     pub table: Option<(TableOpts, Clock)>,
+    /// Fault-plan changes this watch re-checks its rules on (`None`: it keeps the faults it started with).
+    pub plan_changes: Option<PlanChanges>,
 }
 
 /// Where a watch starts.
@@ -124,6 +126,8 @@ struct Emitter {
     faults: WatchFaults,
     sent: u64,
     stats: Arc<Mutex<Stats>>,
+    /// The armed faults came from a plan set while this watch was open.
+    rearmed: bool,
 }
 
 impl Emitter {
@@ -131,6 +135,11 @@ impl Emitter {
         if let Ok(mut s) = self.stats.lock() {
             f(&mut s);
         }
+    }
+
+    fn count_fault(&self, kind: &str) {
+        let open = self.rearmed;
+        self.count(|s| s.count_watch_fault(kind, open));
     }
 
     /// Outputs for one event line, and whether the watch must now be closed.
@@ -141,7 +150,7 @@ impl Emitter {
         if let Some(p) = self.faults.duplicate_p {
             if self.rng.random::<f64>() < p {
                 out.push(Ok(data));
-                self.count(|s| s.count_fault("duplicate"));
+                self.count_fault("duplicate");
             }
         }
         if let Some(p) = self.faults.malformed_p {
@@ -149,7 +158,7 @@ impl Emitter {
                 out.push(Ok(Bytes::from_static(
                     b"{\"type\":\"MODIFIED\",\"object\":not-json}\n",
                 )));
-                self.count(|s| s.count_fault("malformed_line"));
+                self.count_fault("malformed_line");
             }
         }
         let close = match &self.faults.close {
@@ -165,15 +174,104 @@ impl Emitter {
         let mode = self.faults.close.as_ref().map(|c| c.1).unwrap_or_default();
         match mode {
             CloseMode::Clean => {
-                self.count(|s| s.count_fault("close_watch"));
+                self.count_fault("close_watch");
                 None
             }
             CloseMode::Reset => {
-                self.count(|s| s.count_fault("close_watch_reset"));
+                self.count_fault("close_watch_reset");
                 Some(Err(BodyError::Reset))
             }
         }
     }
+
+    /// Arm faults re-decided after a plan change; returns when an `after_duration` close is due.
+    fn rearm(&mut self, faults: WatchFaults, now: Instant) -> Option<Instant> {
+        self.rng = ChaCha8Rng::seed_from_u64(faults.seed);
+        self.faults = faults;
+        self.sent = 0;
+        self.rearmed = true;
+        match &self.faults.close {
+            Some((CloseWhen::AfterDuration { after }, _)) => Some(now + *after),
+            Some((CloseWhen::AfterInitialEvents, _)) => Some(now),
+            _ => None,
+        }
+    }
+}
+
+/// An open watch's view of fault-plan changes: it waits on the plan's generation (no polling).
+pub struct PlanChanges {
+    cell: Arc<FaultCell>,
+    rx: tokio::sync::watch::Receiver<u64>,
+}
+
+impl PlanChanges {
+    /// Changes from now on (subscribe when the watch starts).
+    pub(crate) fn new(cell: Arc<FaultCell>) -> Self {
+        let rx = cell.subscribe();
+        Self { cell, rx }
+    }
+
+    /// The next plan change that applies to open watches, decided for this watch.
+    async fn next(&mut self, resource: &str, namespace: Option<&str>) -> Decision {
+        loop {
+            if self.rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if let Some(d) = self.cell.decide_open(resource, namespace) {
+                return d;
+            }
+        }
+    }
+}
+
+async fn next_plan(p: &mut Option<PlanChanges>, resource: &str, ns: Option<&str>) -> Decision {
+    match p {
+        Some(p) => p.next(resource, ns).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a plan change does to an open watch.
+#[derive(Debug)]
+enum Rearm {
+    /// End with an in-stream ERROR event (a 410, or an injected HTTP error) counted under `kind`.
+    Error { status: Value, kind: String },
+    /// Go silent (the response is already open), then drop the connection.
+    Stall(Option<Duration>),
+    /// Keep streaming with these faults armed instead.
+    Arm(WatchFaults),
+}
+
+/// Pure: the effect on an open watch of a decision re-made for it, in the request path's
+/// precedence (stall, HTTP error, expire). Latency only delays requests, so it does nothing here.
+fn rearm(d: Decision, last_rv: u64) -> Rearm {
+    if let Some((_, duration)) = d.stall {
+        Rearm::Stall(duration)
+    } else if let Some((code, _)) = d.http_error {
+        Rearm::Error {
+            status: crate::status::injected(code),
+            kind: format!("http_{code}"),
+        }
+    } else if d.expire {
+        Rearm::Error {
+            status: crate::status::expired(last_rv, last_rv),
+            kind: "expire".into(),
+        }
+    } else {
+        Rearm::Arm(d.watch)
+    }
+}
+
+/// How a watch stream ends.
+enum End {
+    /// Nothing more to send (timeout, lagged, or an initial 410 already sent).
+    Quiet,
+    /// An armed close fault fired.
+    Closed,
+    /// A plan change ended it with an in-stream ERROR event.
+    Error(Bytes, String),
+    /// A plan change stalled it.
+    Stall(Option<Duration>),
 }
 
 async fn sleep_opt(at: Option<Instant>) {
@@ -192,107 +290,101 @@ pub fn stream(
     stats: Arc<Mutex<Stats>>,
 ) -> impl Stream<Item = Result<Bytes, BodyError>> + Send {
     async_stream::stream! {
+        let mut spec = spec;
+        let mut plan_changes = spec.plan_changes.take();
         let started = Instant::now();
         let deadline = spec.timeout.map(|t| started + t);
-        let close_at = match &faults.close {
+        let mut close_at = match &faults.close {
             Some((CloseWhen::AfterDuration { after }, _)) => Some(started + *after),
             _ => None,
         };
         let close_after_initial = matches!(faults.close, Some((CloseWhen::AfterInitialEvents, _)));
-        let mut em = Emitter { rng: ChaCha8Rng::seed_from_u64(faults.seed), faults, sent: 0, stats };
+        let mut em = Emitter { rng: ChaCha8Rng::seed_from_u64(faults.seed), faults, sent: 0, stats, rearmed: false };
         let ns = spec.namespace.as_deref();
         let mut last_rv;
         let mut first = true;
-        match start {
-            WatchStart::Expired { requested, oldest } => {
-                yield Ok(line("ERROR", &crate::status::expired(requested, oldest)));
-                return;
-            }
-            WatchStart::Replay { events, from_rv } => {
-                last_rv = from_rv;
-                for ev in events {
-                    last_rv = last_rv.max(ev.rv);
-                    if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
-                        let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
-                        for o in out { yield o; }
-                        if close {
-                            if let Some(e) = em.close() {
-                // Return Pending once so the transport flushes what was sent before the reset.
-                tokio::task::yield_now().await;
-                yield e;
-            }
-                            return;
-                        }
-                    }
+        let end = 'run: {
+            match start {
+                WatchStart::Expired { requested, oldest } => {
+                    yield Ok(line("ERROR", &crate::status::expired(requested, oldest)));
+                    break 'run End::Quiet;
                 }
-            }
-            WatchStart::Snapshot { objects, rv } => {
-                last_rv = rv;
-                for obj in objects.iter().filter(|o| spec.selectors.matches(o)) {
-                    let (out, close) = em.event(event_line(&spec, "ADDED", obj, &mut first));
-                    for o in out { yield o; }
-                    if close {
-                        if let Some(e) = em.close() {
-                // Return Pending once so the transport flushes what was sent before the reset.
-                tokio::task::yield_now().await;
-                yield e;
-            }
-                        return;
-                    }
-                }
-                if spec.initial_events_end {
-                    em.count(|s| s.bookmarks_sent += 1);
-                    yield Ok(bookmark(spec.info, rv, true));
-                }
-            }
-        }
-        if close_after_initial {
-            if let Some(e) = em.close() {
-                // Return Pending once so the transport flushes what was sent before the reset.
-                tokio::task::yield_now().await;
-                yield e;
-            }
-            return;
-        }
-        let period = spec.bookmark_interval.max(Duration::from_millis(1));
-        let mut ticker = tokio::time::interval_at(started + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                _ = sleep_opt(close_at) => {
-                    if let Some(e) = em.close() {
-                // Return Pending once so the transport flushes what was sent before the reset.
-                tokio::task::yield_now().await;
-                yield e;
-            }
-                    return;
-                }
-                _ = sleep_opt(deadline) => return,
-                r = rx.recv() => match r {
-                    Ok(ev) => {
-                        if ev.rv <= last_rv { continue; }
-                        last_rv = ev.rv;
+                WatchStart::Replay { events, from_rv } => {
+                    last_rv = from_rv;
+                    for ev in events {
+                        last_rv = last_rv.max(ev.rv);
                         if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
                             let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
                             for o in out { yield o; }
-                            if close {
-                                if let Some(e) = em.close() {
-                // Return Pending once so the transport flushes what was sent before the reset.
-                tokio::task::yield_now().await;
-                yield e;
-            }
-                                return;
-                            }
+                            if close { break 'run End::Closed; }
                         }
                     }
-                    // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
-                },
-                _ = ticker.tick(), if spec.bookmarks => {
-                    em.count(|s| s.bookmarks_sent += 1);
-                    yield Ok(bookmark(spec.info, last_rv, false));
                 }
+                WatchStart::Snapshot { objects, rv } => {
+                    last_rv = rv;
+                    for obj in objects.iter().filter(|o| spec.selectors.matches(o)) {
+                        let (out, close) = em.event(event_line(&spec, "ADDED", obj, &mut first));
+                        for o in out { yield o; }
+                        if close { break 'run End::Closed; }
+                    }
+                    if spec.initial_events_end {
+                        em.count(|s| s.bookmarks_sent += 1);
+                        yield Ok(bookmark(spec.info, rv, true));
+                    }
+                }
+            }
+            if close_after_initial { break 'run End::Closed; }
+            let period = spec.bookmark_interval.max(Duration::from_millis(1));
+            let mut ticker = tokio::time::interval_at(started + period, period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = sleep_opt(close_at) => break 'run End::Closed,
+                    _ = sleep_opt(deadline) => break 'run End::Quiet,
+                    d = next_plan(&mut plan_changes, spec.info.plural, ns) => match rearm(d, last_rv) {
+                        Rearm::Error { status, kind } => break 'run End::Error(line("ERROR", &status), kind),
+                        Rearm::Stall(d) => break 'run End::Stall(d),
+                        Rearm::Arm(faults) => close_at = em.rearm(faults, Instant::now()),
+                    },
+                    r = rx.recv() => match r {
+                        Ok(ev) => {
+                            if ev.rv <= last_rv { continue; }
+                            last_rv = ev.rv;
+                            if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
+                                let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
+                                for o in out { yield o; }
+                                if close { break 'run End::Closed; }
+                            }
+                        }
+                        // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
+                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break 'run End::Quiet,
+                    },
+                    _ = ticker.tick(), if spec.bookmarks => {
+                        em.count(|s| s.bookmarks_sent += 1);
+                        yield Ok(bookmark(spec.info, last_rv, false));
+                    }
+                }
+            }
+        };
+        // The one place a watch ends.
+        match end {
+            End::Quiet => {}
+            End::Closed => {
+                if let Some(e) = em.close() {
+                    // Return Pending once so the transport flushes what was sent before the reset.
+                    tokio::task::yield_now().await;
+                    yield e;
+                }
+            }
+            End::Error(data, kind) => {
+                em.count(|s| s.count_watch_fault(&kind, true));
+                yield Ok(data);
+            }
+            End::Stall(duration) => {
+                em.count(|s| s.count_watch_fault("stall", true));
+                sleep_opt(duration.map(|d| Instant::now() + d)).await;
+                yield Err(BodyError::Reset);
             }
         }
     }

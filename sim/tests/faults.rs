@@ -454,3 +454,134 @@ async fn flood_burst_and_rate_reach_a_watcher() {
         s.faults("flood_event") + 5
     );
 }
+
+/// Waits (bounded, in simulated time) until the sim has sent `n` watch events.
+async fn until_events_sent(sim: &Sim, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().events_sent < n {
+        assert!(Instant::now() < deadline, "{n} events never sent");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A plan set with `apply_to_open_watches` reaches a watch opened before it: the watch ends as
+/// the fault says, and the fault is counted as dealt to an open watch. (Before the option
+/// existed, a plan applied to new requests only and these watches stayed open.)
+#[tokio::test(start_paused = true)]
+async fn a_plan_for_open_watches_ends_a_watch_opened_before_it() {
+    let table: [(Fault, &[&str], WatchEnd, &str); 4] = [
+        (
+            Fault::Expire,
+            &["ADDED", "ADDED", "ERROR"],
+            WatchEnd::Clean,
+            "expire",
+        ),
+        (
+            Fault::HttpError {
+                code: 500,
+                fraction: 1.0,
+                retry_after_seconds: None,
+            },
+            &["ADDED", "ADDED", "ERROR"],
+            WatchEnd::Clean,
+            "http_500",
+        ),
+        (
+            close(CloseWhen::AfterInitialEvents, CloseMode::Reset),
+            &["ADDED", "ADDED"],
+            WatchEnd::Reset,
+            "close_watch_reset",
+        ),
+        (
+            Fault::Stall {
+                headers: true,
+                duration: Some(Duration::from_secs(5)),
+            },
+            &["ADDED", "ADDED"],
+            WatchEnd::Reset,
+            "stall",
+        ),
+    ];
+    for (fault, want_types, want_end, kind) in table {
+        let sim = sim_with_pods(2);
+        let body = send(&sim, "GET", WATCH, None, "").await.into_body();
+        let reader = tokio::spawn(watch_lines(body, Duration::from_secs(60)));
+        until_events_sent(&sim, 2).await;
+        sim.set_faults(
+            plan(FaultRule::new(fault).resource("pods").verb("watch")).to_open_watches(),
+        );
+        let (lines, end) = reader.await.unwrap();
+        assert_eq!(types(&lines), want_types, "{kind}");
+        assert_eq!(end, want_end, "{kind}");
+        if kind == "expire" {
+            let err: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+            assert_eq!(err["object"]["code"], 410, "{err}");
+        }
+        let s = sim.stats();
+        assert_eq!(s.open_watch_faults(kind), 1, "{kind}: {s:?}");
+        assert_eq!(s.watch_faults(kind), 1, "{kind}: {s:?}");
+        assert_eq!(
+            s.requests("watch", "pods"),
+            1,
+            "{kind}: no new watch was needed"
+        );
+    }
+}
+
+/// Without the option, and for a plan whose rules do not match the watch, an open watch keeps
+/// streaming: plan changes reach open watches only when asked to.
+#[tokio::test(start_paused = true)]
+async fn a_plan_without_the_open_watch_option_or_not_matching_leaves_open_watches_alone() {
+    for p in [
+        plan(FaultRule::new(Fault::Expire).verb("watch")),
+        plan(FaultRule::new(Fault::Expire).resource("services")).to_open_watches(),
+    ] {
+        let sim = sim_with_pods(1);
+        let body = send(&sim, "GET", WATCH, None, "").await.into_body();
+        let reader = tokio::spawn(watch_lines(body, Duration::from_secs(30)));
+        until_events_sent(&sim, 1).await;
+        sim.set_faults(p.clone());
+        sim.apply(&Step::create_pod("ns", "late")).unwrap();
+        let (lines, end) = reader.await.unwrap();
+        assert_eq!(types(&lines), ["ADDED", "ADDED"], "{p:?}");
+        assert_eq!(end, WatchEnd::StillOpen, "{p:?}");
+        assert_eq!(sim.stats().total_faults(), 0, "{p:?}");
+    }
+}
+
+/// Chaos re-armed on an open watch applies to the events that follow, counted as open-watch faults.
+#[tokio::test(start_paused = true)]
+async fn chaos_rearmed_on_an_open_watch_duplicates_the_next_event() {
+    let sim = sim_with_pods(1);
+    let body = send(&sim, "GET", WATCH, None, "").await.into_body();
+    let reader = tokio::spawn(watch_lines(body, Duration::from_secs(30)));
+    until_events_sent(&sim, 1).await;
+    sim.set_faults(
+        plan(FaultRule::new(Fault::Duplicate { p: 1.0 }).verb("watch")).to_open_watches(),
+    );
+    sim.apply(&Step::create_pod("ns", "late")).unwrap();
+    let (lines, _) = reader.await.unwrap();
+    assert_eq!(types(&lines), ["ADDED", "ADDED", "ADDED"]);
+    assert_eq!(lines[1], lines[2]);
+    assert_eq!(sim.stats().open_watch_faults("duplicate"), 1);
+}
+
+/// The server's watch timeout caps a client's longer `timeoutSeconds`; a shorter one wins.
+#[tokio::test(start_paused = true)]
+async fn server_watch_timeout_caps_the_clients_timeout() {
+    for (client_timeout, want) in [(Some(290), 5), (Some(2), 2), (None, 5)] {
+        let sim = Sim::builder().watch_timeout(Duration::from_secs(5)).build();
+        let uri = match client_timeout {
+            Some(t) => format!("{WATCH}&timeoutSeconds={t}"),
+            None => WATCH.to_string(),
+        };
+        let t0 = Instant::now();
+        let (_, end) = watch_lines(
+            send(&sim, "GET", &uri, None, "").await.into_body(),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(end, WatchEnd::Clean, "{client_timeout:?}");
+        assert_eq!(t0.elapsed().as_secs(), want, "{client_timeout:?}");
+    }
+}
