@@ -2,10 +2,13 @@
 //!
 //! Runs the real bench once (`cargo bench --bench mysql_apply -- --test`) against the harness
 //! provider's server (skipped loudly without one; failed under `PODGRANT_REQUIRE=mysql`).
+//! It builds the bench profile, so it is `#[ignore]`d in the test phase and run by
+//! `scripts/check-bench-smoke.sh` right after the bench smoke run has built that profile.
 
 use std::process::Command;
 
 #[test]
+#[ignore = "builds the bench profile: run by scripts/check-bench-smoke.sh after the smoke run"]
 fn mysql_apply_bench_removes_its_ledger_schema_and_accounts() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
