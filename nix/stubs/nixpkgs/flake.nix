@@ -66,6 +66,7 @@
           }) [
             "bash"
             "cargo"
+            "cargo-nextest"
             "clippy"
             "go"
             "kubectl"
