@@ -58,39 +58,6 @@ async fn grants_of(pool: &mysql_async::Pool, user: &str, ip: IpAddr) -> Vec<Stri
         .expect("SHOW GRANTS")
 }
 
-async fn wait_real<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn cleanup(pool: &mysql_async::Pool, users: &[&str], schema: &str) {
-    let mut c = pool.get_conn().await.expect("conn");
-    for u in users {
-        let hosts: Vec<String> = c
-            .exec("SELECT host FROM mysql.user WHERE user = ?", (*u,))
-            .await
-            .unwrap_or_default();
-        for h in hosts {
-            let _ = c
-                .query_drop(format!("DROP USER IF EXISTS '{u}'@'{h}'"))
-                .await;
-        }
-    }
-    let _ = c
-        .query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
-        .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_appear_in_mysql_with_exact_privileges_and_vanish_with_their_pods() {
     let Some((url, _guard)) = server("engine_mysql").await else {

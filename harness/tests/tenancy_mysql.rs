@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use engine_support::{config, grant_annotations, start};
+use engine_support::{cleanup, config, grant_annotations, start, wait_real};
 use mysql_async::prelude::*;
 use podgrant_core::store::mysql::MysqlStore;
 use podgrant_sim::{Sim, Step};
@@ -156,36 +156,6 @@ async fn hosts_of(pool: &mysql_async::Pool, user: &str) -> BTreeSet<String> {
         .await
         .expect("mysql.user");
     hosts.into_iter().collect()
-}
-
-async fn wait_real<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Drops every account of `users` (all created by this test) and the test's ledger schema.
-async fn cleanup(pool: &mysql_async::Pool, users: &[&str], schema: &str) {
-    let mut c = pool.get_conn().await.expect("conn");
-    for u in users {
-        for h in hosts_of(pool, u).await {
-            let _ = c
-                .query_drop(format!("DROP USER IF EXISTS '{u}'@'{h}'"))
-                .await;
-        }
-    }
-    let _ = c
-        .query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
-        .await;
 }
 
 /// Namespace `other` asks for team `shop`'s database; namespace `shop` asks for a user name

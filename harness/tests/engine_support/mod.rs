@@ -247,3 +247,39 @@ macro_rules! paused_tests {
 }
 #[allow(unused_imports)]
 pub(crate) use paused_tests;
+
+/// Real time: polls `cond` every 100 ms until it holds, failing after `within` with `what`.
+pub async fn wait_real<F: Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut cond: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + within;
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Drops every account of `users` (all created by the calling test) and its ledger schema.
+pub async fn cleanup(pool: &mysql_async::Pool, users: &[&str], schema: &str) {
+    use mysql_async::prelude::Queryable;
+    let mut c = pool.get_conn().await.expect("conn");
+    for u in users {
+        let hosts: Vec<String> = c
+            .exec("SELECT host FROM mysql.user WHERE user = ?", (*u,))
+            .await
+            .unwrap_or_default();
+        for h in hosts {
+            let _ = c
+                .query_drop(format!("DROP USER IF EXISTS '{u}'@'{h}'"))
+                .await;
+        }
+    }
+    let _ = c
+        .query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
+        .await;
+}
