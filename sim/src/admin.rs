@@ -29,6 +29,11 @@ where
                 Err(e) => return error_response(&e),
             };
             match serde_json::from_slice::<FaultPlan>(&bytes) {
+                // A plan with a value the server cannot act on is refused whole; the armed plan stays.
+                Ok(plan) if plan.validate().is_err() => {
+                    let msg = plan.validate().err().unwrap_or_default();
+                    error_response(&SimError::BadRequest(format!("invalid fault plan: {msg}")))
+                }
                 Ok(plan) => {
                     let doc = json!(plan);
                     inner.faults.set(plan);

@@ -7,6 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+
 /// A seeded set of fault rules. `FaultPlan::default()` injects nothing.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -49,9 +51,54 @@ impl FaultPlan {
         self
     }
 
-    /// Parse a plan from JSON text.
+    /// Parse and [validate](FaultPlan::validate) a plan from JSON text.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        let plan: Self = serde_json::from_str(text)?;
+        plan.validate()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(plan)
+    }
+
+    /// Check every value is one the server can act on: probabilities and fractions in [0, 1],
+    /// error codes 400–599, durations at most [`limits::MAX_FAULT_DURATION`], at most
+    /// [`limits::MAX_FAULT_RULES`] rules. The message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rules.len() > limits::MAX_FAULT_RULES {
+            return Err(format!(
+                "rules: Too many: {}: must have at most {} items",
+                self.rules.len(),
+                limits::MAX_FAULT_RULES
+            ));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            rule.fault.validate().map_err(|(field, msg)| {
+                format!("rules[{i}].fault.{field}: Invalid value: {msg}")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn check_p(field: &'static str, p: f64) -> Result<(), (&'static str, String)> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err((field, format!("{p}: must be between 0 and 1")))
+    }
+}
+
+fn check_duration(field: &'static str, d: Duration) -> Result<(), (&'static str, String)> {
+    if d <= limits::MAX_FAULT_DURATION {
+        Ok(())
+    } else {
+        Err((
+            field,
+            format!(
+                "{}: must be at most {}",
+                format!("{d:?}"),
+                format!("{:?}", limits::MAX_FAULT_DURATION)
+            ),
+        ))
     }
 }
 
@@ -191,6 +238,46 @@ fn one() -> f64 {
 }
 
 impl Fault {
+    /// `Err((field, message))` for a value the server cannot act on (see [`FaultPlan::validate`]).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match self {
+            Fault::CloseWatch { when, .. } => match when {
+                CloseWhen::AfterDuration { after } => check_duration("when.after", *after),
+                CloseWhen::Probability { p } => check_p("when.p", *p),
+                CloseWhen::AfterInitialEvents | CloseWhen::AfterEvents { .. } => Ok(()),
+            },
+            Fault::Expire => Ok(()),
+            Fault::HttpError {
+                code,
+                fraction,
+                retry_after_seconds,
+            } => {
+                if !(400..=599).contains(code) {
+                    return Err((
+                        "code",
+                        format!("{code}: must be an HTTP error code (400-599)"),
+                    ));
+                }
+                check_p("fraction", *fraction)?;
+                match retry_after_seconds {
+                    Some(s) if *s > limits::MAX_FAULT_DURATION.as_secs() => Err((
+                        "retry_after_seconds",
+                        format!(
+                            "{s}: must be at most {}",
+                            limits::MAX_FAULT_DURATION.as_secs()
+                        ),
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            Fault::Latency { delay } => check_duration("delay", *delay),
+            Fault::Stall { duration, .. } => {
+                duration.map_or(Ok(()), |d| check_duration("duration", d))
+            }
+            Fault::Duplicate { p } | Fault::MalformedLine { p } => check_p("p", *p),
+        }
+    }
+
     /// The key this fault is counted under in [`crate::Stats::faults`].
     pub fn kind_name(&self) -> String {
         match self {
@@ -286,12 +373,18 @@ impl FaultState {
                     true
                 }
                 Fault::Latency { delay } => {
-                    d.latency += *delay;
+                    d.latency = d
+                        .latency
+                        .saturating_add(limits::clamp(*delay, limits::MAX_FAULT_DURATION))
+                        .min(limits::MAX_FAULT_DURATION);
                     d.fired.push(rule.fault.kind_name());
                     true
                 }
                 Fault::Stall { headers, duration } if d.stall.is_none() => {
-                    d.stall = Some((*headers, *duration));
+                    d.stall = Some((
+                        *headers,
+                        duration.map(|t| limits::clamp(t, limits::MAX_FAULT_DURATION)),
+                    ));
                     d.fired.push(rule.fault.kind_name());
                     true
                 }
@@ -301,7 +394,13 @@ impl FaultState {
                     true
                 }
                 Fault::CloseWatch { when, mode } if is_watch && d.watch.close.is_none() => {
-                    d.watch.close = Some((when.clone(), *mode));
+                    let when = match when {
+                        CloseWhen::AfterDuration { after } => CloseWhen::AfterDuration {
+                            after: limits::clamp(*after, limits::MAX_FAULT_DURATION),
+                        },
+                        other => other.clone(),
+                    };
+                    d.watch.close = Some((when, *mode));
                     true
                 }
                 Fault::Duplicate { p } if is_watch => {
@@ -407,5 +506,62 @@ mod tests {
         );
         assert_eq!(st.decide("pods", "list", None, false).http_error, None);
         assert!(FaultPlan::from_json(r#"{"rules":[{"fault":{"kind":"nope"}}]}"#).is_err());
+    }
+
+    #[test]
+    fn plans_with_values_the_server_cannot_act_on_are_refused_naming_the_field() {
+        let bad = |fault: &str, field: &str| {
+            let text = format!(
+                r#"{{"rules":[{{"fault":{{"kind":"latency","delay":"1s"}}}},{{"fault":{fault}}}]}}"#
+            );
+            let plan: FaultPlan = serde_json::from_str(&text).unwrap();
+            let msg = plan.validate().unwrap_err();
+            assert!(
+                msg.starts_with(&format!("rules[1].fault.{field}:")),
+                "{msg}"
+            );
+            assert!(FaultPlan::from_json(&text).is_err());
+        };
+        bad(r#"{"kind":"duplicate","p":7.5}"#, "p");
+        bad(r#"{"kind":"malformed_line","p":-0.1}"#, "p");
+        bad(r#"{"kind":"http_error","code":299}"#, "code");
+        bad(
+            r#"{"kind":"http_error","code":500,"fraction":-0.5}"#,
+            "fraction",
+        );
+        bad(
+            r#"{"kind":"http_error","code":429,"retry_after_seconds":18446744073709551615}"#,
+            "retry_after_seconds",
+        );
+        bad(r#"{"kind":"latency","delay":"500000000000years"}"#, "delay");
+        bad(
+            r#"{"kind":"stall","duration":"500000000000years"}"#,
+            "duration",
+        );
+        bad(
+            r#"{"kind":"close_watch","when":{"type":"after_duration","after":"500000000000years"}}"#,
+            "when.after",
+        );
+        bad(
+            r#"{"kind":"close_watch","when":{"type":"probability","p":2}}"#,
+            "when.p",
+        );
+        let ok = r#"{"rules":[{"fault":{"kind":"http_error","code":503,"fraction":0}},{"fault":{"kind":"duplicate","p":1}}]}"#;
+        assert!(FaultPlan::from_json(ok).is_ok());
+    }
+
+    #[test]
+    fn decisions_clamp_durations_of_unvalidated_plans() {
+        let huge = Duration::from_secs(u64::MAX);
+        let plan = FaultPlan::new(1)
+            .rule(FaultRule::new(Fault::Latency { delay: huge }))
+            .rule(FaultRule::new(Fault::Latency { delay: huge }))
+            .rule(FaultRule::new(Fault::Stall {
+                headers: false,
+                duration: Some(huge),
+            }));
+        let d = FaultState::new(plan).decide("pods", "get", None, false);
+        assert_eq!(d.latency, limits::MAX_FAULT_DURATION);
+        assert_eq!(d.stall, Some((false, Some(limits::MAX_FAULT_DURATION))));
     }
 }

@@ -454,9 +454,10 @@ fn start_watch(
         selectors,
         bookmarks: params.bookmarks,
         bookmark_interval: inner.config.bookmark_interval,
-        timeout: Some(params.timeout.map_or(inner.config.watch_timeout, |t| {
-            t.min(inner.config.watch_timeout)
-        })),
+        timeout: Some(crate::limits::watch_timeout(
+            params.timeout,
+            inner.config.watch_timeout,
+        )),
         initial_events_end: params.send_initial_events,
         table: table.map(|t| (t, inner.clock.clone())),
         plan_changes: Some(watch::PlanChanges::new(inner.faults.clone())),

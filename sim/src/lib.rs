@@ -13,6 +13,7 @@ mod handler; // HTTP handler: verbs on resources
 pub mod ipam; // pod IP allocation from a CIDR
 pub mod kubeconfig; // kubeconfig writer
 pub mod lifecycle; // create/update validation and defaulting
+pub mod limits; // bounds on request size, patch work, durations; accept backoff
 pub mod list; // list pages and continue tokens
 pub mod openapi; // minimal OpenAPI v3 for kubectl's field-validation probe
 pub mod patch; // merge, JSON and strategic merge patches
