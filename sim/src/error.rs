@@ -29,6 +29,19 @@ pub enum SimError {
         name: String,
         message: String,
     },
+    /// 422 Invalid with one `details.causes` entry per offending field.
+    #[error("{kind} \"{name}\" is invalid: {}", join_causes(causes))]
+    InvalidFields {
+        kind: String,
+        name: String,
+        causes: Vec<FieldCause>,
+    },
+    /// 413 RequestEntityTooLarge for something other than the body's byte count (e.g. too many patch operations).
+    #[error("Request entity too large: {0}")]
+    EntityTooLarge(String),
+    /// 408 Timeout: the request body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 410 Expired (resourceVersion or continue token older than the history window).
     #[error("{0}")]
     Expired(String),
@@ -56,6 +69,28 @@ pub enum SimError {
     },
 }
 
+/// One field a validation failed on, as in `metav1.StatusCause`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldCause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueTooLong`, …
+    pub reason: &'static str,
+    /// The JSON path, e.g. `metadata.labels`.
+    pub field: String,
+    /// Without the field, e.g. `Invalid value: "a..b": …`.
+    pub message: String,
+}
+
+fn join_causes(causes: &[FieldCause]) -> String {
+    let each: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    match each.len() {
+        1 => each.concat(),
+        _ => format!("[{}]", each.join(", ")),
+    }
+}
+
 impl SimError {
     /// The HTTP status code a real apiserver would answer with.
     pub fn code(&self) -> u16 {
@@ -63,7 +98,9 @@ impl SimError {
             SimError::NotFound { .. } | SimError::UnknownResource(_) => 404,
             SimError::AlreadyExists { .. } | SimError::Conflict { .. } => 409,
             SimError::BadRequest(_) => 400,
-            SimError::Invalid { .. } => 422,
+            SimError::Invalid { .. } | SimError::InvalidFields { .. } => 422,
+            SimError::EntityTooLarge(_) => 413,
+            SimError::RequestTimeout(_) => 408,
             SimError::Expired(_) => 410,
             SimError::UnsupportedMediaType(_) => 415,
             SimError::MethodNotAllowed => 405,
@@ -79,7 +116,9 @@ impl SimError {
             SimError::AlreadyExists { .. } => "AlreadyExists",
             SimError::Conflict { .. } => "Conflict",
             SimError::BadRequest(_) => "BadRequest",
-            SimError::Invalid { .. } => "Invalid",
+            SimError::Invalid { .. } | SimError::InvalidFields { .. } => "Invalid",
+            SimError::EntityTooLarge(_) => "RequestEntityTooLarge",
+            SimError::RequestTimeout(_) => "Timeout",
             SimError::Expired(_) => "Expired",
             SimError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             SimError::MethodNotAllowed => "MethodNotAllowed",
@@ -99,6 +138,13 @@ impl SimError {
             }
             SimError::Invalid { kind, name, .. } => {
                 Some(serde_json::json!({"name": name, "kind": kind}))
+            }
+            SimError::InvalidFields { kind, name, causes } => {
+                let causes: Vec<_> = causes
+                    .iter()
+                    .map(|c| serde_json::json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                Some(serde_json::json!({"name": name, "kind": kind, "causes": causes}))
             }
             _ => None,
         };

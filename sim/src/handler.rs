@@ -60,6 +60,9 @@ where
         {
             Err(SimError::TooLarge(max))
         }
+        Err(e) if e.downcast_ref::<crate::server::BodyDeadline>().is_some() => {
+            Err(SimError::RequestTimeout(e.to_string()))
+        }
         Err(e) => Err(SimError::BadRequest(format!(
             "error reading request body: {e}"
         ))),
@@ -344,7 +347,7 @@ where
             let bytes = read_body(body, inner.config.max_body).await?;
             if verb == "patch" {
                 let kind = PatchType::from_content_type(content_type)?;
-                let obj = inner.patch(info, ns, &name, kind, &bytes, mode)?;
+                let obj = guaranteed_patch(inner, info, ns, &name, kind, &bytes, mode)?;
                 return Ok(json_response(200, &obj));
             }
             if !is_json(content_type) {
@@ -354,6 +357,10 @@ where
             }
             let obj: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?;
+            if let Err(size) = crate::limits::check_size(&obj, crate::limits::MAX_OBJECT_BYTES) {
+                return Err(crate::patch::too_large(&obj, size));
+            }
+            crate::validation::object_meta(info, &obj, verb == "create")?;
             if verb == "create" {
                 if rr.subresource.is_some() {
                     return Err(SimError::MethodNotAllowed);
@@ -378,6 +385,57 @@ where
         }
         _ => Err(SimError::MethodNotAllowed),
     }
+}
+
+/// PATCH the way kube-apiserver's GuaranteedUpdate does it: copy the object out, apply the
+/// patch with no lock held (so a costly patch stalls nobody else), then commit only if the
+/// object still has the resourceVersion it was read at; if it changed, start again, at most
+/// [`crate::limits::MAX_PATCH_ATTEMPTS`] times, then 409 Conflict.
+fn guaranteed_patch(
+    inner: &Inner,
+    info: &'static crate::resource::ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    kind: PatchType,
+    body: &[u8],
+    mode: UpdateMode,
+) -> Result<Value, SimError> {
+    let key = match (info.namespaced, ns) {
+        (true, Some(ns)) => (ns.to_string(), name.to_string()),
+        (true, None) => {
+            return Err(SimError::BadRequest(format!(
+                "{} is namespaced: a namespace is required",
+                info.plural
+            )))
+        }
+        (false, _) => (String::new(), name.to_string()),
+    };
+    let rv_of = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+    for _ in 0..crate::limits::MAX_PATCH_ATTEMPTS {
+        let old = inner.get(info, ns, name)?;
+        let patched = crate::patch::apply(kind, &old, body)?;
+        crate::validation::object_meta(info, &patched, false)?;
+        let new = crate::lifecycle::prepare_update(info, &old, patched, mode)?;
+        let mut store = lock(&inner.store);
+        let current = store
+            .get(info.plural, &key)
+            .ok_or_else(|| SimError::NotFound {
+                resource: info.qualified(),
+                name: name.to_string(),
+            })?;
+        if rv_of(current) != rv_of(&old) {
+            continue;
+        }
+        return Ok(match new {
+            None => current.clone(),
+            Some(new) => store.commit(info.plural, key, Some(new)),
+        });
+    }
+    Err(SimError::Conflict {
+        resource: info.qualified(),
+        name: name.to_string(),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    })
 }
 
 fn start_watch(

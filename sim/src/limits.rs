@@ -16,6 +16,9 @@ pub const MAX_JSON_PATCH_OPS: usize = 10_000;
 /// `AccumulatedCopySizeLimit`); beyond it the patch is refused before the copy is made.
 pub const MAX_PATCH_COPY_BYTES: usize = MAX_OBJECT_BYTES;
 
+/// Most array elements a JSON patch may shift (inserting or removing in the middle) in total.
+pub const MAX_PATCH_SHIFT_WORK: usize = 10_000_000;
+
 /// How often a patch is re-applied when the object changed under it (GuaranteedUpdate's retry).
 pub const MAX_PATCH_ATTEMPTS: usize = 5;
 

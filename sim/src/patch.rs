@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::SimError;
+use crate::limits;
 
 /// The patch flavours the apiserver accepts (server-side apply is not supported: 415).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,20 +28,25 @@ impl PatchType {
     }
 }
 
-/// Apply a patch body to a document.
+/// Apply a patch body to a copy of a document, bounding the work: at most
+/// [`limits::MAX_JSON_PATCH_OPS`] JSON-patch operations (413, like kube-apiserver), at most
+/// [`limits::MAX_PATCH_COPY_BYTES`] duplicated by `copy` ops and at most
+/// [`limits::MAX_PATCH_SHIFT_WORK`] array elements shifted in total, and a result of at most
+/// [`limits::MAX_OBJECT_BYTES`] (both 422). No lock is needed: the target is only read.
 pub fn apply(kind: PatchType, target: &Value, body: &[u8]) -> Result<Value, SimError> {
     let mut doc = target.clone();
     match kind {
         PatchType::Json => {
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| SimError::BadRequest(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut doc, &p).map_err(|e| SimError::Invalid {
-                kind: kind_of(target),
-                name: name_of(target),
-                message: format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ),
-            })?;
+            if p.0.len() > limits::MAX_JSON_PATCH_OPS {
+                return Err(SimError::EntityTooLarge(format!(
+                    "The allowed maximum operations in a JSON patch is {}, got {}",
+                    limits::MAX_JSON_PATCH_OPS,
+                    p.0.len()
+                )));
+            }
+            apply_json_bounded(target, &mut doc, &p.0)?;
         }
         PatchType::Merge => {
             let p: Value = parse_object(body)?;
@@ -51,7 +57,97 @@ pub fn apply(kind: PatchType, target: &Value, body: &[u8]) -> Result<Value, SimE
             strategic_merge(&mut doc, &p);
         }
     }
+    if let Err(size) = limits::check_size(&doc, limits::MAX_OBJECT_BYTES) {
+        return Err(too_large(target, size));
+    }
     Ok(doc)
+}
+
+/// 422 for an object that would be stored larger than [`limits::MAX_OBJECT_BYTES`].
+/// (kube-apiserver answers etcd's "request is too large" with a 413/500 depending on the
+/// version; the sim says 422 `Invalid` because it is the request that made the object too big.)
+pub fn too_large(target: &Value, at_least: usize) -> SimError {
+    SimError::Invalid {
+        kind: kind_of(target),
+        name: name_of(target),
+        message: format!(
+            "Request entity too large: the object would be more than {} bytes (at least {at_least}); limit is {}",
+            limits::MAX_OBJECT_BYTES,
+            limits::MAX_OBJECT_BYTES
+        ),
+    }
+}
+
+fn parent_len(doc: &Value, pointer: &str) -> usize {
+    let parent = pointer.rsplit_once('/').map_or("", |(p, _)| p);
+    match doc.pointer(parent) {
+        Some(Value::Array(a)) => a.len(),
+        _ => 0,
+    }
+}
+
+/// Apply JSON-patch operations one at a time, charging `copy` by the bytes it duplicates
+/// (measured with an early stop, so the charge costs no more than the budget) and array
+/// inserts/removals by the elements they shift.
+fn apply_json_bounded(
+    target: &Value,
+    doc: &mut Value,
+    ops: &[json_patch::PatchOperation],
+) -> Result<(), SimError> {
+    use json_patch::PatchOperation as Op;
+    let mut copied = 0usize;
+    let mut shifted = 0usize;
+    for op in ops {
+        shifted = shifted.saturating_add(match op {
+            Op::Add(o) => parent_len(doc, o.path.as_str()),
+            Op::Remove(o) => parent_len(doc, o.path.as_str()),
+            Op::Move(o) => {
+                parent_len(doc, o.from.as_str()).saturating_add(parent_len(doc, o.path.as_str()))
+            }
+            Op::Copy(o) => parent_len(doc, o.path.as_str()),
+            Op::Replace(_) | Op::Test(_) => 0,
+        });
+        if shifted > limits::MAX_PATCH_SHIFT_WORK {
+            return Err(invalid_patch(
+                target,
+                format!(
+                    "the patch moves more than {} array elements in total",
+                    limits::MAX_PATCH_SHIFT_WORK
+                ),
+            ));
+        }
+        if let Op::Copy(o) = op {
+            let budget = limits::MAX_PATCH_COPY_BYTES.saturating_sub(copied);
+            if let Some(from) = doc.pointer(o.from.as_str()) {
+                match limits::size_within(from, budget) {
+                    Some(n) => copied += n,
+                    None => return Err(invalid_patch(
+                        target,
+                        format!(
+                            "the allowed accumulated copy size limit of {} bytes has been exceeded",
+                            limits::MAX_PATCH_COPY_BYTES
+                        ),
+                    )),
+                }
+            }
+        }
+        // The document is a private copy, discarded on error: no undo log needed.
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
+            invalid_patch(
+                target,
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn invalid_patch(target: &Value, message: String) -> SimError {
+    SimError::Invalid {
+        kind: kind_of(target),
+        name: name_of(target),
+        message,
+    }
 }
 
 fn parse_object(body: &[u8]) -> Result<Value, SimError> {
@@ -140,25 +236,39 @@ fn merge_key(items: &[Value]) -> Option<&'static str> {
         .find(|key| !items.is_empty() && items.iter().all(|i| i.get(*key).is_some()))
 }
 
+/// Merge a patch list into a keyed list in O(n + m): existing items are indexed by their key's JSON text.
 fn merge_list(existing: &[Value], patch: &[Value]) -> Option<Value> {
     let key = merge_key(patch)?;
     if !existing.iter().all(|i| i.get(key).is_some()) {
         return None;
     }
-    let mut out: Vec<Value> = existing.to_vec();
+    let id_of = |v: &Value| v.get(key).map(|k| k.to_string()).unwrap_or_default();
+    let mut out: Vec<Option<Value>> = existing.iter().cloned().map(Some).collect();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, e) in existing.iter().enumerate() {
+        index.entry(id_of(e)).or_insert(i);
+    }
     for p in patch {
-        let id = p.get(key);
+        let id = id_of(p);
         let delete = p.get("$patch").and_then(Value::as_str) == Some("delete");
-        match out.iter().position(|e| e.get(key) == id) {
+        match index.get(&id).copied() {
             Some(i) if delete => {
-                out.remove(i);
+                out[i] = None;
+                index.remove(&id);
             }
-            Some(i) => strategic_merge(&mut out[i], p),
+            Some(i) => {
+                if let Some(item) = out[i].as_mut() {
+                    strategic_merge(item, p);
+                }
+            }
             None if delete => {}
-            None => out.push(p.clone()),
+            None => {
+                index.insert(id, out.len());
+                out.push(Some(p.clone()));
+            }
         }
     }
-    Some(Value::Array(out))
+    Some(Value::Array(out.into_iter().flatten().collect()))
 }
 
 #[cfg(test)]
@@ -200,10 +310,78 @@ mod tests {
         );
         assert_eq!(apply(PatchType::Merge, &doc, b"{").unwrap_err().code(), 400);
         assert_eq!(
+            apply(PatchType::Strategic, &doc, b"[]").unwrap_err().code(),
+            400
+        );
+        assert_eq!(
             PatchType::from_content_type("application/apply-patch+yaml")
                 .unwrap_err()
                 .code(),
             415
         );
+    }
+
+    #[test]
+    fn json_patch_work_is_bounded() {
+        let doc = json!({"metadata": {"name": "x"}, "data": {"d": "x".repeat(1024)}});
+        // 20 copies doubling a 1 KiB value would make 1 GiB: refused at the copy budget.
+        let doubling: Vec<Value> = (0..20)
+            .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+            .collect();
+        let e = apply(
+            PatchType::Json,
+            &doc,
+            &serde_json::to_vec(&doubling).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), 422, "{e}");
+        assert!(e.to_string().contains("copy size limit"), "{e}");
+        // Too many operations: 413, before anything is applied.
+        let many = vec![
+            json!({"op": "test", "path": "/metadata/name", "value": "x"});
+            limits::MAX_JSON_PATCH_OPS + 1
+        ];
+        let e = apply(PatchType::Json, &doc, &serde_json::to_vec(&many).unwrap()).unwrap_err();
+        assert_eq!((e.code(), e.reason()), (413, "RequestEntityTooLarge"));
+        // A result over the object limit: 422 naming the limit.
+        let big = json!([{"op": "add", "path": "/data/big", "value": "y".repeat(limits::MAX_OBJECT_BYTES)}]);
+        let e = apply(PatchType::Json, &doc, &serde_json::to_vec(&big).unwrap()).unwrap_err();
+        assert_eq!(e.code(), 422);
+        assert!(
+            e.to_string()
+                .contains(&limits::MAX_OBJECT_BYTES.to_string()),
+            "{e}"
+        );
+        // Shifting a long array element by element: refused at the shift budget.
+        let arr = json!({"metadata": {"name": "x"}, "a": vec![0; 100_000]});
+        let shifts = vec![json!({"op": "remove", "path": "/a/0"}); 10_000];
+        let e = apply(PatchType::Json, &arr, &serde_json::to_vec(&shifts).unwrap()).unwrap_err();
+        assert_eq!(e.code(), 422, "{e}");
+    }
+
+    #[test]
+    fn strategic_keyed_lists_merge_in_linear_time() {
+        let n = 20_000;
+        let existing: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "v": 0}))
+            .collect();
+        let patch: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "v": 1}))
+            .collect();
+        let out = merge_list(&existing, &patch).unwrap();
+        assert_eq!(out.as_array().unwrap().len(), n);
+        assert!(out.as_array().unwrap().iter().all(|c| c["v"] == 1));
+        let del = [
+            json!({"name": "c1", "$patch": "delete"}),
+            json!({"name": "new"}),
+        ];
+        let out = merge_list(&existing[..3], &del).unwrap();
+        let names: Vec<_> = out
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("c0"), json!("c2"), json!("new")]);
     }
 }

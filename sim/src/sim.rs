@@ -15,7 +15,6 @@ use crate::fault::{FaultCell, FaultPlan};
 use crate::flood::{FloodHandle, FloodSpec};
 use crate::ipam::Ipam;
 use crate::lifecycle::{self, NewMeta, UpdateMode};
-use crate::patch::{self, PatchType};
 use crate::resource::{self, ResourceInfo};
 use crate::selector::Selectors;
 use crate::server::SimServer;
@@ -450,30 +449,6 @@ impl Inner {
                 name: name.to_string(),
             })?;
         match lifecycle::prepare_update(info, old, obj, mode)? {
-            None => Ok(old.clone()),
-            Some(new) => Ok(store.commit(info.plural, key, Some(new))),
-        }
-    }
-
-    pub(crate) fn patch(
-        &self,
-        info: &'static ResourceInfo,
-        namespace: Option<&str>,
-        name: &str,
-        kind: PatchType,
-        body: &[u8],
-        mode: UpdateMode,
-    ) -> Result<Value, SimError> {
-        let key = key_for(info, namespace, name)?;
-        let mut store = lock(&self.store);
-        let old = store
-            .get(info.plural, &key)
-            .ok_or_else(|| SimError::NotFound {
-                resource: info.qualified(),
-                name: name.to_string(),
-            })?;
-        let patched = patch::apply(kind, old, body)?;
-        match lifecycle::prepare_update(info, old, patched, mode)? {
             None => Ok(old.clone()),
             Some(new) => Ok(store.commit(info.plural, key, Some(new))),
         }
