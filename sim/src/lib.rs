@@ -29,6 +29,7 @@ pub mod stats; // request/fault/watch counters
 pub mod status; // metav1.Status builders
 pub mod store; // object store, RV, event history, broadcast
 pub mod table; // meta.k8s.io/v1 Table responses for kubectl get
+pub mod validation; // names and labels, as the apiserver validates them
 pub mod watch; // watch streams
 
 pub use body::SimBody;

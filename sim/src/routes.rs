@@ -54,13 +54,52 @@ fn not_found() -> SimError {
     SimError::UnknownResource("the server could not find the requested resource".into())
 }
 
-/// Route a path.
+/// Percent-decode one path segment, as Go's `net/url` does before kube-apiserver routes.
+/// A bad escape or a segment that is not UTF-8 is 400; one that decodes to something with a
+/// `/` (which upstream would have split into more segments) or a NUL is 404.
+pub fn decode_segment(seg: &str) -> Result<String, SimError> {
+    if !seg.contains('%') {
+        return Ok(seg.to_string());
+    }
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(byte) = hex else {
+                return Err(SimError::BadRequest(format!(
+                    "invalid URL escape {:?} in the request path",
+                    String::from_utf8_lossy(&b[i..b.len().min(i + 3)])
+                )));
+            };
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    let s = String::from_utf8(out)
+        .map_err(|_| SimError::BadRequest("the request path is not valid UTF-8".into()))?;
+    if s.contains('/') || s.contains('\0') {
+        return Err(not_found());
+    }
+    Ok(s)
+}
+
+/// Route a path (each segment percent-decoded).
 pub fn route(path: &str) -> Result<Route, SimError> {
-    let segs: Vec<&str> = path
+    let owned: Vec<String> = path
         .trim_end_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .collect();
+        .map(decode_segment)
+        .collect::<Result<_, _>>()?;
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["version"] => Ok(Route::Version),
         ["api"] => Ok(Route::CoreVersions),
@@ -171,6 +210,33 @@ mod tests {
         };
         assert_eq!(r.info.plural, "leases");
         assert_eq!(route("/api/v1/widgets").unwrap_err().code(), 404);
+        let Route::Resource(r) = route("/api/v1/namespaces/a%2Db/pods/p%2e1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (r.namespace.as_deref(), r.name.as_deref()),
+            (Some("a-b"), Some("p.1"))
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a%2Fb/pods").unwrap_err().code(),
+            404
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a%00b/pods").unwrap_err().code(),
+            404
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a%zzb/pods").unwrap_err().code(),
+            400
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a%ff/pods").unwrap_err().code(),
+            400
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a%2/pods").unwrap_err().code(),
+            400
+        );
         assert_eq!(
             route("/api/v1/namespaces/d/services/s/status")
                 .unwrap_err()
