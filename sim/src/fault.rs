@@ -93,11 +93,7 @@ fn check_duration(field: &'static str, d: Duration) -> Result<(), (&'static str,
     } else {
         Err((
             field,
-            format!(
-                "{}: must be at most {}",
-                format!("{d:?}"),
-                format!("{:?}", limits::MAX_FAULT_DURATION)
-            ),
+            format!("{d:?}: must be at most {:?}", limits::MAX_FAULT_DURATION),
         ))
     }
 }

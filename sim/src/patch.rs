@@ -121,13 +121,15 @@ fn apply_json_bounded(
             if let Some(from) = doc.pointer(o.from.as_str()) {
                 match limits::size_within(from, budget) {
                     Some(n) => copied += n,
-                    None => return Err(invalid_patch(
-                        target,
-                        format!(
+                    None => {
+                        return Err(invalid_patch(
+                            target,
+                            format!(
                             "the allowed accumulated copy size limit of {} bytes has been exceeded",
                             limits::MAX_PATCH_COPY_BYTES
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
         }
