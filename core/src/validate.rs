@@ -788,7 +788,10 @@ mod tests {
             ("SELECT; DROP", "\"SELECT; DROP\""),
             ("a b", "\"a b\""),
             (&long[..64], &format!("{:?}", &long[..64])[..]),
-            (&long[..], "the value (65 characters, 0 non-ASCII, 0 control)"),
+            (
+                &long[..],
+                "the value (65 characters, 0 non-ASCII, 0 control)",
+            ),
             ("x\ny", "the value (3 characters, 0 non-ASCII, 1 control)"),
             ("é", "the value (1 characters, 1 non-ASCII, 0 control)"),
         ] {
@@ -832,8 +835,13 @@ mod tests {
     #[test]
     fn policy_builders_add_to_the_defaults() {
         let p = Policy::default().with_reserved_user("podgrant_admin");
-        assert!(check_user("podgrant_admin", &p).unwrap_err().contains("reserved"));
-        assert!(check_user("root", &p).is_err(), "the defaults stay reserved");
+        assert!(check_user("podgrant_admin", &p)
+            .unwrap_err()
+            .contains("reserved"));
+        assert!(
+            check_user("root", &p).is_err(),
+            "the defaults stay reserved"
+        );
         let p = Policy::default().with_tenancy(Tenancy::off());
         assert!(!p.tenancy.enforced);
         assert!(check_database("mysql", &p).is_err());

@@ -844,8 +844,12 @@ mod tests {
             .unwrap()
         };
         let ready = |c| pod_facts(pod(c)).ready;
-        assert!(ready(serde_json::json!([{"type": "Ready", "status": "True"}])));
-        assert!(!ready(serde_json::json!([{"type": "Ready", "status": "False"}])));
+        assert!(ready(
+            serde_json::json!([{"type": "Ready", "status": "True"}])
+        ));
+        assert!(!ready(
+            serde_json::json!([{"type": "Ready", "status": "False"}])
+        ));
         assert!(!ready(serde_json::json!([
             {"type": "ContainersReady", "status": "True"},
             {"type": "Ready", "status": "False"}
