@@ -134,4 +134,16 @@ mod tests {
         assert_eq!(f.admit(t0), Duration::ZERO, "burst 0 means 1");
         assert_eq!(f.admit(t0).as_millis(), 1000, "rate 0 means 1/s");
     }
+
+    #[test]
+    fn a_partial_refill_shortens_the_wait_by_the_time_already_waited() {
+        // Burst 1, 2 per second: after the one start, a token takes 0.5 s to refill. Asked
+        // 0.25 s later, half a token has refilled, so the wait is the other 0.25 s.
+        let t0 = Instant::now();
+        let mut f = floor(1, 2.0);
+        assert_eq!(f.admit(t0), Duration::ZERO);
+        assert_eq!(f.admit(t0 + Duration::from_millis(250)).as_millis(), 250);
+        // The start was accounted at 0.5 s; asked 0.1 s after it, 0.4 s remain.
+        assert_eq!(f.admit(t0 + Duration::from_millis(600)).as_millis(), 400);
+    }
 }

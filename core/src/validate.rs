@@ -780,4 +780,70 @@ mod tests {
         let long = "x".repeat(MAX_PASSWORD_LEN + 1);
         assert!(check_password(&long).unwrap_err().contains("limit"));
     }
+
+    #[test]
+    fn values_in_reasons_are_quoted_when_short_and_printable_else_described() {
+        let long = "a".repeat(65);
+        for (value, want) in [
+            ("SELECT; DROP", "\"SELECT; DROP\""),
+            ("a b", "\"a b\""),
+            (&long[..64], &format!("{:?}", &long[..64])[..]),
+            (
+                &long[..],
+                "the value (65 characters, 0 non-ASCII, 0 control)",
+            ),
+            ("x\ny", "the value (3 characters, 0 non-ASCII, 1 control)"),
+            ("é", "the value (1 characters, 1 non-ASCII, 0 control)"),
+        ] {
+            assert_eq!(describe(value), want, "{value:?}");
+        }
+        // And a refused privilege item names the value so quoted.
+        let (_, r) = rejected(&with(ANN_PRIVILEGES, "SELECT, drop-table"));
+        assert!(r.contains("\"drop-table\" is not a privilege name"), "{r}");
+    }
+
+    #[test]
+    fn secret_names_and_keys_are_kubernetes_shaped_up_to_253_characters() {
+        let name = |len: usize| "s".repeat(len);
+        // (the password-secret annotation, accepted?)
+        let cases: Vec<(String, bool)> = vec![
+            (format!("{}/key", name(253)), true),
+            (format!("{}/key", name(254)), false),
+            ("db.secret-2/key".into(), true),
+            ("-db/key".into(), false),
+            ("db-/key".into(), false),
+            ("db_secret/key".into(), false),
+            (format!("db/{}", "k".repeat(253)), true),
+            (format!("db/{}", "k".repeat(254)), false),
+            ("db/Key-1.x_y".into(), true),
+            ("db/k:y".into(), false),
+        ];
+        for (secret, ok) in cases {
+            let s: &'static str = Box::leak(secret.clone().into_boxed_str());
+            let got = grant_spec(&svc(&with(ANN_PASSWORD_SECRET, s)), &Policy::default());
+            assert_eq!(got.is_ok(), ok, "{secret:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_password_of_exactly_the_limit_is_accepted() {
+        assert!(check_password(&"x".repeat(MAX_PASSWORD_LEN)).is_ok());
+        // Counted in characters, not bytes.
+        assert!(check_password(&"ü".repeat(MAX_PASSWORD_LEN)).is_ok());
+    }
+
+    #[test]
+    fn policy_builders_add_to_the_defaults() {
+        let p = Policy::default().with_reserved_user("podgrant_admin");
+        assert!(check_user("podgrant_admin", &p)
+            .unwrap_err()
+            .contains("reserved"));
+        assert!(
+            check_user("root", &p).is_err(),
+            "the defaults stay reserved"
+        );
+        let p = Policy::default().with_tenancy(Tenancy::off());
+        assert!(!p.tenancy.enforced);
+        assert!(check_database("mysql", &p).is_err());
+    }
 }

@@ -787,4 +787,73 @@ mod tests {
         assert_eq!(f.data.len(), 1);
         assert_eq!(f.data["password"].expose(), "hunter2");
     }
+
+    #[test]
+    fn resource_versions_advance_numerically_else_by_differing() {
+        // (old, new, advances?): numeric when both parse, so "9" is older than "10", and an
+        // event replayed at the same or an older version is no progress.
+        let table = [
+            ("10", "11", true),
+            ("10", "10", false),
+            ("11", "10", false),
+            ("10", "9", false),
+            ("9", "10", true),
+            ("abc", "abd", true),
+            ("abc", "abc", false),
+            ("abc", "", false),
+            ("", "5", true),
+        ];
+        for (old, new, want) in table {
+            assert_eq!(advances(old, new), want, "advances({old:?}, {new:?})");
+        }
+    }
+
+    #[test]
+    fn only_a_410_refusal_is_gone() {
+        let status = |code| SourceError::Status {
+            code,
+            message: String::new(),
+        };
+        assert!(status(410).is_gone());
+        assert!(!status(404).is_gone());
+        assert!(!status(500).is_gone());
+        assert!(!SourceError::Transport("410".into()).is_gone());
+    }
+
+    #[test]
+    fn guard_counts_consecutive_failures() {
+        let mut g = WatchGuard::new(
+            Duration::from_secs(1),
+            Backoff::new(BackoffConfig::default(), 1),
+        );
+        assert_eq!(g.failures(), 0);
+        g.watch_ended(Duration::ZERO, 0);
+        g.request_failed();
+        assert_eq!(g.failures(), 2);
+        g.watch_ended(Duration::from_secs(5), 0);
+        assert_eq!(g.failures(), 0);
+    }
+
+    #[test]
+    fn a_pod_is_ready_only_with_a_true_ready_condition() {
+        let pod = |conditions: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "namespace": "ns"},
+                "status": {"phase": "Running", "podIP": "10.0.0.7", "conditions": conditions}
+            }))
+            .unwrap()
+        };
+        let ready = |c| pod_facts(pod(c)).ready;
+        assert!(ready(
+            serde_json::json!([{"type": "Ready", "status": "True"}])
+        ));
+        assert!(!ready(
+            serde_json::json!([{"type": "Ready", "status": "False"}])
+        ));
+        assert!(!ready(serde_json::json!([
+            {"type": "ContainersReady", "status": "True"},
+            {"type": "Ready", "status": "False"}
+        ])));
+        assert!(!ready(serde_json::json!([])));
+    }
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Mutation testing of core's decision functions with cargo-mutants (issue 8; docs/mutants.md).
+# NOT run in CI: a group takes 30-60 minutes on a shared 2-core machine. Scope and test
+# selection live in .cargo/mutants.toml; this picks the file group and where output goes.
+#
+#   scripts/mutants.sh pure       rate.rs watch.rs backoff.rs index.rs   (core lib tests)
+#   scripts/mutants.sh validate   validate.rs                            (core lib tests)
+#   scripts/mutants.sh full       sql.rs planner.rs desired.rs           (all core tests; MariaDB)
+#
+# Output: $MUTANTS_OUT/<group>/mutants.out (default target/mutants). Needs `cargo install
+# cargo-mutants --locked` (27.1.0 was used). Extra arguments go to cargo mutants (e.g. --list).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+group="${1:?usage: scripts/mutants.sh pure|validate|full [cargo-mutants args...]}"
+shift
+out="${MUTANTS_OUT:-$CARGO_TARGET_DIR/mutants}/$group"
+mkdir -p "$out" "$CARGO_TARGET_DIR/mutants-tmp"
+# cargo-mutants copies the tree into $TMPDIR; keep that copy off a small /tmp.
+export TMPDIR="${TMPDIR_MUTANTS:-$CARGO_TARGET_DIR/mutants-tmp}"
+
+case "$group" in
+  # No file under core/tests/ calls these modules: the lib tests are all the tests they have.
+  pure) run cargo mutants -j1 --cargo-arg=--lib -F '^core/src/(rate|watch|backoff|index)\.rs:' -o "$out" "$@" ;;
+  validate) run cargo mutants -j1 --cargo-arg=--lib -F '^core/src/validate\.rs:' -o "$out" "$@" ;;
+  full) run cargo mutants -j1 -F '^core/src/(sql|planner|desired)\.rs:' -o "$out" "$@" ;;
+  *) say "unknown group $group"; exit 2 ;;
+esac
