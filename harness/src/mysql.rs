@@ -448,7 +448,8 @@ fn lost_port(e: &MysqlError) -> bool {
 }
 
 /// [`spawn`] with extra server options appended to the command line (later options win:
-/// `--skip-name-resolve=0`, `--general-log`, ...). TCP is on, on 127.0.0.1 only; an extra
+/// `--skip-name-resolve=0`, `--general-log`, ...). TCP is on, on 127.0.0.1 only, and MariaDB
+/// runs with `--skip-name-resolve` (as the machine's server does); an extra
 /// `--port=N` picks the port (else a free one), and the URL uses it.
 pub async fn spawn_with_options(extra: &[String]) -> Result<TestMysql, MysqlError> {
     let fixed = extra
@@ -521,6 +522,10 @@ async fn spawn_on(port: u16, extra: &[String]) -> Result<TestMysql, MysqlError> 
         .arg("--skip-networking=0")
         .arg(format!("--port={port}"))
         .arg("--bind-address=127.0.0.1")
+        // As the machine's server and the README's recommendation: the process list shows
+        // client IPs, so the engine can end a revoked account's sessions. MariaDB only: there
+        // mariadb-install-db creates root@127.0.0.1; MySQL's --initialize-insecure does not.
+        .args(mariadb.then_some("--skip-name-resolve"))
         .args(user)
         .args(extra)
         .stdin(Stdio::null())
@@ -717,6 +722,8 @@ async fn docker_on(image: &str, port: u16) -> Result<TestMysql, MysqlError> {
             image,
             &format!("--port={port}"),
             "--bind-address=127.0.0.1",
+            // Client IPs in the process list, as on the machine's server (see spawn_on).
+            "--skip-name-resolve",
         ]),
         &format!("docker run {image}"),
     )?
