@@ -13,9 +13,11 @@
 
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
-    # Current crane needs a recent Nix (>= 2.18 or so) for lib.fileset & co. This is the
-    # version users run; the offline check on Debian's Nix 2.8 swaps in nix/stubs/crane.
-    crane.url = "github:ipetkov/crane";
+    # A release tag, so that moving crane is a decision (`nix flake lock --update-input crane`
+    # re-locks flake.lock to it). Current crane releases need Nix >= 2.31, not 2.18: older
+    # Nix fails evaluating crane itself. The offline check on Debian's Nix 2.8
+    # (scripts/check-nix.sh) swaps in nix/stubs/crane instead.
+    crane.url = "github:ipetkov/crane/v0.23.4";
     flake-utils.url = "github:numtide/flake-utils";
   };
 

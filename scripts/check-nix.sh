@@ -14,6 +14,8 @@
 #      scripts/check-*.sh it should, and those scripts survive the flake's source filter;
 #      the devShell carries mariadb, kubectl, valgrind, go, cargo, clippy, rustfmt; the apps
 #      point at podgrant-harness `reproduce busy-loop` and podgrant-sim.
+#   5. crane is pinned to a release tag, and the checks' PODGRANT_REQUIRE is .ci/run's default
+#      minus docker (no Docker daemon in a Nix build sandbox).
 #
 # What it does NOT prove:
 #   - that real nixpkgs (nixos-25.11) has these attribute names with the expected contents, or
@@ -87,5 +89,17 @@ for input in nixpkgs crane flake-utils; do
 done
 nix "${NIX_FLAGS[@]}" eval --no-write-lock-file "${NESTED[@]}" --raw "path:$work/wiring#wiring" 2>&1 |
   grep -v -e '^warning: not writing' -e '^•' -e "^    '" -e '^  → ' >&2
+
+say "5. crane pinned to a release tag; the checks' PODGRANT_REQUIRE = .ci/run's, minus docker"
+crane_url="$(sed -n 's/^ *crane\.url = "\(.*\)";.*/\1/p' flake.nix)"
+[[ "$crane_url" =~ ^github:ipetkov/crane/v[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+  { say "FAIL: crane.url = ${crane_url:-(none)}: pin a release tag (github:ipetkov/crane/vX.Y.Z)"; exit 1; }
+ci_require="$(sed -n 's/^export PODGRANT_REQUIRE=\${PODGRANT_REQUIRE:-\(.*\)}$/\1/p' .ci/run)"
+flake_require="$(sed -n 's/^ *PODGRANT_REQUIRE = "\(.*\)";.*/\1/p' flake.nix)"
+# A Nix build sandbox has no Docker daemon: everything else CI requires, the checks require too.
+want_require="$(tr ',' '\n' <<<"$ci_require" | grep -vx docker | paste -sd, -)"
+[[ -n "$ci_require" && "$flake_require" == "$want_require" ]] ||
+  { say "FAIL: flake PODGRANT_REQUIRE=${flake_require:-(none)}, .ci/run's (minus docker) is ${want_require:-(none)}"; exit 1; }
+say "   crane.url = $crane_url; PODGRANT_REQUIRE: .ci/run $ci_require, flake $flake_require"
 
 say "ok: flake evaluated offline against nix/stubs (structure and wiring only; nothing built)"

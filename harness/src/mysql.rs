@@ -2,13 +2,19 @@
 //!
 //! Order (issue 4): `MYSQL_URL` (it must answer `SELECT 1`); else the machine's own server at
 //! [`LOCAL_URL`] if it answers; else a `mariadbd`/`mysqld` found on `PATH` (or `/usr/sbin`),
-//! started in a temporary datadir listening only on a unix socket (about 3 s here); else a
-//! MySQL 8 container when a Docker daemon answers *and* the `mysql:8` image is already present
-//! (nothing is ever pulled: this machine's network is loopback only) — with the cargo feature
-//! `testcontainers` started by testcontainers' MySQL 8 module (`mysql:8.1`, async runner, port
-//! bound on 127.0.0.1 only), without it by the Docker CLI; else [`provide`] returns
-//! `None` after printing a loud `SKIPPED` line — a test must then say it was skipped, never pass
-//! silently. `PODGRANT_TEST_MYSQL=url|local|spawn|docker|skip` forces one provider.
+//! started in a temporary datadir listening on a free 127.0.0.1 port (and a unix socket), URL
+//! `mysql://root@127.0.0.1:PORT/test` (about 3 s here); else a container of [`IMAGE_ENV`]
+//! (default [`DEFAULT_IMAGE`], built locally by `scripts/build-mariadb-image.sh`; `mysql:8.4`
+//! with a registry) on the host network and a free 127.0.0.1 port, when a Docker daemon answers
+//! — by the Docker CLI, or with the cargo feature `testcontainers` by testcontainers' MySQL 8
+//! module (`mysql:8.1`; unexercised: the crate is not in this machine's offline registry); else
+//! [`provide`] returns `None` after printing a loud `SKIPPED` line — a test must then say it was
+//! skipped, never pass silently. `PODGRANT_TEST_MYSQL=url|local|spawn|docker|skip` forces one.
+//!
+//! One server for a whole run (issue 8): `scripts/check-test.sh`, under `PODGRANT_TEST_MYSQL=spawn`
+//! (what the Nix checks set), starts one private `mariadbd` with the `podgrant-test-mysql` helper
+//! and exports `MYSQL_URL` and [`SHARED_SPAWN_ENV`]; [`provide`] then hands that server out as
+//! [`Provider::Spawned`] (`shared`) instead of starting one per test process.
 //!
 //! No skip to green (issue 8): when `PODGRANT_REQUIRE` (see [`crate::require`]) contains
 //! `mysql`, "no server" is [`MysqlError::Required`], never `None` ([`on_missing`] decides).
@@ -24,6 +30,16 @@ use std::time::{Duration, Instant};
 
 /// Env var that forces a provider: `url`, `local`, `spawn`, `docker`, `skip`.
 pub const FORCE_ENV: &str = "PODGRANT_TEST_MYSQL";
+
+/// Set (to the server binary) by the `podgrant-test-mysql` helper next to `MYSQL_URL`: that URL
+/// is one private server spawned for the whole run, used under `PODGRANT_TEST_MYSQL=spawn`.
+pub const SHARED_SPAWN_ENV: &str = "PODGRANT_SPAWNED_MYSQL";
+
+/// Env var naming the image the docker provider runs.
+pub const IMAGE_ENV: &str = "PODGRANT_MYSQL_IMAGE";
+
+/// The image `scripts/build-mariadb-image.sh` builds (Debian bookworm's MariaDB 10.11).
+pub const DEFAULT_IMAGE: &str = "podgrant/mariadb:10.11-local";
 
 /// How long a spawned server may take to answer.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -44,8 +60,9 @@ pub enum MysqlError {
     NoUrl,
     #[error("no mariadbd or mysqld on PATH or in /usr/sbin")]
     NoServerBinary,
-    #[error("no Docker daemon answers, or the mysql:8 image is not present locally")]
-    NoDocker,
+    /// No daemon, or the image is absent and cannot be pulled.
+    #[error("no Docker: {0}")]
+    NoDocker(String),
     #[error("running {what}: {source}")]
     Spawn {
         what: String,
@@ -70,11 +87,12 @@ pub enum Provider {
     Url,
     /// The machine's own server at [`LOCAL_URL`].
     Local,
-    /// A server this process started from this binary, in a temp datadir.
-    Spawned { binary: PathBuf },
-    /// A MySQL 8 container: started by testcontainers' MySQL 8 module with the cargo feature
-    /// `testcontainers`, else by the Docker CLI.
-    Docker { container: String },
+    /// A server started from this binary in a temp datadir: by this process, or (`shared`) once
+    /// for the whole run by the `podgrant-test-mysql` helper ([`SHARED_SPAWN_ENV`]).
+    Spawned { binary: PathBuf, shared: bool },
+    /// A container of `image` on the host network: started by the Docker CLI, or by
+    /// testcontainers' MySQL 8 module with the cargo feature `testcontainers`.
+    Docker { container: String, image: String },
 }
 
 impl std::fmt::Display for Provider {
@@ -82,11 +100,24 @@ impl std::fmt::Display for Provider {
         match self {
             Provider::Url => write!(f, "MYSQL_URL"),
             Provider::Local => write!(f, "the local server"),
-            Provider::Spawned { binary } => write!(f, "spawned {}", binary.display()),
-            Provider::Docker { container } if cfg!(feature = "testcontainers") => {
-                write!(f, "testcontainers MySQL 8 container {container}")
+            Provider::Spawned {
+                binary,
+                shared: false,
+            } => write!(f, "spawned {}", binary.display()),
+            Provider::Spawned {
+                binary,
+                shared: true,
+            } => write!(
+                f,
+                "spawned {} (one private server for the whole run, {SHARED_SPAWN_ENV})",
+                binary.display()
+            ),
+            Provider::Docker { container, image } if cfg!(feature = "testcontainers") => {
+                write!(f, "testcontainers container {container} of image {image}")
             }
-            Provider::Docker { container } => write!(f, "docker container {container}"),
+            Provider::Docker { container, image } => {
+                write!(f, "docker container {container} of image {image}")
+            }
         }
     }
 }
@@ -137,7 +168,7 @@ impl Drop for TestMysql {
         // The testcontainers path: dropping the container removes it.
         let _ = self.container.take();
         #[cfg(not(feature = "testcontainers"))]
-        if let Provider::Docker { container } = &self.provider {
+        if let Provider::Docker { container, .. } = &self.provider {
             let _ = Command::new("docker")
                 .args(["rm", "-f", container])
                 .stdout(Stdio::null())
@@ -171,6 +202,8 @@ pub struct ProviderEnv {
     pub mysql_url: Option<String>,
     /// `PODGRANT_REQUIRE` (see [`crate::require`]).
     pub required: crate::require::Required,
+    /// [`SHARED_SPAWN_ENV`], if set and non-empty: `mysql_url` is a run-wide spawned server.
+    pub shared_spawn: Option<String>,
 }
 
 impl ProviderEnv {
@@ -182,7 +215,21 @@ impl ProviderEnv {
             mysql_url: var("MYSQL_URL"),
             required: crate::require::Required::from_env()
                 .map_err(|e| MysqlError::Require(e.to_string()))?,
+            shared_spawn: var(SHARED_SPAWN_ENV),
         })
+    }
+
+    /// The run-wide spawned server's URL and provider, when the helper announced one.
+    fn shared(&self) -> Option<(String, Provider)> {
+        let url = self.mysql_url.clone()?;
+        let binary = PathBuf::from(self.shared_spawn.as_ref()?);
+        Some((
+            url,
+            Provider::Spawned {
+                binary,
+                shared: true,
+            },
+        ))
     }
 }
 
@@ -210,22 +257,31 @@ pub async fn provide_with(test: &str, env: &ProviderEnv) -> Result<Option<TestMy
             from_url(url, Provider::Url).await
         }
         Some("local") => from_url(LOCAL_URL.to_string(), Provider::Local).await,
-        Some("spawn") => Ok(spawn().await?),
-        Some("docker") => Ok(docker().await?),
+        Some("spawn") => match env.shared() {
+            Some((url, provider)) => from_url(url, provider).await,
+            None => Ok(spawn().await?),
+        },
+        Some("docker") => match docker().await {
+            Ok(m) => Ok(m),
+            Err(MysqlError::NoDocker(why)) => Err(format!("{FORCE_ENV}=docker: {why}")),
+            Err(e) => return Err(e),
+        },
         Some("skip") => Err(format!("{FORCE_ENV}=skip")),
         Some(other) => return Err(MysqlError::BadForce(other.to_string())),
         None => match &env.mysql_url {
-            Some(url) => from_url(url.clone(), Provider::Url).await,
+            Some(url) => match env.shared() {
+                Some((url, provider)) => from_url(url, provider).await,
+                None => from_url(url.clone(), Provider::Url).await,
+            },
             None => match from_url(LOCAL_URL.to_string(), Provider::Local).await {
                 Ok(m) => Ok(m),
                 Err(_) => match spawn().await {
                     Ok(m) => Ok(m),
                     Err(MysqlError::NoServerBinary) => match docker().await {
                         Ok(m) => Ok(m),
-                        Err(MysqlError::NoDocker) => Err(
-                            "MYSQL_URL unset, nothing answers at 127.0.0.1:3306, no mariadbd/mysqld, no Docker daemon with mysql:8"
-                                .to_string(),
-                        ),
+                        Err(MysqlError::NoDocker(why)) => Err(format!(
+                            "MYSQL_URL unset, nothing answers at 127.0.0.1:3306, no mariadbd/mysqld, and {why}"
+                        )),
                         Err(e) => return Err(e),
                     },
                     Err(e) => return Err(e),
@@ -306,6 +362,7 @@ fn provider_name(p: &Provider) -> &'static str {
     match p {
         Provider::Url => "MYSQL_URL",
         Provider::Local => "the local server",
+        Provider::Spawned { shared: true, .. } => "the run's spawned server",
         _ => "the server",
     }
 }
@@ -364,15 +421,63 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Starts `mariadbd`/`mysqld` in a temp datadir on a unix socket, and waits until it answers.
+/// Starts `mariadbd`/`mysqld` in a temp datadir on a free 127.0.0.1 port (and a unix socket),
+/// and waits until it answers at `mysql://root@127.0.0.1:PORT/test`.
 pub async fn spawn() -> Result<TestMysql, MysqlError> {
     spawn_with_options(&[]).await
 }
 
-/// [`spawn`] with extra server options appended to the command line (later options win, so
-/// `--skip-networking=0 --port=N` turns TCP on; `--skip-name-resolve=0`, `--general-log`, ...).
-/// The URL stays the unix socket's.
+/// A loopback port nobody listened on a moment ago (bound, then released: another process may
+/// still take it first, so starters retry on "address in use").
+pub fn free_port() -> Result<u16, MysqlError> {
+    let spawn_err = |source| MysqlError::Spawn {
+        what: "binding 127.0.0.1:0".into(),
+        source,
+    };
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(spawn_err)?;
+    Ok(l.local_addr().map_err(spawn_err)?.port())
+}
+
+/// How many times a starter tries a fresh port after losing the race for one.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Whether a failed start lost its port to another process.
+fn lost_port(e: &MysqlError) -> bool {
+    let text = e.to_string();
+    text.contains("Address already in use") || text.contains("Bind on TCP/IP port")
+}
+
+/// [`spawn`] with extra server options appended to the command line (later options win:
+/// `--skip-name-resolve=0`, `--general-log`, ...). TCP is on, on 127.0.0.1 only, and MariaDB
+/// runs with `--skip-name-resolve` (as the machine's server does); an extra
+/// `--port=N` picks the port (else a free one), and the URL uses it.
 pub async fn spawn_with_options(extra: &[String]) -> Result<TestMysql, MysqlError> {
+    let fixed = extra
+        .iter()
+        .rev()
+        .find_map(|o| o.strip_prefix("--port="))
+        .map(|p| {
+            p.parse::<u16>().map_err(|_| MysqlError::Failed {
+                what: "spawn options".into(),
+                detail: format!("--port={p} is not a port"),
+            })
+        })
+        .transpose()?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = match fixed {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        match spawn_on(port, extra).await {
+            Err(e) if fixed.is_none() && attempt < PORT_ATTEMPTS && lost_port(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn spawn_on(port: u16, extra: &[String]) -> Result<TestMysql, MysqlError> {
     let binary = find_binary(&["mariadbd", "mysqld"]).ok_or(MysqlError::NoServerBinary)?;
     let version = run(Command::new(&binary).arg("--version"), "server --version")?;
     let mariadb = version.contains("MariaDB");
@@ -414,7 +519,13 @@ pub async fn spawn_with_options(extra: &[String]) -> Result<TestMysql, MysqlErro
             dir.path().join("mysqld.pid").display()
         ))
         .arg(format!("--log-error={}", log.display()))
-        .arg("--skip-networking")
+        .arg("--skip-networking=0")
+        .arg(format!("--port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        // As the machine's server and the README's recommendation: the process list shows
+        // client IPs, so the engine can end a revoked account's sessions. MariaDB only: there
+        // mariadb-install-db creates root@127.0.0.1; MySQL's --initialize-insecure does not.
+        .args(mariadb.then_some("--skip-name-resolve"))
         .args(user)
         .args(extra)
         .stdin(Stdio::null())
@@ -427,10 +538,12 @@ pub async fn spawn_with_options(extra: &[String]) -> Result<TestMysql, MysqlErro
         what: binary.display().to_string(),
         source,
     })?;
-    let url = format!("mysql://root@localhost/test?socket={}", socket.display());
     let mut m = TestMysql {
-        url,
-        provider: Provider::Spawned { binary },
+        url: format!("mysql://root@127.0.0.1:{port}/test"),
+        provider: Provider::Spawned {
+            binary,
+            shared: false,
+        },
         child: Some(child),
         dir: Some(dir),
         container: None,
@@ -439,12 +552,20 @@ pub async fn spawn_with_options(extra: &[String]) -> Result<TestMysql, MysqlErro
     Ok(m)
 }
 
+/// The URL without its database (`test` may not exist yet).
+fn admin_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, query)) => format!("{}/?{query}", base.trim_end_matches("/test")),
+        None => format!("{}/", url.trim_end_matches("/test")),
+    }
+}
+
 /// Polls until a connection succeeds and `test` exists; fails early if the server exits.
 async fn wait_ready(m: &mut TestMysql, log: &Path) -> Result<(), MysqlError> {
     let start = Instant::now();
-    // Connect without a database first: `test` may not exist yet.
-    let admin_url = m.url.replacen("/test?", "/?", 1);
+    let admin_url = admin_url(&m.url);
     let mut last = String::from("never tried");
+    let mut checked = Instant::now();
     while start.elapsed() < READY_DEADLINE {
         if let Some(child) = m.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -453,6 +574,18 @@ async fn wait_ready(m: &mut TestMysql, log: &Path) -> Result<(), MysqlError> {
                     what: format!("server exited ({status})"),
                     detail: tail(&text, 20),
                 });
+            }
+        }
+        // A container that exited will never answer: say why now (once a second: a CLI call).
+        if let Provider::Docker { container, .. } = &m.provider {
+            if m.container.is_none() && checked.elapsed() >= Duration::from_secs(1) {
+                checked = Instant::now();
+                if let Some(why) = container_exited(container) {
+                    return Err(MysqlError::Failed {
+                        what: format!("container {container} exited"),
+                        detail: why,
+                    });
+                }
             }
         }
         match try_connect(&admin_url).await {
@@ -481,60 +614,149 @@ async fn try_connect(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts a `mysql:8` container with the Docker CLI (only if the image is already present:
-/// nothing is pulled). Unexercised on this machine (no Docker daemon).
+/// The image the docker provider runs: [`IMAGE_ENV`], else [`DEFAULT_IMAGE`].
+pub fn image() -> String {
+    std::env::var(IMAGE_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
+}
+
+/// Whether `docker args…` succeeds (output discarded).
+#[cfg(not(feature = "testcontainers"))]
+fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// `Some(why)` when the container is no longer running (its state and last log lines).
+fn container_exited(container: &str) -> Option<String> {
+    let state = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            container,
+        ])
+        .output()
+        .ok()?;
+    let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+    if state.starts_with("running") || state.starts_with("created") {
+        return None;
+    }
+    let logs = Command::new("docker")
+        .args(["logs", "--tail", "20", container])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    Some(format!("state {state:?}\n{}", tail(&logs, 20)))
+}
+
+/// Starts a container of [`image`] with the Docker CLI on the host network (no bridge, no
+/// published ports): the server listens on a free 127.0.0.1 port, passed both as
+/// `MYSQL_TCP_PORT` (read by `scripts/build-mariadb-image.sh`'s entrypoint) and as
+/// `--port`/`--bind-address` arguments (appended to `mysqld` by the official `mysql` images,
+/// which also read `MYSQL_ALLOW_EMPTY_PASSWORD`/`MYSQL_DATABASE`). The default image is never
+/// pulled (build it with the script); an image named by [`IMAGE_ENV`] is pulled when absent.
+/// The container is removed on drop.
 #[cfg(not(feature = "testcontainers"))]
 pub async fn docker() -> Result<TestMysql, MysqlError> {
-    let answers = |args: &[&str]| {
-        Command::new("docker")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !answers(&["info"]) || !answers(&["image", "inspect", "mysql:8"]) {
-        return Err(MysqlError::NoDocker);
+    let image = image();
+    if !docker_ok(&["info"]) {
+        return Err(MysqlError::NoDocker(
+            "no Docker daemon answers `docker info`".into(),
+        ));
     }
+    if !docker_ok(&["image", "inspect", &image]) {
+        if image == DEFAULT_IMAGE {
+            return Err(MysqlError::NoDocker(format!(
+                "image {image} is not built (run scripts/build-mariadb-image.sh, or set {IMAGE_ENV})"
+            )));
+        }
+        run(Command::new("docker").args(["pull", &image]), "docker pull").map_err(|e| {
+            MysqlError::NoDocker(format!("image {image} absent and not pulled: {e}"))
+        })?;
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match docker_on(&image, free_port()?).await {
+            Err(e) if attempt < PORT_ATTEMPTS && lost_port(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[cfg(not(feature = "testcontainers"))]
+async fn docker_on(image: &str, port: u16) -> Result<TestMysql, MysqlError> {
+    let name = format!("pgh-mysql-{port}-{:08x}", rand_tag());
     let id = run(
         Command::new("docker").args([
             "run",
             "-d",
-            "--rm",
-            "-p",
-            "127.0.0.1::3306",
+            "--network",
+            "host",
+            "--name",
+            &name,
+            "--label",
+            "podgrant.test-mysql=1",
+            "-e",
+            &format!("MYSQL_TCP_PORT={port}"),
+            "-e",
+            "MYSQL_BIND_ADDRESS=127.0.0.1",
             "-e",
             "MYSQL_ALLOW_EMPTY_PASSWORD=yes",
             "-e",
             "MYSQL_DATABASE=test",
-            "mysql:8",
+            image,
+            &format!("--port={port}"),
+            "--bind-address=127.0.0.1",
+            // Client IPs in the process list, as on the machine's server (see spawn_on).
+            "--skip-name-resolve",
         ]),
-        "docker run mysql:8",
+        &format!("docker run {image}"),
     )?
     .trim()
     .to_string();
-    let port_line = run(
-        Command::new("docker").args(["port", &id, "3306/tcp"]),
-        "docker port",
-    )?;
-    let port = port_line
-        .lines()
-        .find_map(|l| l.strip_prefix("127.0.0.1:"))
-        .map(|p| p.trim().to_string())
-        .ok_or_else(|| MysqlError::Failed {
-            what: "docker port".into(),
-            detail: port_line.clone(),
-        })?;
     let mut m = TestMysql {
         url: format!("mysql://root@127.0.0.1:{port}/test"),
-        provider: Provider::Docker { container: id },
+        provider: Provider::Docker {
+            container: id.chars().take(12).collect(),
+            image: image.to_string(),
+        },
         child: None,
         dir: None,
         container: None,
     };
+    // On failure `m` is dropped here, which removes the container.
     wait_ready(&mut m, Path::new("/nonexistent")).await?;
     Ok(m)
+}
+
+/// A random tag for container names (no `rand` here: `core` includes this file too).
+#[cfg(not(feature = "testcontainers"))]
+fn rand_tag() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
 }
 
 /// Starts testcontainers' MySQL 8 module (`mysql:8.1`) with the async runner, only if a Docker
@@ -552,9 +774,12 @@ pub async fn docker() -> Result<TestMysql, MysqlError> {
 
     let image = Mysql::default();
     let descriptor = format!("{}:{}", image.name(), image.tag());
-    let daemon = Docker::connect_with_defaults().map_err(|_| MysqlError::NoDocker)?;
+    let daemon = Docker::connect_with_defaults()
+        .map_err(|e| MysqlError::NoDocker(format!("no Docker daemon: {e}")))?;
     if !daemon_has_image(&daemon, &descriptor).await {
-        return Err(MysqlError::NoDocker);
+        return Err(MysqlError::NoDocker(format!(
+            "no Docker daemon answers, or image {descriptor} is not present"
+        )));
     }
     let what = format!("testcontainers {descriptor}");
     let container = image
@@ -590,6 +815,7 @@ pub async fn docker() -> Result<TestMysql, MysqlError> {
         url: format!("mysql://root@127.0.0.1:{port}/test"),
         provider: Provider::Docker {
             container: container.id().to_string(),
+            image: descriptor.clone(),
         },
         child: None,
         dir: None,
@@ -637,6 +863,7 @@ mod tests {
             force: force.map(str::to_string),
             mysql_url: url,
             required: crate::require::Required::parse(required).expect("parses"),
+            shared_spawn: None,
         }
     }
 
