@@ -278,9 +278,14 @@ mod tests {
     fn pending_encoding_is_the_serialization_with_the_rv_spliced_in() {
         let mut v = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"a\"b": "}"}, "uid": "u"},
                            "spec": {"x": [1, 2.5, null]}});
-        let (obj, line) = Pending::encode("pods", &mut v).unwrap().finish("MODIFIED", 42);
+        let (obj, line) = Pending::encode("pods", &mut v)
+            .unwrap()
+            .finish("MODIFIED", 42);
         v["metadata"]["resourceVersion"] = json!("42");
-        assert_eq!(obj.json().as_ref(), serde_json::to_vec(&v).unwrap().as_slice());
+        assert_eq!(
+            obj.json().as_ref(),
+            serde_json::to_vec(&v).unwrap().as_slice()
+        );
         assert_eq!(line, Obj::encode("pods", "MODIFIED", &v).1);
         assert!(Pending::encode("pods", &mut json!({"spec": {}})).is_none());
     }

@@ -230,7 +230,11 @@ impl Template {
         let mut buf = Vec::with_capacity(size + 80);
         buf.extend_from_slice(b"{\"type\":\"MODIFIED\",\"object\":");
         let start = buf.len();
-        for (piece, slot) in self.pieces.iter().zip(self.slots.iter().map(Some).chain([None])) {
+        for (piece, slot) in self
+            .pieces
+            .iter()
+            .zip(self.slots.iter().map(Some).chain([None]))
+        {
             buf.extend_from_slice(piece);
             // Writing into a Vec cannot fail.
             let _ = match slot {
@@ -393,7 +397,7 @@ mod tests {
     }
 
     fn lines(sim: &Sim) -> Vec<Bytes> {
-        match lock(&sim.inner.store).replay_after(0) {
+        match lock(&sim.inner.store).replay_after(1) {
             Replay::Events(events, _) => events.iter().map(|e| e.line.clone()).collect(),
             Replay::Expired { .. } => panic!("expired"),
         }
@@ -427,7 +431,8 @@ mod tests {
     async fn a_foreign_write_invalidates_the_template() {
         let sim = sim();
         sim.flood(FloodSpec::burst("ns", 2));
-        sim.apply(&Step::set_pod_phase("ns", "p0", "Failed")).unwrap();
+        sim.apply(&Step::set_pod_phase("ns", "p0", "Failed"))
+            .unwrap();
         sim.flood(FloodSpec::burst("ns", 4));
         let p0 = sim.get("pods", Some("ns"), "p0").unwrap();
         assert_eq!(p0["status"]["phase"], "Failed");

@@ -14,11 +14,11 @@ use tokio::time::Instant;
 
 use crate::body::BodyError;
 use crate::clock::Clock;
+use crate::encoded::Obj;
 use crate::fault::{CloseMode, CloseWhen, Decision, FaultCell, WatchFaults};
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
 use crate::stats::Stats;
-use crate::encoded::Obj;
 use crate::store::{restamped, Event, EventType};
 use crate::table::TableOpts;
 
@@ -75,7 +75,13 @@ fn bookmark(info: &ResourceInfo, rv: u64, initial_end: bool) -> Bytes {
 }
 
 /// An object event's line: the shared encoded line, or a one-row Table when asked.
-fn event_line(spec: &WatchSpec, kind: EventType, obj: &Obj, shared: Bytes, first: &mut bool) -> Bytes {
+fn event_line(
+    spec: &WatchSpec,
+    kind: EventType,
+    obj: &Obj,
+    shared: Bytes,
+    first: &mut bool,
+) -> Bytes {
     match &spec.table {
         None => shared,
         Some((opts, clock)) => {
@@ -211,7 +217,11 @@ impl Emitter {
     fn event(&mut self, out: &mut Chunk, data: Bytes) -> bool {
         self.sent += 1;
         self.unflushed += 1;
-        if self.faults.duplicate_p.is_some_and(|p| self.rng.random::<f64>() < p) {
+        if self
+            .faults
+            .duplicate_p
+            .is_some_and(|p| self.rng.random::<f64>() < p)
+        {
             out.push(data.clone());
             self.count_fault("duplicate");
         }
