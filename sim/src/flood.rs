@@ -282,7 +282,9 @@ impl Churner {
         // Go round the objects as they are; re-read them when one has gone or a round is done.
         let mut key = self.pick(counter);
         let mut templates = lock(&sim.inner.flood_templates);
-        if key.as_ref().is_none_or(|k| !store.contains(plural, k)) || counter % self.len() == 0 {
+        if key.as_ref().is_none_or(|k| !store.contains(plural, k))
+            || counter.is_multiple_of(self.len())
+        {
             self.keys = store.keys(plural, self.namespace.as_deref());
             key = self.pick(counter);
             // Templates of objects that have gone are dropped with them.
