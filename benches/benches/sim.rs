@@ -5,13 +5,23 @@
 //!   reads until it has all of them; the time covers generation, encoding, HTTP chunking and
 //!   kube-rs decoding into `Pod` (throughput is reported in events/s).
 //! - `sim/watch_tcp/raw_bytes` — the same burst read as raw bytes from a plain TCP socket (events
-//!   counted by their `"type":"MODIFIED"` marker): the server's side without kube-rs decoding.
+//!   counted as the lines inside the chunked framing, see [`LineCounter`]): the server's side
+//!   without kube-rs decoding, i.e. the sustained flood to one raw watcher. The watcher must
+//!   not be dropped (checked after the bench).
 //! - `sim/list_10k_pods/{in_process,tcp}` — one unpaginated kube-rs `list` of 10 000 pods, through
 //!   the in-process `tower::Service` and over TCP (includes kube-rs decoding 10 000 `Pod`s).
 //! - `sim/list_10k_pods/raw_bytes` — the same list read as raw bytes over TCP (server side only).
 //! - `sim/watch_fanout/100_watchers` — 100 concurrent kube-rs watchers over TCP; per iteration
 //!   the sim emits a burst of 1 000 MODIFIED events and the time runs until every watcher has
 //!   all of them (throughput: deliveries, i.e. 100 000 events/iteration).
+//! - `sim/watch_fanout/100_raw_watchers` — the same with 100 raw TCP watchers (no kube-rs
+//!   decoding, each on its own connection): the server's deliveries per second.
+//! - `sim/flood/generator` — the flood generator alone: a burst of 10 000 MODIFIED events over
+//!   100 pods with no watcher (throughput: events/s); `generator_cpu` is the same on the
+//!   calling thread's CPU clock (events per CPU-second, independent of the machine's load).
+//!
+//! Memory per stored pod is not a criterion figure: `cargo run --release -p podgrant-sim
+//! --example rss_per_pod` prints it (RSS from /proc/self/statm around 100 000 pods).
 //!
 //! Wall time (this is a throughput figure). Run briefly with:
 //! `cargo bench -p podgrant-benches --bench sim -- --warm-up-time 1 --measurement-time 5`
@@ -101,35 +111,115 @@ fn watch_tcp(c: &mut Criterion) {
             })
         })
     });
-    // Raw bytes over a plain socket: count event markers, carrying a tail across reads.
-    let marker = b"\"type\":\"MODIFIED\"";
-    let mut conn = rt.block_on(async {
-        let mut conn = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
-        let req = format!("GET /api/v1/namespaces/bench/pods?watch=true&resourceVersion={} HTTP/1.1\r\nhost: x\r\n\r\n", sim.resource_version());
-        conn.write_all(req.as_bytes()).await.expect("write");
-        conn
-    });
+    // Raw bytes over a plain socket: count event lines.
+    let mut conn = rt.block_on(raw_watch(&sim, server.addr()));
+    let mut counter = LineCounter::default();
     g.bench_function("raw_bytes", |b| {
         b.iter_custom(|iters| {
             time_bursts(&sim, BURST, iters, || {
-                rt.block_on(async {
-                    let mut got = 0u64;
-                    let mut buf = vec![0u8; 1 << 16];
-                    let mut tail: Vec<u8> = Vec::new();
-                    while got < BURST {
-                        let n = conn.read(&mut buf).await.expect("read");
-                        assert!(n > 0, "watch ended");
-                        tail.extend_from_slice(&buf[..n]);
-                        got += tail.windows(marker.len()).filter(|w| *w == marker).count() as u64;
-                        let keep = tail.len().saturating_sub(marker.len() - 1);
-                        tail.drain(..keep);
-                    }
-                });
+                let upto = counter.lines + BURST;
+                rt.block_on(read_lines(&mut conn, &mut counter, upto));
             })
         })
     });
     g.finish();
+    assert_eq!(
+        sim.sizes().watchers,
+        2,
+        "neither watcher was dropped as too slow"
+    );
     drop(server);
+}
+
+/// Counts watch events in a chunked HTTP/1.1 response read in pieces: skips the headers,
+/// decodes the chunk framing and counts the newlines inside chunk data (every watch line ends
+/// with one, and compact JSON has no other).
+#[derive(Default)]
+struct LineCounter {
+    lines: u64,
+    body: bool,
+    head: Vec<u8>,
+    state: Chunked,
+}
+
+#[derive(Default)]
+enum Chunked {
+    #[default]
+    Size,
+    Data(usize),
+    Trailer(usize),
+}
+
+impl LineCounter {
+    fn feed(&mut self, mut buf: &[u8]) {
+        if !self.body {
+            self.head.extend_from_slice(buf);
+            let Some(at) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            self.body = true;
+            let rest = self.head.split_off(at + 4);
+            self.head.clear();
+            return self.feed(&rest);
+        }
+        while !buf.is_empty() {
+            match self.state {
+                Chunked::Size => {
+                    let Some(nl) = buf.iter().position(|b| *b == b'\n') else {
+                        self.head.extend_from_slice(buf);
+                        return;
+                    };
+                    self.head.extend_from_slice(&buf[..nl]);
+                    buf = &buf[nl + 1..];
+                    let line = std::str::from_utf8(&self.head).expect("chunk size");
+                    let hex = line.trim().split(';').next().unwrap_or("");
+                    let size = usize::from_str_radix(hex, 16).expect("chunk size");
+                    self.head.clear();
+                    self.state = Chunked::Data(size);
+                }
+                Chunked::Data(n) => {
+                    let take = n.min(buf.len());
+                    self.lines += buf[..take].iter().filter(|b| **b == b'\n').count() as u64;
+                    buf = &buf[take..];
+                    self.state = if take == n {
+                        Chunked::Trailer(2)
+                    } else {
+                        Chunked::Data(n - take)
+                    };
+                }
+                Chunked::Trailer(n) => {
+                    let take = n.min(buf.len());
+                    buf = &buf[take..];
+                    self.state = if take == n {
+                        Chunked::Size
+                    } else {
+                        Chunked::Trailer(n - take)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A raw watch on `bench` pods from the current RV over its own TCP connection.
+async fn raw_watch(sim: &Sim, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET /api/v1/namespaces/bench/pods?watch=true&resourceVersion={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        sim.resource_version()
+    );
+    conn.write_all(req.as_bytes()).await.expect("write");
+    conn
+}
+
+/// Reads until the counter has seen `upto` lines in all.
+async fn read_lines(conn: &mut tokio::net::TcpStream, counter: &mut LineCounter, upto: u64) {
+    let mut buf = vec![0u8; 1 << 16];
+    while counter.lines < upto {
+        let n = conn.read(&mut buf).await.expect("read");
+        assert!(n > 0, "watch ended");
+        counter.feed(&buf[..n]);
+    }
 }
 
 fn watch_fanout(c: &mut Criterion) {
@@ -169,8 +259,52 @@ fn watch_fanout(c: &mut Criterion) {
             })
         })
     });
+    drop(streams);
+    let mut raw: Vec<_> = (0..FANOUT_WATCHERS)
+        .map(|_| {
+            (
+                rt.block_on(raw_watch(&sim, server.addr())),
+                LineCounter::default(),
+            )
+        })
+        .collect();
+    g.bench_function("100_raw_watchers", |b| {
+        b.iter_custom(|iters| {
+            time_bursts(&sim, FANOUT_BURST, iters, || {
+                rt.block_on(futures::future::join_all(raw.iter_mut().map(
+                    |(conn, counter)| {
+                        let upto = counter.lines + FANOUT_BURST;
+                        read_lines(conn, counter, upto)
+                    },
+                )));
+            })
+        })
+    });
     g.finish();
     drop(server);
+}
+
+fn flood_generator(c: &mut Criterion) {
+    let sim = Sim::builder().build();
+    for i in 0..100 {
+        sim.apply(&Step::create_pod("bench", &format!("p{i}")))
+            .expect("pod");
+    }
+    let mut g = c.benchmark_group("sim/flood");
+    g.throughput(Throughput::Elements(BURST));
+    g.sample_size(10);
+    g.bench_function("generator", |b| {
+        b.iter(|| assert_eq!(sim.flood(FloodSpec::burst("bench", BURST)).sent(), BURST))
+    });
+    // The same on this thread's CPU clock: what the generator costs whatever the machine's load.
+    g.bench_function("generator_cpu", |b| {
+        b.iter_custom(|iters| {
+            podgrant_benches::cpu_clock::measure_thread_cpu(iters, || {
+                assert_eq!(sim.flood(FloodSpec::burst("bench", BURST)).sent(), BURST)
+            })
+        })
+    });
+    g.finish();
 }
 
 fn list_10k(c: &mut Criterion) {
@@ -228,6 +362,6 @@ fn list_10k(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = podgrant_benches::criterion();
-    targets = watch_tcp, watch_fanout, list_10k
+    targets = watch_tcp, watch_fanout, list_10k, flood_generator
 }
 criterion_main!(benches);

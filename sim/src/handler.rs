@@ -308,7 +308,7 @@ where
                     }
                     let now = inner.clock.now();
                     let bytes = crate::list::render(
-                        &lock(&inner.store),
+                        &inner.store,
                         info,
                         ns,
                         &selectors,
@@ -457,11 +457,7 @@ fn start_watch(
     let (start, rx) = {
         let store = lock(&inner.store);
         let snapshot = |store: &crate::store::Store| {
-            let objects = store
-                .list(rr.info.plural, ns)
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect();
+            let objects = store.objs(rr.info.plural, ns);
             (
                 WatchStart::Snapshot {
                     objects,

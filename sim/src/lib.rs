@@ -6,6 +6,7 @@ pub mod admin; // the /_sim admin endpoint (faults, stats, compact)
 pub mod body; // SimBody: full or streamed response bodies
 pub mod clock; // simulated wall clock over tokio time
 pub mod discovery; // /version, /api, /apis discovery documents
+pub mod encoded; // objects encoded once: shared JSON bytes and selector values
 pub mod error; // SimError, mapped to metav1.Status codes
 pub mod fault; // fault plans, rules, per-request decisions
 pub mod flood; // churn generator

@@ -3,11 +3,13 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::encoded::Obj;
 use crate::error::SimError;
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
-use std::time::SystemTime;
-
 use crate::store::{Key, Store};
 use crate::table::TableOpts;
 
@@ -43,9 +45,10 @@ fn decode(token: &str) -> Result<(u64, String, String), SimError> {
 }
 
 /// One page of a list, serialized: the `<Kind>List` JSON document, or a `Table` when `table` is set.
-/// Items are serialized straight from the store (borrowed), never cloned.
+/// The page's objects are picked under the store lock (shared, never cloned); the document is
+/// put together from their encoded JSON after the lock is released.
 pub fn render(
-    store: &Store,
+    store: &Mutex<Store>,
     info: &'static ResourceInfo,
     namespace: Option<&str>,
     sel: &Selectors,
@@ -53,35 +56,40 @@ pub fn render(
     continue_token: Option<&str>,
     table: Option<(TableOpts, SystemTime)>,
 ) -> Result<Vec<u8>, SimError> {
-    let (rv, owned, after) = match continue_token {
-        Some(tok) => {
-            let (rv, ns, name) = decode(tok)?;
-            let items = store
-                .state_at(info.plural, namespace, rv)
-                .map_err(|_| expired())?;
-            (rv, Some(items), Some((ns, name)))
-        }
-        None => (store.current_rv(), None, None),
-    };
-    let all: Box<dyn Iterator<Item = (&Key, &Value)>> = match &owned {
-        Some(items) => Box::new(items.iter().map(|(k, v)| (k, v))),
-        None => store.iter(info.plural, namespace),
-    };
-    let matching: Vec<(&Key, &Value)> = all
-        .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
-        .filter(|(_, v)| sel.matches(v))
-        .collect();
-    let total = matching.len();
+    let after = continue_token.map(decode).transpose()?;
     let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-    let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if total > limit {
-        if let Some(((ns, name), _)) = matching.get(limit - 1) {
-            metadata["continue"] = json!(encode(rv, ns, name));
-            metadata["remainingItemCount"] = json!(total - limit);
+    let page = {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        match &after {
+            Some((rv, ns, name)) => {
+                let items = store
+                    .state_at_objs(info.plural, namespace, *rv)
+                    .map_err(|_| expired())?;
+                let start = (ns.clone(), name.clone());
+                pick(
+                    *rv,
+                    items.iter().map(|(k, v)| (k, v)),
+                    Some(&start),
+                    sel,
+                    limit,
+                )
+            }
+            None => pick(
+                store.current_rv(),
+                store.iter_objs(info.plural, namespace),
+                None,
+                sel,
+                limit,
+            ),
         }
+    };
+    let mut metadata = json!({"resourceVersion": page.rv.to_string()});
+    if let Some(((ns, name), remaining)) = &page.more {
+        metadata["continue"] = json!(encode(page.rv, ns, name));
+        metadata["remainingItemCount"] = json!(remaining);
     }
-    let items: Vec<&Value> = matching.into_iter().take(limit).map(|(_, v)| v).collect();
     if let Some((opts, now)) = table {
+        let items: Vec<&Value> = page.items.iter().map(|o| o.value()).collect();
         let doc = crate::table::from_items(info, &items, metadata, now, opts);
         return serde_json::to_vec(&doc).map_err(|e| SimError::Internal(e.to_string()));
     }
@@ -89,15 +97,53 @@ pub fn render(
         json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": metadata});
     let mut out = serde_json::to_vec(&head).map_err(|e| SimError::Internal(e.to_string()))?;
     out.pop(); // the closing '}'
+    let body: usize = page.items.iter().map(|o| o.json().len() + 1).sum();
+    out.reserve(body + 16);
     out.extend_from_slice(b",\"items\":[");
-    for (i, v) in items.iter().enumerate() {
+    for (i, o) in page.items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, v).map_err(|e| SimError::Internal(e.to_string()))?;
+        out.extend_from_slice(o.json());
     }
     out.extend_from_slice(b"]}");
     Ok(out)
+}
+
+/// One page's objects, the RV it is consistent at, and (when it is not the last page) the key
+/// of its last item and how many items remain.
+struct Page {
+    rv: u64,
+    items: Vec<Arc<Obj>>,
+    more: Option<(Key, usize)>,
+}
+
+/// Pure: the first `limit` objects after `after` that match, counting those beyond.
+fn pick<'a>(
+    rv: u64,
+    all: impl Iterator<Item = (&'a Key, &'a Arc<Obj>)>,
+    after: Option<&Key>,
+    sel: &Selectors,
+    limit: usize,
+) -> Page {
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut remaining = 0usize;
+    for (k, o) in all {
+        if after.is_some_and(|a| k <= a) || !o.matches(sel) {
+            continue;
+        }
+        if items.len() < limit {
+            items.push(o.clone());
+            last = Some(k);
+        } else {
+            remaining += 1;
+        }
+    }
+    let more = (remaining > 0)
+        .then(|| last.map(|k| (k.clone(), remaining)))
+        .flatten();
+    Page { rv, items, more }
 }
 
 /// The 410 for a continue token older than the history window (what kube-rs and kubectl relist on).

@@ -134,7 +134,11 @@ impl LabelSelector {
     /// Whether the object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    }
+
+    /// Whether labels read through `get` (a label's string value) satisfy every requirement.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.reqs.iter().all(|(k, op)| match op {
             Op::Eq(v) => get(k) == Some(v.as_str()),
             Op::NotEq(v) => get(k) != Some(v.as_str()),
@@ -199,7 +203,7 @@ impl FieldSelector {
 
     /// Whether the object's fields satisfy every requirement (a missing field reads as "").
     pub fn matches(&self, obj: &Value) -> bool {
-        self.reqs.iter().all(|(field, eq, value)| {
+        self.matches_with(|field| {
             let mut cur = obj;
             let mut found = true;
             for seg in field.split('.') {
@@ -211,13 +215,19 @@ impl FieldSelector {
                     }
                 }
             }
-            let actual = if found {
+            if found {
                 cur.as_str().unwrap_or("")
             } else {
                 ""
-            };
-            (actual == value) == *eq
+            }
         })
+    }
+
+    /// Whether fields read through `get` (a field's string value, "" when missing) satisfy every requirement.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> &'a str) -> bool {
+        self.reqs
+            .iter()
+            .all(|(field, eq, value)| (get(field) == value) == *eq)
     }
 }
 
@@ -232,6 +242,15 @@ impl Selectors {
     /// Both selectors match.
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    /// Both selectors match values read through the getters (see the `matches_with` of each).
+    pub fn matches_with<'a>(
+        &self,
+        label: impl Fn(&str) -> Option<&'a str>,
+        field: impl Fn(&str) -> &'a str,
+    ) -> bool {
+        self.labels.matches_with(label) && self.fields.matches_with(field)
     }
 
     /// True when nothing is filtered.

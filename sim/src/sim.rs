@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub ipam: Mutex<Ipam>,
     pub config: Config,
     service_ips: AtomicU32,
+    /// The flood generator's per-object byte templates (locked after `store`).
+    pub flood_templates: Mutex<crate::flood::Templates>,
 }
 
 /// Builder for [`Sim`].
@@ -144,6 +146,7 @@ impl SimBuilder {
                 pod_cidr: self.pod_cidr,
             },
             service_ips: AtomicU32::new(1),
+            flood_templates: Mutex::default(),
         });
         let sim = Sim { inner };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -394,12 +397,19 @@ impl Inner {
     ) -> Result<Value, SimError> {
         let meta = self.new_meta();
         let (ns, name, mut obj) = lifecycle::prepare_create(info, namespace, obj, meta)?;
+        // Encode before taking the lock (a Service still waiting for its cluster IP is encoded at commit).
+        let needs_ip = info.kind == "Service"
+            && obj.pointer("/spec/clusterIP").is_none()
+            && obj.pointer("/spec/type") != Some(&json!("ExternalName"));
+        let pending = if needs_ip {
+            None
+        } else {
+            crate::encoded::Pending::encode(info.plural, &mut obj)
+        };
         let mut store = lock(&self.store);
         if info.namespaced
             && require_namespace
-            && store
-                .get("namespaces", &(String::new(), ns.clone()))
-                .is_none()
+            && !store.contains("namespaces", &(String::new(), ns.clone()))
         {
             return Err(SimError::NotFound {
                 resource: "namespaces".into(),
@@ -407,16 +417,16 @@ impl Inner {
             });
         }
         let key = (ns, name.clone());
-        if store.get(info.plural, &key).is_some() {
+        if store.contains(info.plural, &key) {
             return Err(SimError::AlreadyExists {
                 resource: info.qualified(),
                 name,
             });
         }
-        if info.kind == "Service"
-            && obj.pointer("/spec/clusterIP").is_none()
-            && obj.pointer("/spec/type") != Some(&json!("ExternalName"))
-        {
+        if let Some(pending) = pending {
+            return Ok(store.commit_pending(info.plural, key, pending, obj));
+        }
+        if needs_ip {
             let n = self.service_ips.fetch_add(1, Ordering::Relaxed);
             let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
             obj["spec"]["clusterIP"] = json!(ip);
@@ -464,7 +474,7 @@ impl Inner {
         let mut released = Vec::new();
         let deleted = {
             let mut store = lock(&self.store);
-            if store.get(info.plural, &key).is_none() {
+            if !store.contains(info.plural, &key) {
                 return Err(SimError::NotFound {
                     resource: info.qualified(),
                     name: name.to_string(),
@@ -472,7 +482,7 @@ impl Inner {
             }
             if info.plural == "namespaces" {
                 for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
-                    for (k, _) in store.list(r.plural, Some(name)) {
+                    for k in store.keys(r.plural, Some(name)) {
                         store.commit(r.plural, k.clone(), None);
                         if r.plural == "pods" {
                             released.push(k);
@@ -499,11 +509,11 @@ impl Inner {
         namespace: Option<&str>,
         sel: &Selectors,
     ) -> Vec<Value> {
-        lock(&self.store)
-            .list(info.plural, namespace)
-            .into_iter()
-            .map(|(_, v)| v)
-            .filter(|v| sel.matches(v))
-            .collect()
+        let picked = lock(&self.store)
+            .iter_objs(info.plural, namespace)
+            .filter(|(_, o)| o.matches(sel))
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>();
+        picked.iter().map(|o| o.to_value()).collect()
     }
 }

@@ -71,7 +71,14 @@ impl Stats {
     }
 
     pub(crate) fn count_fault(&mut self, kind: &str) {
-        *self.faults.entry(kind.to_string()).or_default() += 1;
+        self.count_faults(kind, 1);
+    }
+
+    /// `n` faults of one kind at once (`n == 0` records nothing).
+    pub(crate) fn count_faults(&mut self, kind: &str, n: u64) {
+        if n > 0 {
+            *self.faults.entry(kind.to_string()).or_default() += n;
+        }
     }
 
     /// A fault that hit a watch; `open` if a plan change dealt it to an already-open one.

@@ -1,11 +1,14 @@
-//! The object store: one store-wide resourceVersion, a bounded event history window, and a broadcast to watchers.
+//! The object store: one store-wide resourceVersion, objects encoded once, a bounded event history window, and a broadcast to watchers.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+use crate::encoded::{Obj, Pending};
 
 /// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
 pub type Key = (String, String);
@@ -38,9 +41,11 @@ pub struct Event {
     pub name: String,
     pub kind: EventType,
     /// The object after the change (for `Deleted`, the last state, carrying the deletion RV).
-    pub object: Value,
+    pub object: Arc<Obj>,
     /// The object before the change (`Modified` and `Deleted`).
-    pub old: Option<Value>,
+    pub old: Option<Arc<Obj>>,
+    /// The encoded watch line `{"type":<kind>,"object":<object>}\n`, shared by every watcher.
+    pub line: Bytes,
 }
 
 /// Internal sizes, for bounded-memory assertions.
@@ -63,15 +68,43 @@ pub enum Replay {
     Expired { compacted_rv: u64 },
 }
 
-/// The in-memory store (callers hold it behind a mutex).
+type Objects = BTreeMap<Key, Arc<Obj>>;
+
+/// The in-memory store (callers hold it behind a mutex). Objects are kept encoded ([`Obj`]).
 pub struct Store {
     rv: u64,
-    objects: BTreeMap<&'static str, BTreeMap<Key, Value>>,
+    objects: BTreeMap<&'static str, Objects>,
     history: VecDeque<Arc<Event>>,
     window: usize,
     watch_buffer: usize,
     compacted_rv: u64,
     tx: broadcast::Sender<Arc<Event>>,
+}
+
+fn in_namespace<'a>(
+    map: &'a Objects,
+    namespace: Option<&'a str>,
+) -> Box<dyn Iterator<Item = (&'a Key, &'a Arc<Obj>)> + 'a> {
+    match namespace {
+        None => Box::new(map.iter()),
+        Some(ns) => Box::new(
+            map.range((ns.to_string(), String::new())..)
+                .take_while(move |(k, _)| k.0 == ns),
+        ),
+    }
+}
+
+fn stamp(o: &mut Value, rv: u64) {
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+    }
+}
+
+/// Pure: `obj` as it reads with its resourceVersion set to `rv`, encoded as a watch line of `kind`.
+pub fn restamped(resource: &str, kind: &str, obj: &Obj, rv: u64) -> (Arc<Obj>, Bytes) {
+    let mut v = obj.to_value();
+    stamp(&mut v, rv);
+    Obj::encode(resource, kind, &v)
 }
 
 impl Store {
@@ -95,23 +128,44 @@ impl Store {
         self.rv
     }
 
-    /// One object.
+    /// One object (parsed on first access, then kept with the object).
     pub fn get(&self, resource: &str, key: &Key) -> Option<&Value> {
+        self.get_obj(resource, key).map(|o| o.value())
+    }
+
+    /// One object, encoded.
+    pub fn get_obj(&self, resource: &str, key: &Key) -> Option<&Arc<Obj>> {
         self.objects.get(resource)?.get(key)
+    }
+
+    /// Whether an object exists (without parsing it).
+    pub fn contains(&self, resource: &str, key: &Key) -> bool {
+        self.get_obj(resource, key).is_some()
     }
 
     /// Current objects of a resource, sorted by (namespace, name); `namespace` filters.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<(Key, Value)> {
-        let Some(map) = self.objects.get(resource) else {
-            return Vec::new();
-        };
-        match namespace {
-            None => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            Some(ns) => map
-                .range((ns.to_string(), String::new())..)
-                .take_while(|(k, _)| k.0 == ns)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+        self.iter_objs(resource, namespace)
+            .map(|(k, v)| (k.clone(), v.to_value()))
+            .collect()
+    }
+
+    /// The encoded current objects of a resource, sorted; `namespace` filters.
+    pub fn objs(&self, resource: &str, namespace: Option<&str>) -> Vec<Arc<Obj>> {
+        self.iter_objs(resource, namespace)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Borrowing iteration over the encoded current objects of a resource, sorted; `namespace` filters.
+    pub fn iter_objs<'a>(
+        &'a self,
+        resource: &str,
+        namespace: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = (&'a Key, &'a Arc<Obj>)> + 'a> {
+        match self.objects.get(resource) {
+            Some(map) => in_namespace(map, namespace),
+            None => Box::new(std::iter::empty()),
         }
     }
 
@@ -121,43 +175,28 @@ impl Store {
         resource: &str,
         namespace: Option<&'a str>,
     ) -> Box<dyn Iterator<Item = (&'a Key, &'a Value)> + 'a> {
-        let Some(map) = self.objects.get(resource) else {
-            return Box::new(std::iter::empty());
-        };
-        match namespace {
-            None => Box::new(map.iter()),
-            Some(ns) => Box::new(
-                map.range((ns.to_string(), String::new())..)
-                    .take_while(move |(k, _)| k.0 == ns),
-            ),
-        }
+        Box::new(
+            self.iter_objs(resource, namespace)
+                .map(|(k, v)| (k, v.value())),
+        )
+    }
+
+    /// The keys of the current objects of a resource, sorted; `namespace` filters.
+    pub fn keys(&self, resource: &str, namespace: Option<&str>) -> Vec<Key> {
+        self.iter_objs(resource, namespace)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The `i % n`-th of the `n` objects of a resource (in one namespace or all), for round-robin churn.
     pub fn nth(&self, resource: &str, namespace: Option<&str>, i: u64) -> Option<Value> {
-        let map = self.objects.get(resource)?;
-        match namespace {
-            None => {
-                let n = map.len() as u64;
-                if n == 0 {
-                    return None;
-                }
-                map.values().nth(usize::try_from(i % n).ok()?).cloned()
-            }
-            Some(ns) => {
-                let range = || {
-                    map.range((ns.to_string(), String::new())..)
-                        .take_while(|(k, _)| k.0 == ns)
-                };
-                let n = range().count() as u64;
-                if n == 0 {
-                    return None;
-                }
-                range()
-                    .nth(usize::try_from(i % n).ok()?)
-                    .map(|(_, v)| v.clone())
-            }
+        let n = self.iter_objs(resource, namespace).count() as u64;
+        if n == 0 {
+            return None;
         }
+        self.iter_objs(resource, namespace)
+            .nth(usize::try_from(i % n).ok()?)
+            .map(|(_, v)| v.to_value())
     }
 
     /// Number of objects of a resource (all namespaces).
@@ -172,13 +211,31 @@ impl Store {
         namespace: Option<&str>,
         rv: u64,
     ) -> Result<Vec<(Key, Value)>, u64> {
+        Ok(self
+            .state_at_objs(resource, namespace, rv)?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_value()))
+            .collect())
+    }
+
+    /// [`Store::state_at`], encoded.
+    pub fn state_at_objs(
+        &self,
+        resource: &'static str,
+        namespace: Option<&str>,
+        rv: u64,
+    ) -> Result<Vec<(Key, Arc<Obj>)>, u64> {
+        let current = || {
+            self.iter_objs(resource, namespace)
+                .map(|(k, v)| (k.clone(), v.clone()))
+        };
         if rv >= self.rv {
-            return Ok(self.list(resource, namespace));
+            return Ok(current().collect());
         }
         if rv < self.compacted_rv {
             return Err(self.compacted_rv);
         }
-        let mut state: BTreeMap<Key, Value> = self.list(resource, namespace).into_iter().collect();
+        let mut state: Objects = current().collect();
         for ev in self.history.iter().rev().take_while(|e| e.rv > rv) {
             if ev.resource != resource || namespace.is_some_and(|ns| ns != ev.namespace) {
                 continue;
@@ -197,47 +254,111 @@ impl Store {
         Ok(state.into_iter().collect())
     }
 
-    /// Commit a change: bump the RV, stamp it on the object, record and broadcast the event.
+    /// Commit a change: bump the RV, stamp it on the object, encode it once, record and broadcast the event.
     /// `object` is the new state (`None` deletes). Returns the stored (or deleted) object.
     pub fn commit(&mut self, resource: &'static str, key: Key, object: Option<Value>) -> Value {
-        self.rv += 1;
-        let rv = self.rv;
+        let rv = self.rv + 1;
         let map = self.objects.entry(resource).or_default();
-        let stamp = |o: &mut Value| {
-            if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-            }
-        };
-        let (kind, old, obj) = match object {
-            Some(mut new) => {
-                stamp(&mut new);
-                match map.insert(key.clone(), new.clone()) {
-                    Some(old) => (EventType::Modified, Some(old), new),
-                    None => (EventType::Added, None, new),
-                }
-            }
-            None => match map.remove(&key) {
-                Some(old) => {
-                    let mut last = old.clone();
-                    stamp(&mut last);
-                    (EventType::Deleted, Some(old), last)
-                }
+        match object {
+            Some(mut new) => match Pending::encode(resource, &mut new) {
+                Some(pending) => self.commit_pending(resource, key, pending, new),
                 None => {
-                    // Nothing to delete: undo the RV bump.
-                    self.rv -= 1;
-                    return Value::Null;
+                    let kind = if map.contains_key(&key) {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    let (obj, line) = Obj::encode(resource, kind.as_str(), &new);
+                    self.commit_encoded(resource, key, obj, line);
+                    new
                 }
             },
+            None => {
+                let Some(old) = map.remove(&key) else {
+                    // Nothing to delete: no RV bump.
+                    return Value::Null;
+                };
+                let mut last = old.to_value();
+                stamp(&mut last, rv);
+                let (obj, line) = Obj::encode(resource, EventType::Deleted.as_str(), &last);
+                self.rv = rv;
+                self.publish(Event {
+                    rv,
+                    resource,
+                    namespace: key.0,
+                    name: key.1,
+                    kind: EventType::Deleted,
+                    object: obj,
+                    old: Some(old),
+                    line,
+                });
+                last
+            }
+        }
+    }
+
+    /// Commit an object encoded beforehand (outside the lock) as `pending`, whose value is
+    /// `value`: the RV is spliced into the bytes and stamped on the returned value.
+    pub fn commit_pending(
+        &mut self,
+        resource: &'static str,
+        key: Key,
+        pending: Pending,
+        mut value: Value,
+    ) -> Value {
+        let rv = self.rv + 1;
+        let kind = if self.contains(resource, &key) {
+            EventType::Modified
+        } else {
+            EventType::Added
         };
-        let event = Arc::new(Event {
+        let (obj, line) = pending.finish(kind.as_str(), rv);
+        self.commit_encoded(resource, key, obj, line);
+        stamp(&mut value, rv);
+        value
+    }
+
+    /// The resourceVersion the next commit gets (to encode it into an object before committing it).
+    pub fn next_rv(&self) -> u64 {
+        self.rv + 1
+    }
+
+    /// Commit an object already encoded with [`Store::next_rv`] stamped in it, and its watch line
+    /// (`ADDED` for a new key, `MODIFIED` otherwise). Returns the RV.
+    pub fn commit_encoded(
+        &mut self,
+        resource: &'static str,
+        key: Key,
+        obj: Arc<Obj>,
+        line: Bytes,
+    ) -> u64 {
+        self.rv += 1;
+        let rv = self.rv;
+        let old = self
+            .objects
+            .entry(resource)
+            .or_default()
+            .insert(key.clone(), obj.clone());
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.publish(Event {
             rv,
             resource,
             namespace: key.0,
             name: key.1,
             kind,
-            object: obj.clone(),
+            object: obj,
             old,
+            line,
         });
+        rv
+    }
+
+    fn publish(&mut self, event: Event) {
+        let event = Arc::new(event);
         self.history.push_back(event.clone());
         while self.history.len() > self.window {
             if let Some(dropped) = self.history.pop_front() {
@@ -246,7 +367,6 @@ impl Store {
         }
         // No receivers is fine.
         let _ = self.tx.send(event);
-        obj
     }
 
     /// The events after `rv` and a receiver for later ones, taken atomically.

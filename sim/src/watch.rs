@@ -9,16 +9,17 @@ use futures::Stream;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio::time::Instant;
 
 use crate::body::BodyError;
 use crate::clock::Clock;
+use crate::encoded::Obj;
 use crate::fault::{CloseMode, CloseWhen, Decision, FaultCell, WatchFaults};
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
 use crate::stats::Stats;
-use crate::store::{Event, EventType};
+use crate::store::{restamped, Event, EventType};
 use crate::table::TableOpts;
 
 /// What a watch is scoped to and how it behaves.
@@ -45,7 +46,7 @@ pub enum WatchStart {
         from_rv: u64,
     },
     /// Synthetic ADDED events for the current objects at `rv`.
-    Snapshot { objects: Vec<Value>, rv: u64 },
+    Snapshot { objects: Vec<Arc<Obj>>, rv: u64 },
     /// The requested RV is older than the window: one in-stream 410 ERROR event.
     Expired { requested: u64, oldest: u64 },
 }
@@ -73,14 +74,70 @@ fn bookmark(info: &ResourceInfo, rv: u64, initial_end: bool) -> Bytes {
     )
 }
 
-/// Encode an object event, as a one-row Table when asked.
-fn event_line(spec: &WatchSpec, kind: &str, obj: &Value, first: &mut bool) -> Bytes {
+/// An object event's line: the shared encoded line, or a one-row Table when asked.
+fn event_line(
+    spec: &WatchSpec,
+    kind: EventType,
+    obj: &Obj,
+    shared: Bytes,
+    first: &mut bool,
+) -> Bytes {
     match &spec.table {
-        None => line(kind, obj),
+        None => shared,
         Some((opts, clock)) => {
-            let t = crate::table::from_object(spec.info, obj, clock.now(), *opts, *first);
+            let t = crate::table::from_object(spec.info, obj.value(), clock.now(), *opts, *first);
             *first = false;
-            line(kind, &t)
+            line(kind.as_str(), &t)
+        }
+    }
+}
+
+/// Events are sent in chunks of about this many bytes when a watcher has several waiting.
+const CHUNK: usize = 64 * 1024;
+
+/// The lines waiting to be sent as one chunk: a single shared line is passed on as is (no copy).
+#[derive(Default)]
+struct Chunk {
+    single: Option<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl Chunk {
+    fn spill(&mut self) {
+        if let Some(b) = self.single.take() {
+            self.buf.reserve(CHUNK.max(b.len() * 2));
+            self.buf.extend_from_slice(&b);
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if self.single.is_none() && self.buf.is_empty() {
+            self.single = Some(data);
+        } else {
+            self.spill();
+            self.buf.extend_from_slice(&data);
+        }
+    }
+
+    /// Append an `ADDED`-style line for already-encoded JSON.
+    fn push_line(&mut self, kind: &str, json: &[u8]) {
+        self.spill();
+        crate::encoded::push_line(&mut self.buf, kind, json);
+    }
+
+    fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+
+    fn full(&self) -> bool {
+        self.len() >= CHUNK
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        match self.single.take() {
+            Some(b) => Some(b),
+            None if self.buf.is_empty() => None,
+            None => Some(Bytes::from(std::mem::take(&mut self.buf))),
         }
     }
 }
@@ -88,33 +145,37 @@ fn event_line(spec: &WatchSpec, kind: &str, obj: &Value, first: &mut bool) -> By
 /// How an event appears to a watch with this scope: `None` if it is not visible.
 /// On a selector-scoped watch an object that stops matching is a DELETED (previous content, new RV)
 /// and one that starts matching is an ADDED.
+/// Returns the type, the object and its encoded line (the event's shared line when it applies as is).
 pub fn project<'a>(
     ev: &'a Event,
     info: &ResourceInfo,
     namespace: Option<&str>,
     sel: &Selectors,
-) -> Option<(EventType, Cow<'a, Value>)> {
+) -> Option<(EventType, Cow<'a, Arc<Obj>>, Bytes)> {
     if ev.resource != info.plural || namespace.is_some_and(|ns| ns != ev.namespace) {
         return None;
     }
-    let now = sel.matches(&ev.object);
+    let same = || Some((ev.kind, Cow::Borrowed(&ev.object), ev.line.clone()));
+    if sel.is_empty() {
+        return same();
+    }
+    let now = ev.object.matches(sel);
     match ev.kind {
-        EventType::Added | EventType::Deleted => {
-            now.then_some((ev.kind, Cow::Borrowed(&ev.object)))
-        }
+        EventType::Added | EventType::Deleted => now.then(same).flatten(),
         EventType::Modified => {
-            let before = ev.old.as_ref().is_some_and(|o| sel.matches(o));
-            match (before, now) {
-                (true, true) => Some((EventType::Modified, Cow::Borrowed(&ev.object))),
-                (false, true) => Some((EventType::Added, Cow::Borrowed(&ev.object))),
-                (true, false) => {
-                    let mut old = ev.old.clone().unwrap_or(Value::Null);
-                    if let Some(m) = old.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.insert("resourceVersion".into(), json!(ev.rv.to_string()));
-                    }
-                    Some((EventType::Deleted, Cow::Owned(old)))
+            let before = ev.old.as_ref().is_some_and(|o| o.matches(sel));
+            match (before, now, &ev.old) {
+                (true, true, _) => same(),
+                (false, true, _) => {
+                    let line = crate::encoded::line("ADDED", ev.object.json());
+                    Some((EventType::Added, Cow::Borrowed(&ev.object), line))
                 }
-                (false, false) => None,
+                (true, false, Some(old)) => {
+                    let kind = EventType::Deleted;
+                    let (obj, line) = restamped(ev.resource, kind.as_str(), old, ev.rv);
+                    Some((kind, Cow::Owned(obj), line))
+                }
+                _ => None,
             }
         }
     }
@@ -125,6 +186,8 @@ struct Emitter {
     rng: ChaCha8Rng,
     faults: WatchFaults,
     sent: u64,
+    /// Events queued but not yet counted in `stats` (counted once per chunk).
+    unflushed: u64,
     stats: Arc<Mutex<Stats>>,
     /// The armed faults came from a plan set while this watch was open.
     rearmed: bool,
@@ -142,31 +205,56 @@ impl Emitter {
         self.count(|s| s.count_watch_fault(kind, open));
     }
 
-    /// Outputs for one event line, and whether the watch must now be closed.
-    fn event(&mut self, data: Bytes) -> (Vec<Result<Bytes, BodyError>>, bool) {
-        let mut out = vec![Ok(data.clone())];
-        self.sent += 1;
-        self.count(|s| s.events_sent += 1);
-        if let Some(p) = self.faults.duplicate_p {
-            if self.rng.random::<f64>() < p {
-                out.push(Ok(data));
-                self.count_fault("duplicate");
-            }
+    /// Counts the events queued since the last flush (call before sending them).
+    fn flush(&mut self) {
+        if self.unflushed > 0 {
+            let n = std::mem::take(&mut self.unflushed);
+            self.count(|s| s.events_sent += n);
         }
+    }
+
+    /// Queue one event line (and any injected duplicate or malformed line); whether the watch must now be closed.
+    fn event(&mut self, out: &mut Chunk, data: Bytes) -> bool {
+        self.sent += 1;
+        self.unflushed += 1;
+        if self
+            .faults
+            .duplicate_p
+            .is_some_and(|p| self.rng.random::<f64>() < p)
+        {
+            out.push(data.clone());
+            self.count_fault("duplicate");
+        }
+        out.push(data);
         if let Some(p) = self.faults.malformed_p {
             if self.rng.random::<f64>() < p {
-                out.push(Ok(Bytes::from_static(
+                out.push(Bytes::from_static(
                     b"{\"type\":\"MODIFIED\",\"object\":not-json}\n",
-                )));
+                ));
                 self.count_fault("malformed_line");
             }
         }
-        let close = match &self.faults.close {
+        self.close_due()
+    }
+
+    /// After an event: whether an armed close fault fires now.
+    fn close_due(&mut self) -> bool {
+        match &self.faults.close {
             Some((CloseWhen::AfterEvents { n }, _)) => self.sent >= *n,
             Some((CloseWhen::Probability { p }, _)) => self.rng.random::<f64>() < *p,
             _ => false,
-        };
-        (out, close)
+        }
+    }
+
+    /// Queue an `ADDED` line for an already-encoded object; whether the watch must now be closed.
+    fn added(&mut self, out: &mut Chunk, json: &[u8]) -> bool {
+        if self.faults.duplicate_p.is_none() && self.faults.malformed_p.is_none() {
+            out.push_line("ADDED", json);
+            self.sent += 1;
+            self.unflushed += 1;
+            return self.close_due();
+        }
+        self.event(out, crate::encoded::line("ADDED", json))
     }
 
     /// The final output when a fault closes the watch.
@@ -299,7 +387,8 @@ pub fn stream(
             _ => None,
         };
         let close_after_initial = matches!(faults.close, Some((CloseWhen::AfterInitialEvents, _)));
-        let mut em = Emitter { rng: ChaCha8Rng::seed_from_u64(faults.seed), faults, sent: 0, stats, rearmed: false };
+        let mut em = Emitter { rng: ChaCha8Rng::seed_from_u64(faults.seed), faults, sent: 0, unflushed: 0, stats, rearmed: false };
+        let mut chunk = Chunk::default();
         let ns = spec.namespace.as_deref();
         let mut last_rv;
         let mut first = true;
@@ -313,20 +402,35 @@ pub fn stream(
                     last_rv = from_rv;
                     for ev in events {
                         last_rv = last_rv.max(ev.rv);
-                        if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
-                            let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
-                            for o in out { yield o; }
+                        if let Some((t, obj, shared)) = project(&ev, spec.info, ns, &spec.selectors) {
+                            let close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
+                            if close || chunk.full() {
+                                em.flush();
+                                if let Some(c) = chunk.take() { yield Ok(c); }
+                            }
                             if close { break 'run End::Closed; }
                         }
                     }
+                    em.flush();
+                    if let Some(c) = chunk.take() { yield Ok(c); }
                 }
                 WatchStart::Snapshot { objects, rv } => {
                     last_rv = rv;
-                    for obj in objects.iter().filter(|o| spec.selectors.matches(o)) {
-                        let (out, close) = em.event(event_line(&spec, "ADDED", obj, &mut first));
-                        for o in out { yield o; }
+                    for obj in objects.iter().filter(|o| o.matches(&spec.selectors)) {
+                        let close = if spec.table.is_some() {
+                            let line = event_line(&spec, EventType::Added, obj, Bytes::new(), &mut first);
+                            em.event(&mut chunk, line)
+                        } else {
+                            em.added(&mut chunk, obj.json())
+                        };
+                        if close || chunk.full() {
+                            em.flush();
+                            if let Some(c) = chunk.take() { yield Ok(c); }
+                        }
                         if close { break 'run End::Closed; }
                     }
+                    em.flush();
+                    if let Some(c) = chunk.take() { yield Ok(c); }
                     if spec.initial_events_end {
                         em.count(|s| s.bookmarks_sent += 1);
                         yield Ok(bookmark(spec.info, rv, true));
@@ -347,18 +451,34 @@ pub fn stream(
                         Rearm::Stall(d) => break 'run End::Stall(d),
                         Rearm::Arm(faults) => close_at = em.rearm(faults, Instant::now()),
                     },
-                    r = rx.recv() => match r {
-                        Ok(ev) => {
-                            if ev.rv <= last_rv { continue; }
-                            last_rv = ev.rv;
-                            if let Some((t, obj)) = project(&ev, spec.info, ns, &spec.selectors) {
-                                let (out, close) = em.event(event_line(&spec, t.as_str(), &obj, &mut first));
-                                for o in out { yield o; }
-                                if close { break 'run End::Closed; }
+                    r = rx.recv() => {
+                        // This event and whatever else is already waiting (up to a chunk), sent as one chunk.
+                        let mut r = r.map_err(|_| ());
+                        let (mut close, mut lagged) = (false, false);
+                        loop {
+                            match r {
+                                Ok(ev) => {
+                                    if ev.rv > last_rv {
+                                        last_rv = ev.rv;
+                                        if let Some((t, obj, shared)) = project(&ev, spec.info, ns, &spec.selectors) {
+                                            close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
+                                        }
+                                    }
+                                }
+                                // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
+                                Err(_) => lagged = true,
                             }
+                            if close || lagged || chunk.full() { break; }
+                            r = match rx.try_recv() {
+                                Ok(ev) => Ok(ev),
+                                Err(TryRecvError::Empty) => break,
+                                Err(_) => Err(()),
+                            };
                         }
-                        // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
-                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break 'run End::Quiet,
+                        em.flush();
+                        if let Some(c) = chunk.take() { yield Ok(c); }
+                        if close { break 'run End::Closed; }
+                        if lagged { break 'run End::Quiet; }
                     },
                     _ = ticker.tick(), if spec.bookmarks => {
                         em.count(|s| s.bookmarks_sent += 1);
