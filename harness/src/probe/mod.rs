@@ -383,7 +383,7 @@ fn walk(
         if kind.compacts() {
             sim.compact();
         }
-        let plan = kind.plan(i as u64 + 1);
+        let plan = kind.plan(i as u64 + 1, opts.phase);
         if !plan.is_empty() {
             sim.set_faults(plan);
         }

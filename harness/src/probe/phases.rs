@@ -1,5 +1,7 @@
 //! The probe's fault catalogue as data: one phase per fault, its plan, its flood, its one-off actions.
 
+use std::time::Duration;
+
 use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec};
 use serde::Serialize;
 
@@ -75,7 +77,7 @@ impl PhaseKind {
             PhaseKind::Compaction => "history compacted, open watches closed once: resuming gets 410",
             PhaseKind::Http429 => "429 on every request (Retry-After: 1)",
             PhaseKind::Http503 => "503 on every request",
-            PhaseKind::Stall => "a stall after headers on every request",
+            PhaseKind::Stall => "a stall after headers on every request (each dropped a phase later)",
             PhaseKind::Burst => "a 10,000-event burst",
             PhaseKind::Tail => "healthy tail",
         }
@@ -87,7 +89,9 @@ impl PhaseKind {
     }
 
     /// The fault plan set at the start of the phase (reaching watches already open); empty for none.
-    pub fn plan(self, seed: u64) -> FaultPlan {
+    /// `phase` bounds a stall: a stalled connection is dropped `phase` after it went silent, so
+    /// the stall ends with the phase instead of poisoning every later one.
+    pub fn plan(self, seed: u64, phase: Duration) -> FaultPlan {
         let watches = |fault: Fault| FaultRule::new(fault).verb("watch");
         let close = |when: CloseWhen, mode: CloseMode| Fault::CloseWatch { when, mode };
         let rules: Vec<FaultRule> = match self {
@@ -123,7 +127,7 @@ impl PhaseKind {
             })],
             PhaseKind::Stall => vec![FaultRule::new(Fault::Stall {
                 headers: true,
-                duration: None,
+                duration: Some(phase),
             })],
         };
         let mut plan = FaultPlan::new(seed);
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn fault_phases_inject_something_and_reach_open_watches() {
         for p in PhaseKind::ALL {
-            let plan = p.plan(7);
+            let plan = p.plan(7, Duration::from_secs(1));
             let injects = !plan.is_empty() || p.flood("shop").is_some() || p.compacts();
             assert_eq!(injects, p.is_fault(), "{p}");
             if !plan.is_empty() {
@@ -220,7 +224,7 @@ mod tests {
 
     #[test]
     fn the_http_phases_hit_every_request_and_429_says_when_to_retry() {
-        let rule = &PhaseKind::Http429.plan(1).rules[0];
+        let rule = &PhaseKind::Http429.plan(1, Duration::from_secs(1)).rules[0];
         assert_eq!(rule.verb, None);
         assert_eq!(
             rule.fault,
@@ -231,7 +235,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            PhaseKind::Http503.plan(1).rules[0].fault,
+            PhaseKind::Http503.plan(1, Duration::from_secs(1)).rules[0].fault,
             Fault::HttpError { code: 503, .. }
         ));
     }

@@ -1,4 +1,8 @@
-//! Pure: one phase's measurements against the budgets → `SPINS`, `STORMS`, `STUCK` or `OK`.
+//! Pure: one phase's measurements against the budgets → `STORMS`, `SPINS`, `STUCK` or `OK`.
+//!
+//! A client over the request or watch-start budget STORMS (its CPU, however high, goes into
+//! those requests); one over the CPU budget while within them SPINS (it burns a core without
+//! talking to the server, like the seed's loop); within both but not recovered is STUCK.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,14 +37,14 @@ pub struct Measured {
     pub recovered: bool,
 }
 
-/// A phase's verdict, worst first.
+/// A phase's verdict, in the order they are decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
-    /// Over the CPU budget.
-    Spins,
-    /// Over the watch-start or request budget.
+    /// Over the watch-start or request budget (whatever its CPU).
     Storms,
+    /// Over the CPU budget while within the request budgets.
+    Spins,
     /// Within budget but never resumed after the fault lifted.
     Stuck,
     Ok,
@@ -94,10 +98,10 @@ pub fn judge(m: &Measured, b: &Budget) -> (Verdict, Vec<String>) {
     if !m.recovered {
         why.push("did not resume watching and see a change after the fault lifted".into());
     }
-    let v = if spins {
-        Verdict::Spins
-    } else if storms_w || storms_r {
+    let v = if storms_w || storms_r {
         Verdict::Storms
+    } else if spins {
+        Verdict::Spins
     } else if !m.recovered {
         Verdict::Stuck
     } else {
@@ -127,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_over_budget_spins_even_when_it_also_storms_and_is_stuck() {
+    fn a_storm_is_a_storm_whatever_it_costs_in_cpu() {
         let m = Measured {
             cpu_share: 0.9,
             watch_starts_per_sec: 500.0,
@@ -135,8 +139,19 @@ mod tests {
             ..quiet()
         };
         let (v, why) = judge(&m, &Budget::default());
-        assert_eq!(v, Verdict::Spins);
+        assert_eq!(v, Verdict::Storms);
         assert_eq!(why.len(), 3, "{why:?}");
+    }
+
+    #[test]
+    fn cpu_over_budget_without_requests_spins_even_when_stuck() {
+        let m = Measured {
+            cpu_share: 1.0,
+            watch_starts_per_sec: 0.0,
+            requests_per_sec: 0.0,
+            recovered: false,
+        };
+        assert_eq!(judge(&m, &Budget::default()).0, Verdict::Spins);
     }
 
     #[test]
