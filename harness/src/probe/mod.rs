@@ -9,9 +9,10 @@
 //! **Recovered** means: within `--recover` of the fault lifting, (1) the subject is watching
 //! again — it started a watch after the lift, or no fault reached any of its watches during the
 //! phase (its watch is intact) — and (2) after the harness created a marker pod (labels of the
-//! scenario's first pod, in its namespace) the sim delivered at least one watch event. The sim
-//! counts events sent, not which object they carried, so (2) can be met by a reconnect's
-//! initial events of another resource; the marker exists by then, so a pod watch would carry it.
+//! scenario's first pod, in its namespace) it saw it: the sim sent it a watch event, or answered
+//! a pod list (which holds the marker; a client that relists then watches from the list's RV is
+//! sent no event for it). The sim counts events sent, not which object they carried, so (2) can
+//! be met by a reconnect's initial events of another resource.
 
 pub mod phases;
 pub mod proctree;
@@ -513,7 +514,10 @@ fn recover(
     loop {
         let st = sim.stats();
         let watching = !broken || total_watch_starts(&st) > total_watch_starts(at_lift);
-        if watching && st.events_sent > marked.events_sent {
+        // It saw the marker: a watch event was sent, or a pod list (which holds it) was answered.
+        let saw = st.events_sent > marked.events_sent
+            || st.requests("list", "pods") > marked.requests("list", "pods");
+        if watching && saw {
             return Ok(Some(Instant::now()));
         }
         subject.check("recovery")?;
@@ -524,11 +528,11 @@ fn recover(
         if start.elapsed() >= next {
             let (share, _) = sampler.sample(subject.pid());
             progress(&format!(
-                "  [recovery {:>4.1}s] CPU {:>5.1}%, watches restarted: {}, marker delivered: {}",
+                "  [recovery {:>4.1}s] CPU {:>5.1}%, watches restarted: {}, marker seen: {}",
                 start.elapsed().as_secs_f64(),
                 share * 100.0,
                 total_watch_starts(&st) - total_watch_starts(at_lift),
-                st.events_sent > marked.events_sent
+                saw
             ));
             next += Duration::from_secs(1);
         }
