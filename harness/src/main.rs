@@ -402,7 +402,10 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
         ("--max-watch-starts", args.max_watch_starts),
         ("--max-requests", args.max_requests),
     ] {
-        anyhow::ensure!(v.is_finite() && v >= 0.0, "{flag} must be a number ≥ 0 (got {v})");
+        anyhow::ensure!(
+            v.is_finite() && v >= 0.0,
+            "{flag} must be a number ≥ 0 (got {v})"
+        );
     }
     let opts = probe::ProbeOptions {
         command: args.command,

@@ -662,7 +662,10 @@ fn run_watcher_phase(
         format!(
             "  [{:>4.1}s] kube-rs watcher: CPU {:.3} core so far, {} stream items, {} pod watches",
             t.as_secs_f64(),
-            interval.cpu_so_far().map(|c| c.as_secs_f64() / t.as_secs_f64()).unwrap_or(0.0),
+            interval
+                .cpu_so_far()
+                .map(|c| c.as_secs_f64() / t.as_secs_f64())
+                .unwrap_or(0.0),
             events.load(Ordering::Relaxed),
             sim.stats().watch_starts("pods") - watches_before
         )

@@ -8,7 +8,15 @@ use serde_json::Value;
 
 fn probe(artifacts: &Path, phase: &str, phases: &str, cmd: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_podgrant-harness"))
-        .args(["probe", "--phase", phase, "--recover", "8s", "--phases", phases])
+        .args([
+            "probe",
+            "--phase",
+            phase,
+            "--recover",
+            "8s",
+            "--phases",
+            phases,
+        ])
         .arg("--artifacts")
         .arg(artifacts)
         .arg("--")
@@ -70,7 +78,12 @@ fn the_bare_kube_rs_watcher_storms_when_watches_close_after_their_initial_events
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let v = verdicts(dir.path());
     assert_eq!(verdict_of(&v, "baseline"), "OK", "{}", explain(&out));
-    assert_eq!(verdict_of(&v, "closed-after-initial"), "STORMS", "{}", explain(&out));
+    assert_eq!(
+        verdict_of(&v, "closed-after-initial"),
+        "STORMS",
+        "{}",
+        explain(&out)
+    );
     assert_eq!(verdict_of(&v, "tail"), "OK", "{}", explain(&out));
     for f in ["report.md", "cpu.svg", "kubeconfig", "subject.log"] {
         assert!(dir.path().join(f).exists(), "{f} missing");
@@ -104,9 +117,17 @@ fn a_command_that_cannot_start_or_exits_early_is_an_error_not_a_pass() {
     let out = probe(dir.path(), "2s", "baseline", &["/nonexistent/controller"]);
     assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot start") && err.contains("/nonexistent/controller"), "{err}");
+    assert!(
+        err.contains("cannot start") && err.contains("/nonexistent/controller"),
+        "{err}"
+    );
 
-    let out = probe(dir.path(), "2s", "baseline", &["sh", "-c", "echo bye; exit 3"]);
+    let out = probe(
+        dir.path(),
+        "2s",
+        "baseline",
+        &["sh", "-c", "echo bye; exit 3"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exited early") && err.contains("bye"), "{err}");
@@ -117,7 +138,10 @@ fn a_command_that_cannot_start_or_exits_early_is_an_error_not_a_pass() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stal") && err.contains("closed-after-initial"), "{err}");
+    assert!(
+        err.contains("stal") && err.contains("closed-after-initial"),
+        "{err}"
+    );
 }
 
 /// The venv `.ci/run` creates (`PODGRANT_PYTHON`), else `python3`, if it can import `kubernetes`.
@@ -150,7 +174,10 @@ fn the_python_clients_watch_loop_is_probed_like_any_other_process() {
         dir.path(),
         "2s",
         "baseline,expire-410,tail",
-        &[py.to_str().expect("utf-8 path"), script.to_str().expect("utf-8 path")],
+        &[
+            py.to_str().expect("utf-8 path"),
+            script.to_str().expect("utf-8 path"),
+        ],
     );
     let v = verdicts(dir.path());
     assert_eq!(verdict_of(&v, "baseline"), "OK", "{}", explain(&out));

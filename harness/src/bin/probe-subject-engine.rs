@@ -8,7 +8,11 @@ use podgrant_core::store::MemoryStore;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
-    let engine = Engine::new(client, Arc::new(MemoryStore::new()), EngineConfig::default());
+    let engine = Engine::new(
+        client,
+        Arc::new(MemoryStore::new()),
+        EngineConfig::default(),
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

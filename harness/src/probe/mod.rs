@@ -391,7 +391,9 @@ fn walk(
         let mut peak_rss = s0.rss_kib;
         let mut next = Duration::from_secs(1);
         while t0.elapsed() < opts.phase {
-            std::thread::sleep(Duration::from_millis(50).min(opts.phase - t0.elapsed().min(opts.phase)));
+            std::thread::sleep(
+                Duration::from_millis(50).min(opts.phase - t0.elapsed().min(opts.phase)),
+            );
             subject.check(kind.name())?;
             if t0.elapsed() >= next || t0.elapsed() >= opts.phase {
                 let (share, s) = sampler.sample(pid);
@@ -421,7 +423,18 @@ fn walk(
         }
         sim.set_faults(FaultPlan::default());
         let lifted = Instant::now();
-        let recovery = recover(opts, sim, subject, &mut sampler, &after, &before, namespace, labels, i, progress)?;
+        let recovery = recover(
+            opts,
+            sim,
+            subject,
+            &mut sampler,
+            &after,
+            &before,
+            namespace,
+            labels,
+            i,
+            progress,
+        )?;
         let cpu_share = s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / wall;
         let per_sec = |m: BTreeMap<String, u64>| -> BTreeMap<String, f64> {
             m.into_iter().map(|(k, v)| (k, v as f64 / wall)).collect()

@@ -72,12 +72,18 @@ impl PhaseKind {
             PhaseKind::Baseline => "healthy baseline",
             PhaseKind::ClosedAfterInitial => "watches closed cleanly after their initial events",
             PhaseKind::Resets => "connection reset after each watch's initial events",
-            PhaseKind::FloodClose => "a watch closed after every event during a 1,000 events/s flood",
+            PhaseKind::FloodClose => {
+                "a watch closed after every event during a 1,000 events/s flood"
+            }
             PhaseKind::Expire410 => "in-stream 410 Expired on every watch",
-            PhaseKind::Compaction => "history compacted, open watches closed once: resuming gets 410",
+            PhaseKind::Compaction => {
+                "history compacted, open watches closed once: resuming gets 410"
+            }
             PhaseKind::Http429 => "429 on every request (Retry-After: 1)",
             PhaseKind::Http503 => "503 on every request",
-            PhaseKind::Stall => "a stall after headers on every request (each dropped a phase later)",
+            PhaseKind::Stall => {
+                "a stall after headers on every request (each dropped a phase later)"
+            }
             PhaseKind::Burst => "a 10,000-event burst",
             PhaseKind::Tail => "healthy tail",
         }
@@ -110,11 +116,9 @@ impl PhaseKind {
             ))],
             PhaseKind::Expire410 => vec![watches(Fault::Expire)],
             // Enough closes for every open watch of a typical controller (pods, services, secrets, leases…).
-            PhaseKind::Compaction => vec![watches(close(
-                CloseWhen::AfterInitialEvents,
-                CloseMode::Clean,
-            ))
-            .times(8)],
+            PhaseKind::Compaction => {
+                vec![watches(close(CloseWhen::AfterInitialEvents, CloseMode::Clean)).times(8)]
+            }
             PhaseKind::Http429 => vec![FaultRule::new(Fault::HttpError {
                 code: 429,
                 fraction: 1.0,
@@ -217,7 +221,10 @@ mod tests {
             let injects = !plan.is_empty() || p.flood("shop").is_some() || p.compacts();
             assert_eq!(injects, p.is_fault(), "{p}");
             if !plan.is_empty() {
-                assert!(plan.apply_to_open_watches, "{p}: must reach watches already open");
+                assert!(
+                    plan.apply_to_open_watches,
+                    "{p}: must reach watches already open"
+                );
             }
         }
     }
@@ -243,7 +250,9 @@ mod tests {
     #[test]
     fn the_flood_phase_floods_at_a_thousand_per_second_and_the_burst_is_ten_thousand() {
         assert_eq!(
-            PhaseKind::FloodClose.flood("ns").and_then(|f| f.rate_per_second),
+            PhaseKind::FloodClose
+                .flood("ns")
+                .and_then(|f| f.rate_per_second),
             Some(1000.0)
         );
         assert_eq!(
@@ -259,7 +268,10 @@ mod tests {
         dedup.sort();
         dedup.dedup();
         assert_eq!(dedup.len(), all.len());
-        assert_eq!(parse_phases(&all.join(",")).unwrap(), PhaseKind::ALL.to_vec());
+        assert_eq!(
+            parse_phases(&all.join(",")).unwrap(),
+            PhaseKind::ALL.to_vec()
+        );
     }
 
     #[test]

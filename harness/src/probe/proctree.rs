@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn stat_lines_with_odd_command_names_parse() {
-        let line = "4242 (my (odd) cmd) S 4000 4242 4000 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 123 0 0";
+        let line =
+            "4242 (my (odd) cmd) S 4000 4242 4000 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 123 0 0";
         assert_eq!(
             parse_stat(line),
             Some(ProcStat {

@@ -129,7 +129,10 @@ impl ProbeReport {
             s,
             r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
             W / 2.0,
-            escape(&format!("probe: CPU of {} (process tree)", self.command.join(" ")))
+            escape(&format!(
+                "probe: CPU of {} (process tree)",
+                self.command.join(" ")
+            ))
         );
         for (i, p) in self.phases.iter().enumerate() {
             let fill = match p.verdict {
@@ -254,7 +257,10 @@ mod tests {
     #[test]
     fn the_table_has_a_row_per_phase_and_explains_the_broken_ones() {
         let md = report(&[Verdict::Ok, Verdict::Storms]).markdown();
-        assert!(md.contains("| p0 | 1.2 | 20.0 | 0.3 | 0.1 | yes (0.2s) | **OK** |"), "{md}");
+        assert!(
+            md.contains("| p0 | 1.2 | 20.0 | 0.3 | 0.1 | yes (0.2s) | **OK** |"),
+            "{md}"
+        );
         assert!(md.contains("**STORMS**"));
         assert!(md.contains("- p1 STORMS: because"));
     }

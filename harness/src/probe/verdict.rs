@@ -208,6 +208,9 @@ mod tests {
 
     #[test]
     fn verdicts_serialize_uppercase() {
-        assert_eq!(serde_json::to_string(&Verdict::Storms).unwrap(), "\"STORMS\"");
+        assert_eq!(
+            serde_json::to_string(&Verdict::Storms).unwrap(),
+            "\"STORMS\""
+        );
     }
 }
