@@ -9,6 +9,7 @@
 //! - [`mysql`] — the one test-MySQL provider: `MYSQL_URL`, local, a self-started mariadbd, Docker; skipped loudly or, required, failed.
 //! - [`planted`] — planted engines: core's pipeline fed a view with a planted bug (the oracle's teeth).
 //! - [`plot`] — a hand-drawn SVG line chart (CPU share over time for `soak`).
+//! - [`probe`] — `probe -- CMD`: any client process through the fault catalogue; per-phase CPU, requests, recovery, verdicts.
 //! - [`require`] — `PODGRANT_REQUIRE`: a missing required component (mysql, kubectl, go, …) fails a test instead of skipping it.
 //! - [`reproduce`] — `reproduce busy-loop`: the specimen pegs a core, the engine stays near zero, side by side.
 //! - [`run_scope`] — one run's unique ledger schema and pod network on a shared MySQL, cleaned up at the end; dead runs' leftovers swept.
@@ -26,6 +27,7 @@ pub mod invariants;
 pub mod mysql;
 pub mod planted;
 pub mod plot;
+pub mod probe;
 pub mod reproduce;
 pub mod require;
 pub mod run_scope;

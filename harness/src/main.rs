@@ -48,11 +48,53 @@ enum Command {
         #[arg(long, default_value = "target/podgrant-artifacts/soak")]
         artifacts: PathBuf,
     },
+    /// Walk any client process (CMD) through the sim's fault catalogue; a verdict per phase.
+    ///
+    /// Runs CMD with KUBECONFIG pointing at the sim, one phase per fault; per phase the CPU share
+    /// of CMD's process tree, peak RSS, requests/s and watch starts/s, and whether it recovered
+    /// (watched again and was sent a change made after the fault lifted). Writes report.json,
+    /// report.md and cpu.svg; exits 1 if any phase is SPINS, STORMS or STUCK.
+    Probe(ProbeArgs),
     /// The simulated API server.
     Sim {
         #[command(subcommand)]
         what: SimCmd,
     },
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// A sim scenario file (JSON); default: a namespace with a Service and 20 ready pods.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Length of each phase's fault window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    phase: Duration,
+    /// Time allowed to recover after each fault lifts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    recover: Duration,
+    /// Time allowed for CMD to start its first watch.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    startup: Duration,
+    /// Comma-separated subset of: baseline, closed-after-initial, resets, flood-close,
+    /// expire-410, compaction, http-429, http-503, stall, burst, tail (default: all).
+    #[arg(long, default_value = "all")]
+    phases: String,
+    /// Budget: CPU share of CMD's process tree (1.0 = a core).
+    #[arg(long, default_value_t = 0.05)]
+    max_cpu_share: f64,
+    /// Budget: watch starts per second.
+    #[arg(long, default_value_t = 2.0)]
+    max_watch_starts: f64,
+    /// Budget: API requests per second.
+    #[arg(long, default_value_t = 10.0)]
+    max_requests: f64,
+    /// Where report.json, report.md, cpu.svg, the kubeconfig and CMD's output go.
+    #[arg(long, default_value = "target/podgrant-artifacts/probe")]
+    artifacts: PathBuf,
+    /// The command to probe, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Probe(args) => probe(args),
         Command::Sim {
             what:
                 SimCmd::Serve {
@@ -350,6 +393,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => sim_serve(port, faults, scenario, seed, kubeconfig),
     }
+}
+
+fn probe(args: ProbeArgs) -> Result<ExitCode> {
+    use podgrant_harness::probe;
+    for (flag, v) in [
+        ("--max-cpu-share", args.max_cpu_share),
+        ("--max-watch-starts", args.max_watch_starts),
+        ("--max-requests", args.max_requests),
+    ] {
+        anyhow::ensure!(
+            v.is_finite() && v >= 0.0,
+            "{flag} must be a number ≥ 0 (got {v})"
+        );
+    }
+    let opts = probe::ProbeOptions {
+        command: args.command,
+        scenario: args.scenario,
+        phases: probe::phases::parse_phases(&args.phases)?,
+        phase: args.phase,
+        recover: args.recover,
+        startup: args.startup,
+        budget: probe::Budget {
+            max_cpu_share: args.max_cpu_share,
+            max_watch_starts_per_sec: args.max_watch_starts,
+            max_requests_per_sec: args.max_requests,
+        },
+        artifacts: args.artifacts,
+    };
+    let report = probe::run_probe(&opts, &mut |line| eprintln!("{line}")).context("probe")?;
+    println!("{}", report.markdown());
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn fuzz(opts: &podgrant_harness::generate::FuzzOptions) -> Result<ExitCode> {

@@ -1,9 +1,10 @@
-//! `reproduce busy-loop`: the seed's failure re-enacted (specimen pegs a core) next to the real engine (near zero).
+//! `reproduce busy-loop`: the seed's loop (pegs a core), the field's default client (kube-rs `watcher`) and podgrant, side by side.
 //!
-//! Three runtimes, each with its own thread name so that CPU is attributed exactly:
+//! Four runtimes, each with its own thread name so that CPU is attributed exactly:
 //! `pg-sim` serves the simulated API server over loopback TCP (with the seed's fault: the API
 //! server cleanly ends every pod watch right after its initial events); `pg-specimen` runs the
-//! faithful port of the Go loop; `pg-engine` runs podgrant's engine. The phases run one after
+//! faithful port of the Go loop; `pg-watcher` runs a bare kube-rs `watcher` with its default
+//! config (measured and captured, not judged); `pg-engine` runs podgrant's engine. The phases run one after
 //! the other so they do not compete for the two cores. Each phase is profiled with pprof; the
 //! report puts the two side by side, and the verdict fails if the engine breaks its budget **or**
 //! the specimen fails to reproduce (the harness's teeth are checked too).
@@ -32,6 +33,7 @@ pub const SELECTOR: &str = "app=orders";
 /// Thread names of the three runtimes.
 pub const SIM_THREADS: &str = "pg-sim";
 pub const SPECIMEN_THREADS: &str = "pg-specimen";
+pub const WATCHER_THREADS: &str = "pg-watcher";
 pub const ENGINE_THREADS: &str = "pg-engine";
 
 /// Errors that stop the reproduction itself (not verdicts).
@@ -148,6 +150,8 @@ pub struct BusyLoopReport {
     pub pods: usize,
     pub store: String,
     pub specimen: SideReport,
+    /// The bare kube-rs `watcher` (default config): the third column, measured, not judged.
+    pub watcher: SideReport,
     pub engine: SideReport,
     pub budget: EngineBudget,
     pub specimen_min_share: f64,
@@ -226,9 +230,9 @@ pub fn verdicts(
 
 impl fmt::Display for BusyLoopReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (s, e) = (&self.specimen, &self.engine);
-        let row = |f: &mut fmt::Formatter<'_>, k: &str, a: String, b: String| {
-            writeln!(f, "  {k:<26} {a:<40} {b}")
+        let (s, w, e) = (&self.specimen, &self.watcher, &self.engine);
+        let row = |f: &mut fmt::Formatter<'_>, k: &str, a: String, m: String, b: String| {
+            writeln!(f, "  {k:<26} {a:<40} {m:<40} {b}")
         };
         writeln!(
             f,
@@ -239,25 +243,29 @@ impl fmt::Display for BusyLoopReport {
             f,
             "",
             "seed's loop (specimen)".into(),
+            "kube-rs watcher (default config)".into(),
             "podgrant engine".into(),
         )?;
-        row(f, "", "-".repeat(22), "-".repeat(15))?;
+        row(f, "", "-".repeat(22), "-".repeat(32), "-".repeat(15))?;
         row(
             f,
             "CPU share (1.0 = a core)",
             format!("{:.3}", s.cpu.share),
+            format!("{:.4}", w.cpu.share),
             format!("{:.4}", e.cpu.share),
         )?;
         row(
             f,
             "CPU demand (run + wait)",
             format!("{:.3}", s.cpu.demand),
+            format!("{:.4}", w.cpu.demand),
             format!("{:.4}", e.cpu.demand),
         )?;
         row(
             f,
             "CPU time / wall",
             format!("{:.2?} / {:.2?}", s.cpu.cpu, s.cpu.wall),
+            format!("{:.2?} / {:.2?}", w.cpu.cpu, w.cpu.wall),
             format!("{:.2?} / {:.2?}", e.cpu.cpu, e.cpu.wall),
         )?;
         row(
@@ -266,6 +274,10 @@ impl fmt::Display for BusyLoopReport {
             format!(
                 "{} ({:.2} reconnects/s)",
                 s.pod_watches, s.reconnects_per_sec
+            ),
+            format!(
+                "{} ({:.2} reconnects/s)",
+                w.pod_watches, w.reconnects_per_sec
             ),
             format!(
                 "{} ({:.2} reconnects/s)",
@@ -280,23 +292,25 @@ impl fmt::Display for BusyLoopReport {
                 s.events,
                 s.empty_receives.unwrap_or(0)
             ),
+            format!("{}", w.events),
             format!("{}", e.events),
         )?;
         let grants = |x: &SideReport| match (x.grants, x.grants_correct) {
             (Some((have, want)), Some(true)) => format!("yes ({have}/{want} accounts exact)"),
             (Some((have, want)), _) => format!("NO ({have} present, {want} desired)"),
-            (None, _) => "n/a (it never grants, only loops)".into(),
+            (None, _) => "n/a (it never grants)".into(),
         };
-        row(f, "grants correct", grants(s), grants(e))?;
+        row(f, "grants correct", grants(s), grants(w), grants(e))?;
         let hot = |x: &SideReport| match &x.hot_function {
             Some(h) => format!("{} ({:.0}%)", short_fn(h), x.hot_share * 100.0),
             None => "-".into(),
         };
-        row(f, "hottest podgrant function", hot(s), hot(e))?;
+        row(f, "hottest podgrant function", hot(s), hot(w), hot(e))?;
         row(
             f,
             "capture",
             s.capture_dir.display().to_string(),
+            w.capture_dir.display().to_string(),
             e.capture_dir.display().to_string(),
         )?;
         row(
@@ -307,6 +321,7 @@ impl fmt::Display for BusyLoopReport {
             } else {
                 "DID NOT REPRODUCE".into()
             },
+            "(measured, not judged)".into(),
             if self.engine_within_budget() {
                 format!(
                     "WITHIN BUDGET (share ≤ {}, ≤ {}/s reconnects, converged)",
@@ -328,6 +343,15 @@ impl fmt::Display for BusyLoopReport {
             writeln!(
                 f,
                 "\nspecimen profile ({}):\n{}\n{}",
+                a.profile.display(),
+                a.top,
+                a.top_cum
+            )?;
+        }
+        if let Some(a) = &w.capture {
+            writeln!(
+                f,
+                "kube-rs watcher profile ({}):\n{}\n{}",
                 a.profile.display(),
                 a.top,
                 a.top_cum
@@ -421,7 +445,7 @@ pub fn run_busy_loop(
     let phases = run_phases(opts, mysql.as_ref(), progress);
     // Removed on success and on failure (a crash is swept by the next run).
     let cleaned = mysql.map(|m| m.cleanup(progress));
-    let (specimen, engine) = phases?;
+    let (specimen, watcher, engine) = phases?;
     if let Some(cleaned) = cleaned {
         cleaned?;
     }
@@ -435,6 +459,7 @@ pub fn run_busy_loop(
             StoreChoice::Mysql => "MySQL".into(),
         },
         specimen,
+        watcher,
         engine,
         budget: opts.budget,
         specimen_min_share: opts.specimen_min_share,
@@ -444,12 +469,12 @@ pub fn run_busy_loop(
     })
 }
 
-/// Both phases on one sim (pod network from `mysql`'s scope when there is one).
+/// The three phases on one sim (pod network from `mysql`'s scope when there is one).
 fn run_phases(
     opts: &BusyLoopOptions,
     mysql: Option<&MysqlRun>,
     progress: Progress<'_>,
-) -> Result<(SideReport, SideReport), ReproduceError> {
+) -> Result<(SideReport, SideReport, SideReport), ReproduceError> {
     let sim_rt = named_runtime(SIM_THREADS, 1)?;
     let mut builder = Sim::builder().seed(1).faults(seed_fault(1));
     if let Some(m) = mysql {
@@ -470,11 +495,12 @@ fn run_phases(
     ));
 
     let specimen = run_specimen_phase(opts, &sim, &url, progress)?;
+    let watcher = run_watcher_phase(opts, &sim, &url, progress)?;
     let engine = run_engine_phase(opts, &sim, &url, mysql, progress)?;
 
     drop(server);
     sim_rt.shutdown_timeout(Duration::from_secs(2));
-    Ok((specimen, engine))
+    Ok((specimen, watcher, engine))
 }
 
 /// `--mysql`: the server (kept alive for the run) and the run's scope on it.
@@ -552,7 +578,7 @@ fn run_specimen_phase(
     url: &str,
     progress: Progress<'_>,
 ) -> Result<SideReport, ReproduceError> {
-    progress("phase 1/2: the seed's loop (specimen) on runtime pg-specimen, profiled");
+    progress("phase 1/3: the seed's loop (specimen) on runtime pg-specimen, profiled");
     let meter = CpuMeter::new(SPECIMEN_THREADS, Duration::from_millis(50))?;
     let rt = named_runtime(SPECIMEN_THREADS, 1)?;
     let stats = Arc::new(SpecimenStats::default());
@@ -605,6 +631,73 @@ fn run_specimen_phase(
     })
 }
 
+/// The bare kube-rs `watcher` with its default config, the way most Rust controllers start.
+async fn bare_watcher(client: kube::Client, events: Arc<std::sync::atomic::AtomicU64>) {
+    use futures::StreamExt;
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, NAMESPACE);
+    let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    while stream.next().await.is_some() {
+        events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn run_watcher_phase(
+    opts: &BusyLoopOptions,
+    sim: &Sim,
+    url: &str,
+    progress: Progress<'_>,
+) -> Result<SideReport, ReproduceError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    progress("phase 2/3: a bare kube-rs watcher (default config) on runtime pg-watcher, same fault, profiled");
+    let meter = CpuMeter::new(WATCHER_THREADS, Duration::from_millis(50))?;
+    let rt = named_runtime(WATCHER_THREADS, 1)?;
+    let events = Arc::new(AtomicU64::new(0));
+    let watches_before = sim.stats().watch_starts("pods");
+    let capture = Capture::start(DEFAULT_FREQUENCY)?;
+    let interval = meter.interval()?;
+    let client = rt.block_on(async { tcp_client(url) })?;
+    let task = rt.spawn(bare_watcher(client, events.clone()));
+    tick(opts.duration, progress, |t| {
+        format!(
+            "  [{:>4.1}s] kube-rs watcher: CPU {:.3} core so far, {} stream items, {} pod watches",
+            t.as_secs_f64(),
+            interval
+                .cpu_so_far()
+                .map(|c| c.as_secs_f64() / t.as_secs_f64())
+                .unwrap_or(0.0),
+            events.load(Ordering::Relaxed),
+            sim.stats().watch_starts("pods") - watches_before
+        )
+    });
+    let n = events.load(Ordering::Relaxed);
+    let cpu = interval.finish(n)?;
+    let dir = opts.artifacts.join("watcher");
+    let artifacts = capture.finish(&dir, WATCHER_THREADS)?;
+    task.abort();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let pod_watches = sim.stats().watch_starts("pods") - watches_before;
+    Ok(SideReport {
+        label: "kube-rs watcher".into(),
+        cpu,
+        pod_watches,
+        reconnects_per_sec: pod_watches.saturating_sub(1) as f64 / cpu.wall.as_secs_f64(),
+        events: n,
+        empty_receives: None,
+        grants: None,
+        grants_correct: None,
+        grant_problems: Vec::new(),
+        hot_function: artifacts.top_cum.first().map(str::to_string),
+        hot_share: artifacts
+            .top_cum
+            .first()
+            .map(|f| artifacts.top_cum.cum_share_of(f))
+            .unwrap_or(0.0),
+        capture_dir: dir,
+        capture: Some(artifacts),
+    })
+}
+
 /// The engine's store, whichever was chosen, behind one enum so the phase is written once.
 enum AnyStore {
     Memory(MemoryStore),
@@ -620,7 +713,7 @@ fn run_engine_phase(
     mysql: Option<&MysqlRun>,
     progress: Progress<'_>,
 ) -> Result<SideReport, ReproduceError> {
-    progress("phase 2/2: podgrant's engine on runtime pg-engine, same fault, profiled");
+    progress("phase 3/3: podgrant's engine on runtime pg-engine, same fault, profiled");
     let meter = CpuMeter::new(ENGINE_THREADS, Duration::from_millis(50))?;
     let rt = named_runtime(ENGINE_THREADS, 2)?;
     let store = match mysql {
