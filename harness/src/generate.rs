@@ -824,6 +824,12 @@ fn shrink<T: ValueTree>(
     last_failure
 }
 
+/// A generated case: ops with the simulated gap (ms) before each.
+pub type Case = Vec<(u16, Op)>;
+
+/// What [`search`] runs on a case: `Some(worker)`, or `None` while shrinking.
+pub type RunCase<'a, R> = dyn Fn(Option<usize>, &[(u16, Op)]) -> Result<R, String> + Sync + 'a;
+
 /// What [`search`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Search {
@@ -844,7 +850,7 @@ pub fn search<R: Send>(
     seed: u64,
     max_ops: usize,
     jobs: usize,
-    run: &(dyn Fn(Option<usize>, &[(u16, Op)]) -> Result<R, String> + Sync),
+    run: &RunCase<'_, R>,
     judge: &mut dyn FnMut(R, bool) -> Result<(), String>,
     on_case: &mut dyn FnMut(u64, bool),
 ) -> Result<Search, FuzzError> {
@@ -1108,11 +1114,9 @@ mod tests {
 
     /// Every case proptest's own `TestRunner::run` tests, in order (shrinking included), and
     /// its verdict.
-    fn proptest_run(
-        cases: u32,
-        seed: u64,
-        prop: fn(&[(u16, Op)]) -> Result<(), String>,
-    ) -> (Vec<Vec<(u16, Op)>>, Option<(Vec<(u16, Op)>, String)>) {
+    type Prop = fn(&[(u16, Op)]) -> Result<(), String>;
+
+    fn proptest_run(cases: u32, seed: u64, prop: Prop) -> (Vec<Case>, Option<(Case, String)>) {
         use proptest::test_runner::{TestCaseError, TestError};
         let seen = std::cell::RefCell::new(Vec::new());
         let result = case_runner(cases, seed).run(&case_strategy(24), |ops| {
