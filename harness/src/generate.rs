@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec, Step, TimedStep};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::invariants::Budgets;
 use crate::scenario::{self, RunOptions, Scenario, ScenarioReport, StoreKind, Subject};
@@ -650,6 +651,8 @@ impl std::fmt::Display for FaultCoverage {
 pub struct FuzzOutcome {
     pub cases: u32,
     pub runs: u64,
+    /// Cases that ran at once.
+    pub jobs: usize,
     pub wall: Duration,
     /// Fault coverage of the generated corpus (shrinking runs excluded).
     pub coverage: FaultCoverage,
@@ -705,24 +708,26 @@ pub struct FuzzOptions {
     pub store: StoreKind,
     /// Rules armed from the start of every generated case, on top of the generated ones.
     pub arm: FaultPlan,
+    /// Cases run at once (each on its own thread, runtime and sim); the outcome is the same
+    /// for any value ([`default_jobs`]: one per CPU).
+    pub jobs: usize,
 }
 
-/// Runs `cases` generated scenarios under the paused clock (deterministic for a seed); on a
-/// failure, shrinks it, writes the minimal case as `minimal-<seed>.json` under `artifacts`,
-/// replays that file under the paused clock with a capture, and (optionally) re-runs it in real
-/// time with a capture. `on_case` is called after every run (with the number of runs so far
-/// and whether a failure has been found, i.e. whether proptest is shrinking).
-pub fn fuzz(
-    opts: &FuzzOptions,
-    on_case: &mut dyn FnMut(u64, bool),
-) -> Result<FuzzOutcome, FuzzError> {
-    let (cases, seed, max_ops, artifacts) = (
-        opts.cases,
-        opts.seed,
-        opts.max_ops,
-        opts.artifacts.as_path(),
-    );
-    let start = std::time::Instant::now();
+/// How many cases run at once by default: one per CPU.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The scenario a generated case runs (pure: same ops and options, same scenario).
+fn case_scenario(opts: &FuzzOptions, name: &str, ops: &[(u16, Op)]) -> Scenario {
+    let mut sc = realize(name, opts.seed, ops);
+    sc.store = opts.store;
+    sc.faults.rules.extend(opts.arm.rules.iter().cloned());
+    sc
+}
+
+/// proptest's runner for a fuzz seed: its cases come from [`next_case`], in proptest's order.
+fn case_runner(cases: u32, seed: u64) -> TestRunner {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -730,46 +735,260 @@ pub fn fuzz(
         ..Config::default()
     };
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
-    let mut runner = TestRunner::new_with_rng(config, rng);
-    let runs = std::cell::Cell::new(0u64);
-    let failed_once = std::cell::Cell::new(false);
-    let on_case = std::cell::RefCell::new(on_case);
-    let coverage = std::cell::RefCell::new(FaultCoverage::default());
-    let case_dir = artifacts.join("cases");
-    let result = runner.run(&case_strategy(max_ops), |ops| {
-        runs.set(runs.get() + 1);
-        let mut sc = realize(&format!("fuzz-{seed}"), seed, &ops);
-        sc.store = opts.store;
-        sc.faults.rules.extend(opts.arm.rules.iter().cloned());
-        let mut run_opts = RunOptions::paused(case_dir.join("last"));
-        run_opts.subject = opts.subject;
-        let report =
-            scenario::run(&sc, &run_opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        if !failed_once.get() {
-            coverage.borrow_mut().add(&report);
+    TestRunner::new_with_rng(config, rng)
+}
+
+/// The runner's next case, as `TestRunner::run` draws it: reseed from its own stream, then
+/// generate (so a seed's cases are those of a plain proptest run over [`case_strategy`]).
+fn next_case<S: Strategy>(runner: &mut TestRunner, strategy: &S) -> Result<S::Tree, FuzzError> {
+    let reseeded = runner.new_rng();
+    *runner.rng() = reseeded;
+    strategy
+        .new_tree(runner)
+        .map_err(|e| FuzzError::Aborted(e.to_string()))
+}
+
+/// The first `n` cases `scenario fuzz --seed SEED --max-ops MAX_OPS` runs, in its order.
+pub fn generated_cases(
+    seed: u64,
+    max_ops: usize,
+    n: u32,
+) -> Result<Vec<Vec<(u16, Op)>>, FuzzError> {
+    let mut runner = case_runner(n, seed);
+    let strategy = case_strategy(max_ops);
+    (0..n)
+        .map(|_| next_case(&mut runner, &strategy).map(|t| t.current()))
+        .collect()
+}
+
+/// Runs one generated case as the fuzz loop does (paused clock, report in `dir`); `Err` is a
+/// run that could not start, which fails the case as proptest would (its message is the reason).
+pub fn run_generated(
+    opts: &FuzzOptions,
+    ops: &[(u16, Op)],
+    dir: &std::path::Path,
+) -> Result<ScenarioReport, String> {
+    let sc = case_scenario(opts, &format!("fuzz-{}", opts.seed), ops);
+    let mut run_opts = RunOptions::paused(dir);
+    run_opts.subject = opts.subject;
+    scenario::run(&sc, &run_opts).map_err(|e| e.to_string())
+}
+
+/// A report's verdict as proptest sees it: the violations, joined, fail the case.
+fn verdict(report: &ScenarioReport) -> Result<(), String> {
+    if report.passed {
+        Ok(())
+    } else {
+        Err(report
+            .violations
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+}
+
+/// Proptest's shrink loop (`TestRunner::shrink`, proptest 1.x), step for step: simplify while
+/// the case still fails, complicate when it passes, at most `max_iters` runs (then back to the
+/// last failing value). Returns the last failure's reason, if a simpler case failed.
+fn shrink<T: ValueTree>(
+    tree: &mut T,
+    max_iters: u32,
+    mut test: impl FnMut(T::Value) -> Result<(), String>,
+) -> Option<String> {
+    let mut last_failure = None;
+    let mut iterations = 0;
+    if !tree.simplify() {
+        return None;
+    }
+    loop {
+        if iterations >= max_iters {
+            while tree.complicate() {}
+            break;
         }
-        (on_case.borrow_mut())(runs.get(), failed_once.get());
-        if report.passed {
-            Ok(())
-        } else {
-            failed_once.set(true);
-            Err(TestCaseError::fail(
-                report
-                    .violations
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ))
+        iterations += 1;
+        match test(tree.current()) {
+            Ok(()) => {
+                if !tree.complicate() {
+                    break;
+                }
+            }
+            Err(why) => {
+                last_failure = Some(why);
+                if !tree.simplify() {
+                    break;
+                }
+            }
         }
+    }
+    last_failure
+}
+
+/// A generated case: ops with the simulated gap (ms) before each.
+pub type Case = Vec<(u16, Op)>;
+
+/// What [`search`] runs on a case: `Some(worker)`, or `None` while shrinking.
+pub type RunCase<'a, R> = dyn Fn(Option<usize>, &[(u16, Op)]) -> Result<R, String> + Sync + 'a;
+
+/// What [`search`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    /// Runs, shrinking included (cases past the first failure are not counted).
+    pub runs: u64,
+    /// The first failing case (by index), shrunk, with the last failure's reason.
+    pub failure: Option<(Vec<(u16, Op)>, String)>,
+}
+
+/// The search, over any test: proptest's cases for `seed` (see [`next_case`]), `run` on `jobs`
+/// threads at once (`Some(worker)`; `None` while shrinking), each result handed to `judge` on
+/// this thread in case order (`shrinking` false), so the first failing case by index is the one
+/// a sequential run finds, whatever `jobs` is; then proptest's shrink loop on it, sequential
+/// (`shrinking` true). `on_case` after every judged run (runs so far, shrinking). A panic in
+/// `run` fails its case.
+pub fn search<R: Send>(
+    cases: u32,
+    seed: u64,
+    max_ops: usize,
+    jobs: usize,
+    run: &RunCase<'_, R>,
+    judge: &mut dyn FnMut(R, bool) -> Result<(), String>,
+    on_case: &mut dyn FnMut(u64, bool),
+) -> Result<Search, FuzzError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Mutex};
+
+    let guarded = |worker: Option<usize>, ops: &[(u16, Op)]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(worker, ops)))
+            .unwrap_or_else(|_| Err("the case panicked".to_string()))
+    };
+    let mut runner = case_runner(cases, seed);
+    let max_shrink_iters = runner.config().max_shrink_iters();
+    let strategy = case_strategy(max_ops);
+    let jobs = jobs.max(1);
+    let mut runs = 0u64;
+    let (job_tx, job_rx) = mpsc::channel::<(u32, Vec<(u16, Op)>)>();
+    let job_rx = Mutex::new(job_rx);
+    let stop = AtomicBool::new(false);
+    let first_failure = std::thread::scope(|scope| -> Result<_, FuzzError> {
+        let (done_tx, done_rx) = mpsc::channel::<(u32, Result<R, String>)>();
+        for w in 0..jobs {
+            let (job_rx, done_tx, stop, guarded) = (&job_rx, done_tx.clone(), &stop, &guarded);
+            std::thread::Builder::new()
+                .name(format!("pgh-fuzz-{w}"))
+                .spawn_scoped(scope, move || loop {
+                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((index, ops)) = job else { break };
+                    if stop.load(Ordering::Relaxed) {
+                        continue; // later than a failure: not needed
+                    }
+                    if done_tx.send((index, guarded(Some(w), &ops))).is_err() {
+                        break;
+                    }
+                })
+                .map_err(|e| FuzzError::Aborted(format!("starting a fuzz worker: {e}")))?;
+        }
+        drop(done_tx);
+        // Cases generated ahead of the next one judged: enough to keep every worker busy
+        // while a slow case (a flood) holds up the order.
+        let ahead = 4 * jobs as u32;
+        let mut trees = BTreeMap::new();
+        let mut finished = BTreeMap::new();
+        let (mut generated, mut judged) = (0u32, 0u32);
+        let mut failure = None;
+        while failure.is_none() {
+            while generated < cases && generated - judged < ahead {
+                let tree = next_case(&mut runner, &strategy)?;
+                if job_tx.send((generated, tree.current())).is_err() {
+                    return Err(FuzzError::Aborted("every fuzz worker stopped".into()));
+                }
+                trees.insert(generated, tree);
+                generated += 1;
+            }
+            if judged == generated {
+                break;
+            }
+            let Ok((index, result)) = done_rx.recv() else {
+                return Err(FuzzError::Aborted("every fuzz worker stopped".into()));
+            };
+            finished.insert(index, result);
+            while let Some(result) = finished.remove(&judged) {
+                let tree = trees
+                    .remove(&judged)
+                    .expect("every judged case was generated");
+                judged += 1;
+                runs += 1;
+                let verdict = result.and_then(|r| judge(r, false));
+                on_case(runs, false);
+                if let Err(reason) = verdict {
+                    stop.store(true, Ordering::Relaxed);
+                    failure = Some((tree, reason));
+                    break;
+                }
+            }
+        }
+        drop(job_tx);
+        Ok(failure)
+    })?;
+    let failure = first_failure.map(|(mut tree, reason)| {
+        let reason = shrink(&mut tree, max_shrink_iters, |ops| {
+            runs += 1;
+            let verdict = guarded(None, &ops).and_then(|r| judge(r, true));
+            on_case(runs, true);
+            verdict
+        })
+        .unwrap_or(reason);
+        (tree.current(), reason)
     });
-    let failure = match result {
-        Ok(()) => None,
-        Err(TestError::Abort(reason)) => return Err(FuzzError::Aborted(reason.to_string())),
-        Err(TestError::Fail(reason, ops)) => {
-            let mut sc = realize(&format!("fuzz-{seed}-minimal"), seed, &ops);
-            sc.store = opts.store;
-            sc.faults.rules.extend(opts.arm.rules.iter().cloned());
+    Ok(Search { runs, failure })
+}
+
+/// Runs `cases` generated scenarios under the paused clock (deterministic for a seed); on a
+/// failure, shrinks it, writes the minimal case as `minimal-<seed>.json` under `artifacts`,
+/// replays that file under the paused clock with a capture, and (optionally) re-runs it in real
+/// time with a capture. `on_case` is called after every run (with the number of runs so far
+/// and whether a failure has been found, i.e. whether proptest is shrinking).
+///
+/// The cases are proptest's own, in proptest's order, run [`FuzzOptions::jobs`] at once, each
+/// on its own thread, runtime and sim, and judged in case order ([`search`]): the first
+/// failure, its shrinking, the coverage (of the cases up to the first failure) and the counts
+/// are those of a one-at-a-time run.
+pub fn fuzz(
+    opts: &FuzzOptions,
+    on_case: &mut dyn FnMut(u64, bool),
+) -> Result<FuzzOutcome, FuzzError> {
+    let (cases, seed, artifacts) = (opts.cases, opts.seed, opts.artifacts.as_path());
+    let start = std::time::Instant::now();
+    let jobs = opts.jobs.max(1);
+    let case_dir = artifacts.join("cases");
+    let dirs: Vec<PathBuf> = (0..jobs)
+        .map(|w| {
+            case_dir.join(if jobs == 1 {
+                "last".into()
+            } else {
+                format!("last-{w}")
+            })
+        })
+        .collect();
+    let shrink_dir = case_dir.join("shrink");
+    let mut coverage = FaultCoverage::default();
+    let found = search(
+        cases,
+        seed,
+        opts.max_ops,
+        jobs,
+        &|worker, ops| run_generated(opts, ops, worker.map_or(&shrink_dir, |w| &dirs[w])),
+        &mut |report, shrinking| {
+            if !shrinking {
+                coverage.add(&report);
+            }
+            verdict(&report)
+        },
+        on_case,
+    )?;
+    let failure = match found.failure {
+        None => None,
+        Some((ops, reason)) => {
+            let sc = case_scenario(opts, &format!("fuzz-{seed}-minimal"), &ops);
             std::fs::create_dir_all(artifacts).map_err(|source| FuzzError::Write {
                 path: artifacts.to_path_buf(),
                 source,
@@ -794,7 +1013,7 @@ pub fn fuzz(
             };
             Some(FuzzFailure {
                 file,
-                reason: reason.to_string(),
+                reason,
                 paused_report: Box::new(paused),
                 real_time_report: real.map(Box::new),
             })
@@ -802,9 +1021,10 @@ pub fn fuzz(
     };
     Ok(FuzzOutcome {
         cases,
-        runs: runs.get(),
+        runs: found.runs,
+        jobs,
         wall: start.elapsed(),
-        coverage: coverage.into_inner(),
+        coverage,
         failure,
     })
 }
@@ -877,6 +1097,104 @@ mod tests {
         // JSON round-trip: what `scenario run` replays is exactly this.
         let back = Scenario::from_json(Path::new("x"), &a.to_json()).expect("parses");
         assert_eq!(back, a);
+    }
+
+    /// A cheap property in place of a scenario: two big floods in one case fail it.
+    fn two_big_floods(ops: &[(u16, Op)]) -> Result<(), String> {
+        let big = ops
+            .iter()
+            .filter(|(_, op)| matches!(op, Op::Flood { n } if *n > 1000))
+            .count();
+        if big >= 2 {
+            Err(format!("{big} big floods"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Every case proptest's own `TestRunner::run` tests, in order (shrinking included), and
+    /// its verdict.
+    type Prop = fn(&[(u16, Op)]) -> Result<(), String>;
+
+    fn proptest_run(cases: u32, seed: u64, prop: Prop) -> (Vec<Case>, Option<(Case, String)>) {
+        use proptest::test_runner::{TestCaseError, TestError};
+        let seen = std::cell::RefCell::new(Vec::new());
+        let result = case_runner(cases, seed).run(&case_strategy(24), |ops| {
+            seen.borrow_mut().push(ops.clone());
+            prop(&ops).map_err(TestCaseError::fail)
+        });
+        let failure = match result {
+            Ok(()) => None,
+            Err(TestError::Fail(reason, ops)) => Some((ops, reason.to_string())),
+            Err(e) => panic!("{e}"),
+        };
+        (seen.into_inner(), failure)
+    }
+
+    #[test]
+    fn search_tests_exactly_what_proptest_does_whatever_the_jobs() {
+        for (cases, seed, prop) in [
+            (
+                300,
+                11,
+                two_big_floods as fn(&[(u16, Op)]) -> Result<(), String>,
+            ),
+            (40, 3, |_: &[(u16, Op)]| Ok(())),
+        ] {
+            let (theirs, their_failure) = proptest_run(cases, seed, prop);
+            if cases == 300 {
+                assert!(their_failure.is_some(), "the property must fail somewhere");
+            }
+            for jobs in [1, 2, 5] {
+                let mut judged = Vec::new();
+                let mut calls = Vec::new();
+                let found = search(
+                    cases,
+                    seed,
+                    24,
+                    jobs,
+                    &|_, ops| Ok(ops.to_vec()),
+                    &mut |ops, _| {
+                        let verdict = prop(&ops);
+                        judged.push(ops);
+                        verdict
+                    },
+                    &mut |runs, _| calls.push(runs),
+                )
+                .expect("search runs");
+                assert_eq!(judged, theirs, "jobs {jobs}: the cases, in order");
+                assert_eq!(found.failure, their_failure, "jobs {jobs}: the shrunk case");
+                assert_eq!(found.runs, theirs.len() as u64, "jobs {jobs}");
+                assert_eq!(calls, (1..=found.runs).collect::<Vec<_>>());
+            }
+        }
+        // The cases `generated_cases` lists are the fuzz loop's.
+        let (theirs, _) = proptest_run(40, 3, |_| Ok(()));
+        assert_eq!(generated_cases(3, 24, 40).expect("generates"), theirs);
+    }
+
+    #[test]
+    fn a_panicking_case_fails_and_is_shrunk() {
+        let found = search(
+            20,
+            1,
+            24,
+            2,
+            &|_, ops| {
+                assert!(ops.len() < 3, "boom");
+                Ok(())
+            },
+            &mut |(), _| Ok(()),
+            &mut |_, _| {},
+        )
+        .expect("search runs");
+        let (ops, reason) = found.failure.expect("a case with 3 ops panics");
+        assert_eq!(
+            ops.len(),
+            3,
+            "shrunk to the smallest panicking case: {ops:?}"
+        );
+        assert_eq!(reason, "the case panicked");
     }
 
     #[test]

@@ -159,6 +159,10 @@ enum ScenarioCmd {
         /// the generated ones; its kinds count toward the coverage check.
         #[arg(long)]
         arm: Option<PathBuf>,
+        /// Cases run at once (default: one per CPU with the memory store, one with MySQL).
+        /// The outcome — cases, first failure, shrinking, coverage — is the same for any value.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
 }
 
@@ -324,6 +328,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     no_real_time_rerun,
                     store,
                     arm,
+                    jobs,
                 },
         } => {
             let arm = match &arm {
@@ -344,6 +349,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 artifacts,
                 store: store.into(),
                 arm,
+                jobs: jobs.unwrap_or(match store {
+                    StoreArg::Memory => podgrant_harness::generate::default_jobs(),
+                    StoreArg::Mysql => 1,
+                }),
             })
         }
         Command::Soak {
@@ -432,6 +441,7 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
 
 fn fuzz(opts: &podgrant_harness::generate::FuzzOptions) -> Result<ExitCode> {
     let (cases, seed) = (opts.cases, opts.seed);
+    let load_before = load_average();
     let bar = indicatif::ProgressBar::new(u64::from(cases));
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -452,7 +462,11 @@ fn fuzz(opts: &podgrant_harness::generate::FuzzOptions) -> Result<ExitCode> {
         outcome.cases, outcome.runs, outcome.wall
     );
     let rate = outcome.runs as f64 / outcome.wall.as_secs_f64().max(1e-9);
-    println!("{rate:.1} runs/s");
+    println!(
+        "{rate:.1} cases/s ({} at once; load average before {load_before}, after {})",
+        outcome.jobs,
+        load_average()
+    );
     print!("{}", outcome.coverage);
     let unfired = outcome.coverage.unfired();
     match outcome.failure {
@@ -481,6 +495,14 @@ fn fuzz(opts: &podgrant_harness::generate::FuzzOptions) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), to print next to a rate.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn sim_serve(

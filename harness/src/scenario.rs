@@ -686,16 +686,31 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<ScenarioReport, Sce
             .map(|s| s.stats())
     };
     let mut stats_at_last = None;
-    let trip = crate::watchdog::watch(
-        &limits,
-        || Duration::from_millis(beat.sim_ms.load(Ordering::SeqCst)),
-        || beat.done.load(Ordering::SeqCst),
-        |moved| {
-            if moved || stats_at_last.is_none() {
-                stats_at_last = sim_stats();
+    let sim_now = || Duration::from_millis(beat.sim_ms.load(Ordering::SeqCst));
+    // The shared watchdog's decision ([`crate::watchdog::Progress`]) sampled every poll, but
+    // woken by the run's end at once: a sleep-then-check loop adds half a poll (10 ms) of wall
+    // time to every run, which is most of a short generated case.
+    let mut progress = crate::watchdog::Progress::new(sim_now(), Instant::now());
+    let trip = loop {
+        match finished_rx.recv_timeout(limits.poll) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                finished = true;
+                break None;
             }
-        },
-    );
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if beat.done.load(Ordering::SeqCst) {
+            break None;
+        }
+        match progress.sample(sim_now(), Instant::now(), &limits) {
+            Ok(moved) => {
+                if moved || stats_at_last.is_none() {
+                    stats_at_last = sim_stats();
+                }
+            }
+            Err(trip) => break Some(trip),
+        }
+    };
     let stall = trip.map(|trip| {
         // Profile the stuck thread for a moment (unless a capture is already running).
         let cap = if capture.is_none() {

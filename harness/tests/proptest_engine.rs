@@ -16,6 +16,7 @@ fn opts(cases: u32, seed: u64, subject: Subject, dir: &std::path::Path) -> FuzzO
         artifacts: dir.to_path_buf(),
         store: scenario::StoreKind::Memory,
         arm: Default::default(),
+        jobs: podgrant_harness::generate::default_jobs(),
     }
 }
 
