@@ -163,9 +163,9 @@ pub fn markdown(r: &Report, out_dir: &Path) -> String {
     if r.confirm_rounds > 0 {
         let _ = writeln!(
             s,
-            "A criterion suspect fails only if confirmed: {} pairs of runs, the baseline's kept executable and the current one back to back (order alternating), need a median ratio above {} and nearly every pair slower by more than the threshold.\n",
+            "A criterion suspect fails only if confirmed: {} pairs of runs, the baseline's kept executable and the current one back to back (order alternating), need a median ratio above {:.3} and nearly every pair slower by more than the threshold.\n",
             r.confirm_rounds,
-            format!("{:.3}", 1.0 + r.threshold)
+            1.0 + r.threshold
         );
     }
     let _ = writeln!(s, "| bench | baseline mean | current mean | current median | mean change [95% CI] | criterion | confirmation | verdict |");
