@@ -1,13 +1,22 @@
-//! Instruction-count benches (gungraun, on valgrind's callgrind): the planner after one pod event, and the decode of one pod watch event.
+//! Instruction-count benches (gungraun, on valgrind's callgrind): planner, pod event decode, watch guard, sim encode — CI's CPU gate.
 //!
 //! What it measures: instructions executed (and callgrind's other counts), repeatable to a
-//! few instructions from run to run and untouched by a busy machine:
+//! few instructions from run to run and untouched by a busy machine (inputs are fixed; maps
+//! in the setup are BTreeMaps; the jitter generator is seeded). `.ci/run` compares the counts
+//! with `benches/instruction-limits.json` (scripts/check-instructions.sh):
 //! - `planner::one_event::n1000` / `n10000` — `desired_state` + `plan` for 1,000 / 10,000
 //!   ready pods over 100 services against a converged store, right after one pod turned
 //!   not-ready (one Drop and one Release come out). Setup is not counted.
+//! - `planner::full_diff::n1000` / `n10000` — the steady-state resync: `desired_state` +
+//!   `plan` of the same clusters against their converged store (no action comes out).
 //! - `decode::pod_modified` — one watch line (`{"type":"MODIFIED","object":{…pod…}}`) parsed
 //!   into `kube::core::WatchEvent<Pod>` with serde_json, then reduced to `PodFacts` by
 //!   `podgrant_core::watch::pod_facts`: the engine's per-event decode path.
+//! - `watch_guard::watch_ended::mixed1000` — 1,000 `WatchGuard::watch_ended` decisions (one
+//!   watch end in four short with no progress: a backoff delay; the others healthy: a reset).
+//! - `sim_encode::line::pod_modified` — the sim's watch encode path: the same pod object as a
+//!   `serde_json::Value` written as one `{"type":"MODIFIED","object":…}\n` line
+//!   (`podgrant_sim::watch::line`).
 //!
 //! Run (needs valgrind and the runner of the same version as the library):
 //! `cargo install gungraun-runner --version 0.20.0` then
@@ -24,6 +33,8 @@ use podgrant_core::grant::{Action, Observed};
 use podgrant_core::model::Cluster;
 use podgrant_core::planner::plan;
 use podgrant_core::validate::Policy;
+use podgrant_core::watch::{WatchConfig, WatchGuard};
+use std::time::Duration;
 
 const SERVICES: usize = 100;
 
@@ -45,11 +56,58 @@ fn one_event(input: (Cluster, Observed, Policy)) -> Vec<Action> {
     black_box(plan(&state.accounts, black_box(&observed)))
 }
 
-/// One MODIFIED watch line for a ready pod with labels, annotations and an IP.
-fn pod_line() -> String {
+/// A converged store for `pods` pods and the unchanged cluster: the steady-state resync.
+fn converged(pods: usize) -> (Cluster, Observed, Policy) {
+    let policy = fixtures::policy();
+    let cluster = fixtures::cluster(pods, SERVICES);
+    let observed = fixtures::converged(&desired_state(&cluster, &policy).accounts);
+    (cluster, observed, policy)
+}
+
+#[library_benchmark]
+#[bench::n1000(converged(1_000))]
+#[bench::n10000(converged(10_000))]
+fn full_diff(input: (Cluster, Observed, Policy)) -> Vec<Action> {
+    let (cluster, observed, policy) = input;
+    let state = desired_state(black_box(&cluster), &policy);
+    black_box(plan(&state.accounts, black_box(&observed)))
+}
+
+/// The engine's watch guard (default config, seeded jitter) and 1,000 watch ends: every
+/// fourth short (10 ms) with no progress, the others long-lived or with events.
+fn watch_ends() -> (WatchGuard, Vec<(Duration, u64)>) {
+    let cfg = WatchConfig::default();
+    let guard = WatchGuard::new(
+        cfg.min_healthy,
+        podgrant_core::backoff::Backoff::new(cfg.backoff, 7),
+    );
+    let ends = (0..1_000u64)
+        .map(|i| match i % 4 {
+            0 => (Duration::from_millis(10), 0),
+            1 => (Duration::from_secs(290), 0),
+            2 => (Duration::from_millis(10), 3),
+            _ => (Duration::from_secs(60), 12),
+        })
+        .collect();
+    (guard, ends)
+}
+
+#[library_benchmark]
+#[bench::mixed1000(watch_ends())]
+fn watch_ended(input: (WatchGuard, Vec<(Duration, u64)>)) -> u128 {
+    let (mut guard, ends) = input;
+    let mut waited = 0u128;
+    for (lived, progress) in black_box(ends) {
+        if let Some(d) = guard.watch_ended(lived, progress) {
+            waited += d.as_nanos();
+        }
+    }
+    black_box(waited)
+}
+
+/// A ready pod with labels, annotations and an IP, as the API server stores it.
+fn pod_object() -> serde_json::Value {
     serde_json::json!({
-        "type": "MODIFIED",
-        "object": {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
@@ -77,9 +135,18 @@ fn pod_line() -> String {
                     {"type": "PodScheduled", "status": "True"}
                 ]
             }
-        }
     })
-    .to_string()
+}
+
+/// One MODIFIED watch line for [`pod_object`].
+fn pod_line() -> String {
+    serde_json::json!({"type": "MODIFIED", "object": pod_object()}).to_string()
+}
+
+#[library_benchmark]
+#[bench::pod_modified(pod_object())]
+fn encode(pod: serde_json::Value) -> usize {
+    black_box(podgrant_sim::watch::line("MODIFIED", black_box(&pod))).len()
 }
 
 #[library_benchmark]
@@ -93,6 +160,13 @@ fn decode(line: String) -> Option<podgrant_core::model::PodFacts> {
     }
 }
 
-library_benchmark_group!(name = planner; benchmarks = one_event);
+library_benchmark_group!(name = planner; benchmarks = one_event, full_diff);
 library_benchmark_group!(name = event_decode; benchmarks = decode);
-main!(library_benchmark_groups = planner, event_decode);
+library_benchmark_group!(name = watch_guard; benchmarks = watch_ended);
+library_benchmark_group!(name = sim_encode; benchmarks = encode);
+main!(
+    library_benchmark_groups = planner,
+    event_decode,
+    watch_guard,
+    sim_encode
+);

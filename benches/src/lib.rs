@@ -7,12 +7,14 @@
 //! - [`slowdown`] — `PODGRANT_BENCH_SLOWDOWN=N`: the planted slowdown the gate's test catches.
 //! - [`live`] — in-process sim + engine (or a bare kube-rs watcher) on a named runtime, CPU-metered.
 //! - [`gate`] — the regression gate behind the `podgrant-bench-gate` binary.
+//! - [`instr`] — the CPU gate behind `podgrant-instruction-gate`: instruction counts against committed limits.
 //!
 //! [`criterion`] is the `Criterion` every bench should use, so `--profile-time` profiles.
 
 pub mod cpu_clock;
 pub mod fixtures;
 pub mod gate;
+pub mod instr;
 pub mod live;
 pub mod profiler;
 pub mod slowdown;

@@ -1,10 +1,14 @@
-//! End to end: the gate catches a planted planner slowdown with captures attached, and passes a noise-only rerun.
+//! End to end: the gate catches (and confirms) a planted planner slowdown with captures attached, and passes a clean rerun it re-measures.
 //!
 //! Runs the real `planner` bench through cargo (tiny measurement times) into a private
-//! `CRITERION_HOME`: baseline → baseline profile → run with `PODGRANT_BENCH_SLOWDOWN=3` (four
-//! times the planner work per iteration) → gate (must exit 1 with profile.pb.gz,
-//! flamegraph.svg and a differential flame graph) → run without the slowdown → gate (must
-//! exit 0). The planner bench measures thread CPU time, so a busy machine is not a slowdown.
+//! `CRITERION_HOME`: baseline → `--capture-baseline` (keeps the bench executables, with
+//! `PODGRANT_BENCH_SLOWDOWN=0`, and profiles) → run with `PODGRANT_BENCH_SLOWDOWN=3` (four
+//! times the planner work per iteration) → gate (must be a criterion suspect, confirmed by
+//! the paired runs, exit 1 with profile.pb.gz, flamegraph.svg and a differential flame
+//! graph) → run without the slowdown → gate with `--suspect-all`, so the pairs are run
+//! whatever criterion says (must not confirm, exit 0). The planner bench measures thread CPU
+//! time, but on a shared 2-core machine cache and SMT contention still move criterion's
+//! comparison by 20%: the confirmation is what keeps the clean rerun green.
 //!
 //! The differential flame graph is read, not just found: the function the gate's delta table
 //! ranks as grown most must be drawn as grown (a positive delta in its frame's title, a red fill).
@@ -72,6 +76,10 @@ fn gate(home: &Path, out_dir: &Path, slowdown: u32, extra: &[&str]) -> Output {
             "10%",
             "--profile-time",
             "2",
+            "--confirm-rounds",
+            "5",
+            "--confirm-time",
+            "0.5",
         ])
         .arg("--out")
         .arg(out_dir)
@@ -202,10 +210,19 @@ fn the_gate_catches_a_planted_slowdown_and_passes_noise() {
     let result = &r["results"][0];
     assert_eq!(result["id"], BENCH);
     assert_eq!(result["verdict"], "regressed");
+    assert_eq!(result["suspicion"], "regressed");
     let lower = result["change_mean"][1]
         .as_f64()
         .expect("a change interval");
     assert!(lower > 0.10, "lower bound {lower}");
+    let conf = &result["confirmation"];
+    assert_eq!(conf["confirmed"], true, "{conf}");
+    assert_eq!(conf["pairs"].as_array().map(Vec::len), Some(5));
+    let ratio = conf["median_ratio"].as_f64().expect("a median ratio");
+    eprintln!(
+        "planted slowdown: criterion lower bound {lower:+.3}, paired median ratio {ratio:.3}"
+    );
+    assert!(ratio > 2.0, "4x the work, median ratio {ratio}");
     let cap = &result["capture"];
     assert!(cap["error"].is_null(), "capture failed: {}", cap["error"]);
     let file = |key: &str| -> std::path::PathBuf {
@@ -248,13 +265,23 @@ fn the_gate_catches_a_planted_slowdown_and_passes_noise() {
     let md = std::fs::read_to_string(slow_dir.join("report.md")).expect("report.md");
     assert!(md.contains("REGRESSED") && md.contains(BENCH));
 
-    // a noise-only rerun of the unchanged code: compared, not flagged, exit 0
+    // a clean rerun of the unchanged code: compared, re-measured in pairs (whatever criterion
+    // made of it), not confirmed, exit 0
     bench(&home, 0, "--baseline");
     let noise_dir = tmp.path().join("noise");
-    let noise = gate(&home, &noise_dir, 0, &[]);
+    let noise = gate(&home, &noise_dir, 0, &["--suspect-all"]);
     assert_eq!(noise.status.code(), Some(0), "noise must not fail the gate");
     let r = report(&noise_dir);
     assert_eq!(r["regressions"], 0);
-    assert_ne!(r["results"][0]["verdict"], "not_compared");
-    assert_ne!(r["results"][0]["verdict"], "regressed");
+    let result = &r["results"][0];
+    assert_ne!(result["verdict"], "not_compared");
+    assert_ne!(result["verdict"], "regressed");
+    let conf = &result["confirmation"];
+    assert_eq!(conf["confirmed"], false, "{conf}");
+    assert_eq!(conf["pairs"].as_array().map(Vec::len), Some(5));
+    let ratio = conf["median_ratio"].as_f64().expect("a median ratio");
+    eprintln!(
+        "clean rerun: criterion {} {}, paired median ratio {ratio:.3}",
+        result["suspicion"], result["change_mean"]
+    );
 }

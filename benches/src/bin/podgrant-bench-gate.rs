@@ -1,14 +1,19 @@
-//! `podgrant-bench-gate`: fails (exit 1) when a bench regressed against a criterion baseline, with profiles attached.
+//! `podgrant-bench-gate`: fails (exit 1) when a bench regressed against a criterion baseline, confirmed by paired re-runs, with profiles attached.
 //!
-//! Make a baseline on the reference commit, compare on the change, then gate:
+//! Make a baseline on the reference commit, keep its bench executables, compare on the
+//! change, then gate:
 //!
 //! ```text
 //! cargo bench -p podgrant-benches -- --save-baseline main
-//! cargo run -p podgrant-benches --bin podgrant-bench-gate -- --baseline main --capture-baseline   # optional: profiles for the diff view
+//! cargo run -p podgrant-benches --bin podgrant-bench-gate -- --baseline main --capture-baseline   # keeps the bench executables (+ profiles for the diff view)
 //! # … apply the change …
 //! cargo bench -p podgrant-benches -- --baseline main
 //! cargo run -p podgrant-benches --bin podgrant-bench-gate -- --baseline main --threshold 5%
 //! ```
+//!
+//! A bench criterion flags is only a suspect: the baseline's kept executable and the current
+//! one re-measure it in `--confirm-rounds` alternating pairs, and only a confirmed suspect
+//! fails. Without kept executables a suspect cannot be re-measured and fails as before.
 //!
 //! Exit status: 0 no regression, 1 regression (report written), 2 the gate could not run.
 
@@ -41,10 +46,23 @@ struct Args {
     /// Do not re-run regressions under the profiler (numbers only).
     #[arg(long)]
     no_rerun: bool,
-    /// Instead of gating: profile every bench now and keep the profiles as the baseline's,
-    /// for the differential view of later regressions.
+    /// Pairs of runs (baseline's kept executable, current one) that re-measure each suspect;
+    /// 0 trusts criterion's comparison alone.
+    #[arg(long, default_value_t = 5)]
+    confirm_rounds: usize,
+    /// Seconds each confirmation run measures (after a 0.3 s warm-up, 10 samples).
+    #[arg(long, default_value_t = 1.0)]
+    confirm_time: f64,
+    /// Re-measure every compared bench, not only criterion's suspects (confirmation decides).
+    #[arg(long)]
+    suspect_all: bool,
+    /// Instead of gating: keep the bench executables as the baseline's (for confirmation),
+    /// and profile every bench now, keeping the profiles for the differential view.
     #[arg(long)]
     capture_baseline: bool,
+    /// Instead of gating: only keep the bench executables as the baseline's (no profiling).
+    #[arg(long, conflicts_with = "capture_baseline")]
+    keep_baseline_bin: bool,
     /// The workspace to run `cargo bench` in.
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
@@ -82,8 +100,26 @@ fn run() -> anyhow::Result<ExitCode> {
         out_dir: args.out.clone(),
         profile_time: args.profile_time,
         rerun: !args.no_rerun,
+        confirm_rounds: args.confirm_rounds,
+        quick: gate::runner::Quick {
+            measurement_s: args.confirm_time,
+            ..gate::DEFAULT_QUICK
+        },
+        suspect_all: args.suspect_all,
     };
     let mut runner = CargoRunner::new(&args.workspace, &args.package);
+    if args.keep_baseline_bin {
+        let files = gate::keep_baseline_bin(&config, &mut runner).with_context(|| {
+            format!(
+                "keeping the bench executables of baseline {:?}",
+                args.baseline
+            )
+        })?;
+        for f in &files {
+            println!("kept: {}", f.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.capture_baseline {
         let dirs = gate::capture_baseline(&config, &mut runner)
             .with_context(|| format!("capturing the profiles of baseline {:?}", args.baseline))?;

@@ -1,14 +1,22 @@
-//! The bench regression gate: criterion's estimates → verdicts → profiled re-runs → a report.
+//! The bench regression gate: criterion's estimates → suspects → paired confirmation → profiled re-runs → a report.
 //!
 //! - [`estimates`] — reading criterion's folders (`new/`, `<baseline>/`, `change/`).
-//! - [`decide`] — pure: the verdict for one bench at a threshold.
+//! - [`decide`] — pure: the suspicion for one bench at a threshold, and the confirmation
+//!   over paired re-measurements.
 //! - [`folded`] — folded stacks: per-function before/after table, differential flame graph.
-//! - [`runner`] — the shell: `cargo bench … --profile-time N --exact ID`.
+//! - [`runner`] — the shell: `cargo bench … --profile-time N --exact ID`, and the bench
+//!   executables (kept for the baseline, current) run directly.
 //! - [`report`] — the Markdown and JSON report and the captured files.
 //!
-//! Workflow: `cargo bench -- --save-baseline main` on the reference commit (and, for a
-//! differential profile, `podgrant-bench-gate --baseline main --capture-baseline`), then on
-//! the change `cargo bench -- --baseline main` and `podgrant-bench-gate --baseline main`.
+//! Workflow: `cargo bench -- --save-baseline main` on the reference commit, then
+//! `podgrant-bench-gate --baseline main --capture-baseline` (keeps the bench executables for
+//! confirmation, and profiles for the differential view); on the change
+//! `cargo bench -- --baseline main` and `podgrant-bench-gate --baseline main`.
+//!
+//! criterion's comparison only makes a bench a *suspect*: its baseline was measured at
+//! another time under other load. A suspect is re-measured by the baseline's kept executable
+//! and the current one in alternating pairs (A B, B A, A B …, so drift falls on both sides)
+//! and fails the gate only if [`decide::confirm`] says so.
 
 pub mod decide;
 pub mod estimates;
@@ -65,6 +73,15 @@ pub enum GateError {
     UnknownBench(String),
     #[error("the profiled run left no profile in {0} (is the bench's criterion configured with podgrant_benches::criterion()?)")]
     NoProfile(PathBuf),
+    #[error("no kept baseline executables in {dir} (keep them on the reference with --capture-baseline or --keep-baseline-bin): {source}")]
+    NoKeptBin {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bench target {target} is not among the kept baseline executables in {dir}")]
+    NotKept { target: String, dir: PathBuf },
+    #[error("the measuring run left no estimates in {0}")]
+    NoMeasurement(PathBuf),
     #[error("no bench in {dir} was compared with baseline {baseline:?}: run `cargo bench -- --baseline {baseline}` first (and `--save-baseline {baseline}` on the reference before that)")]
     NothingCompared { dir: PathBuf, baseline: String },
 }
@@ -81,7 +98,27 @@ pub struct GateConfig {
     pub profile_time: u64,
     /// Re-run regressions under the profiler (off: numbers only).
     pub rerun: bool,
+    /// Pairs of confirmation runs per suspect (0: criterion's suspicion is the verdict).
+    pub confirm_rounds: usize,
+    /// How long each confirmation run measures.
+    pub quick: runner::Quick,
+    /// Treat every compared bench as a suspect (confirmation decides alone).
+    pub suspect_all: bool,
 }
+
+impl GateConfig {
+    /// Where the baseline's bench executables are kept.
+    pub fn kept_bin_dir(&self) -> PathBuf {
+        runner::kept_bin_dir(&self.criterion_dir, &self.baseline)
+    }
+}
+
+/// The default confirmation run: short, since it is repeated.
+pub const DEFAULT_QUICK: runner::Quick = runner::Quick {
+    warm_up_s: 0.3,
+    measurement_s: 1.0,
+    sample_size: 10,
+};
 
 /// Reads the estimates, decides, profiles each regression, and writes the report into
 /// `config.out_dir`. A regression is a result (see [`Report::regressions`]), not an error.
@@ -96,17 +133,35 @@ pub fn run(config: &GateConfig, runner: &mut dyn BenchRunner) -> Result<Report, 
     mkdir(&config.out_dir)?;
     let mut results = Vec::new();
     for bench in &benches {
-        let verdict = decide::verdict(bench, config.threshold);
+        let suspicion = decide::verdict(bench, config.threshold);
+        let suspect =
+            suspicion == Verdict::Regressed || (config.suspect_all && bench.change.is_some());
+        let (verdict, confirmation, confirm_error) = if suspect && config.confirm_rounds > 0 {
+            match confirm(config, runner, bench) {
+                Ok(c) if c.confirmed => (Verdict::Regressed, Some(c), None),
+                Ok(c) if suspicion == Verdict::Regressed => (Verdict::Unconfirmed, Some(c), None),
+                Ok(c) => (suspicion, Some(c), None),
+                // fail closed: a suspect that cannot be re-measured stands as criterion said
+                Err(e) => (suspicion, None, Some(e.to_string())),
+            }
+        } else {
+            (suspicion, None, None)
+        };
         let capture = if verdict == Verdict::Regressed && config.rerun {
             Some(capture(config, runner, bench))
         } else {
             None
         };
-        results.push(BenchResult::new(bench, verdict, capture));
+        let mut result = BenchResult::new(bench, verdict, capture);
+        result.suspicion = suspicion;
+        result.confirmation = confirmation;
+        result.confirm_error = confirm_error;
+        results.push(result);
     }
     let report = Report {
         baseline: config.baseline.clone(),
         threshold: config.threshold,
+        confirm_rounds: config.confirm_rounds,
         criterion_dir: config.criterion_dir.clone(),
         results,
     };
@@ -114,14 +169,80 @@ pub fn run(config: &GateConfig, runner: &mut dyn BenchRunner) -> Result<Report, 
     Ok(report)
 }
 
-/// Profiles every bench now and keeps the profile as baseline `config.baseline`'s, for the
-/// differential view of later regressions. Returns the folders written.
+/// Re-measures a suspect: `config.confirm_rounds` pairs of runs, the baseline's kept
+/// executable and the current one back to back, the order alternating from pair to pair.
+fn confirm(
+    config: &GateConfig,
+    runner: &mut dyn BenchRunner,
+    bench: &BenchData,
+) -> Result<decide::Confirmation, GateError> {
+    use runner::Side;
+    let id = &bench.id.full_id;
+    let kept = config.kept_bin_dir();
+    let scratch_root = config.out_dir.join("confirm").join(report::safe_name(id));
+    let mut pairs = Vec::new();
+    for round in 0..config.confirm_rounds {
+        let order = if round % 2 == 0 {
+            [Side::Baseline, Side::Current]
+        } else {
+            [Side::Current, Side::Baseline]
+        };
+        let mut pair = decide::Pair {
+            baseline_ns: f64::NAN,
+            current_ns: f64::NAN,
+        };
+        for side in order {
+            let scratch = scratch_root.join(format!("{round}-{side:?}").to_lowercase());
+            if scratch.exists() {
+                fs::remove_dir_all(&scratch).map_err(|source| GateError::Write {
+                    path: scratch.clone(),
+                    source,
+                })?;
+            }
+            mkdir(&scratch)?;
+            let run = runner::MeasureRun {
+                side,
+                kept: &kept,
+                scratch: &scratch,
+                quick: config.quick,
+            };
+            let ns = runner.measure(bench, &run)?;
+            match side {
+                Side::Baseline => pair.baseline_ns = ns,
+                Side::Current => pair.current_ns = ns,
+            }
+        }
+        eprintln!(
+            "podgrant-bench-gate: confirming {id}: pair {}/{}: baseline {} current {} ({:+.1}%)",
+            round + 1,
+            config.confirm_rounds,
+            report::human_ns(pair.baseline_ns),
+            report::human_ns(pair.current_ns),
+            (pair.ratio() - 1.0) * 100.0
+        );
+        pairs.push(pair);
+    }
+    Ok(decide::confirm(&pairs, config.threshold))
+}
+
+/// Keeps the current bench executables as baseline `config.baseline`'s, for confirmation
+/// runs later. Returns the files written.
+pub fn keep_baseline_bin(
+    config: &GateConfig,
+    runner: &mut dyn BenchRunner,
+) -> Result<Vec<PathBuf>, GateError> {
+    runner.keep_executables(&config.kept_bin_dir())
+}
+
+/// Keeps the bench executables ([`keep_baseline_bin`]) and profiles every bench now, keeping
+/// the profile as baseline `config.baseline`'s for the differential view of later
+/// regressions. Returns the files and folders written.
 pub fn capture_baseline(
     config: &GateConfig,
     runner: &mut dyn BenchRunner,
 ) -> Result<Vec<PathBuf>, GateError> {
     let benches = estimates::discover(&config.criterion_dir, &config.baseline)?;
-    let mut written = Vec::new();
+    let mut written = keep_baseline_bin(config, runner)?;
     for bench in &benches {
         let from = runner.profile(bench, config.profile_time)?;
         let to = runner::baseline_profile_dir(&bench.dir, &config.baseline);
@@ -239,13 +360,49 @@ mod tests {
     use super::*;
     use crate::gate::estimates::tests::write_bench;
 
-    /// Pretends to profile: writes a fixed profile into the bench's `profile/` folder.
+    /// Pretends to profile: writes a fixed profile into the bench's `profile/` folder; and to
+    /// measure: the current executable takes `ratio` times the baseline's, except in the
+    /// rounds listed in `noisy` (the baseline run hit by a burst: twice as slow).
     struct FakeRunner {
         folded: &'static str,
         calls: Vec<String>,
+        ratio: f64,
+        noisy: Vec<usize>,
+        measured: Vec<(String, runner::Side)>,
+    }
+
+    impl FakeRunner {
+        fn new(folded: &'static str, ratio: f64) -> Self {
+            Self {
+                folded,
+                calls: vec![],
+                ratio,
+                noisy: vec![],
+                measured: vec![],
+            }
+        }
     }
 
     impl BenchRunner for FakeRunner {
+        fn measure(
+            &mut self,
+            bench: &BenchData,
+            run: &runner::MeasureRun<'_>,
+        ) -> Result<f64, GateError> {
+            assert!(run.scratch.is_dir(), "an empty scratch dir is given");
+            let round = self.measured.len() / 2;
+            self.measured.push((bench.id.full_id.clone(), run.side));
+            Ok(match run.side {
+                runner::Side::Baseline if self.noisy.contains(&round) => 2000.0,
+                runner::Side::Baseline => 1000.0,
+                runner::Side::Current => 1000.0 * self.ratio,
+            })
+        }
+
+        fn keep_executables(&mut self, dir: &Path) -> Result<Vec<PathBuf>, GateError> {
+            Ok(vec![dir.join(runner::KEPT_MANIFEST)])
+        }
+
         fn profile(&mut self, bench: &BenchData, _seconds: u64) -> Result<PathBuf, GateError> {
             self.calls.push(bench.id.full_id.clone());
             let dir = bench.dir.join("profile");
@@ -265,6 +422,9 @@ mod tests {
             out_dir: root.join("out"),
             profile_time: 1,
             rerun: true,
+            confirm_rounds: 5,
+            quick: DEFAULT_QUICK,
+            suspect_all: false,
         }
     }
 
@@ -298,14 +458,19 @@ mod tests {
         .unwrap();
         fs::write(base.join(crate::profiler::PROTOBUF), b"\x0a\x00").unwrap();
 
-        let mut runner = FakeRunner {
-            folded: "main;plan 30\nmain;other 10\n",
-            calls: vec![],
-        };
+        let mut runner = FakeRunner::new("main;plan 30\nmain;other 10\n", 1.5);
         let report = run(&config(tmp.path()), &mut runner).unwrap();
         assert_eq!(runner.calls, vec!["p/slow"]);
+        // only the suspect was re-measured, alternating A B, B A, …
+        use runner::Side::{Baseline as A, Current as B};
+        let sides: Vec<_> = runner.measured.iter().map(|(_, s)| *s).collect();
+        assert_eq!(sides, vec![A, B, B, A, A, B, B, A, A, B]);
+        assert!(runner.measured.iter().all(|(id, _)| id == "p/slow"));
         assert_eq!(report.regressions().count(), 1);
         let slow = report.results.iter().find(|r| r.id == "p/slow").unwrap();
+        assert_eq!(slow.suspicion, Verdict::Regressed);
+        let c = slow.confirmation.as_ref().unwrap();
+        assert!(c.confirmed && c.median_ratio == 1.5, "{c:?}");
         let cap = slow.capture.as_ref().unwrap();
         assert_eq!(cap.error, None);
         for f in [
@@ -340,35 +505,138 @@ mod tests {
             Some(("main", 100.0)),
             Some((0.01, -0.03, 0.05)),
         );
-        let mut runner = FakeRunner {
-            folded: "",
-            calls: vec![],
-        };
+        let mut runner = FakeRunner::new("", 1.0);
         let report = run(&config(tmp.path()), &mut runner).unwrap();
         assert!(runner.calls.is_empty());
+        assert!(runner.measured.is_empty());
         assert_eq!(report.regressions().count(), 0);
+    }
+
+    /// The false alarm: criterion says +22.9% [+14.5%, +31.4%] on a clean rerun.
+    fn suspect_bench(root: &Path) {
+        write_bench(
+            &root.join("criterion"),
+            "p/a",
+            "p/a",
+            123.0,
+            Some(("main", 100.0)),
+            Some((0.229, 0.145, 0.314)),
+        );
+    }
+
+    #[test]
+    fn a_suspect_the_paired_runs_do_not_confirm_passes_and_is_not_profiled() {
+        let tmp = tempfile::tempdir().unwrap();
+        suspect_bench(tmp.path());
+        // the same code on both sides, one noise burst in pair 3
+        let mut runner = FakeRunner::new("", 1.0);
+        runner.noisy = vec![2];
+        let report = run(&config(tmp.path()), &mut runner).unwrap();
+        assert_eq!(report.regressions().count(), 0);
+        let r = &report.results[0];
+        assert_eq!(
+            (r.suspicion, r.verdict),
+            (Verdict::Regressed, Verdict::Unconfirmed)
+        );
+        assert_eq!(r.confirmation.as_ref().unwrap().pairs.len(), 5);
+        assert!(
+            runner.calls.is_empty(),
+            "an unconfirmed suspect is not profiled"
+        );
+        let md = fs::read_to_string(tmp.path().join("out/report.md")).unwrap();
+        assert!(
+            md.contains("suspect") && md.contains("not confirmed"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_real_regression_survives_one_noisy_pair() {
+        let tmp = tempfile::tempdir().unwrap();
+        suspect_bench(tmp.path());
+        let mut runner = FakeRunner::new("main;plan 1\n", 4.0);
+        runner.noisy = vec![1];
+        let report = run(&config(tmp.path()), &mut runner).unwrap();
+        assert_eq!(report.regressions().count(), 1);
+        assert_eq!(runner.calls, vec!["p/a"]);
+    }
+
+    #[test]
+    fn a_suspect_that_cannot_be_re_measured_fails_closed_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        suspect_bench(tmp.path());
+        let mut cfg = config(tmp.path());
+        cfg.rerun = false;
+        let report = run(&cfg, &mut Failing).unwrap();
+        let r = &report.results[0];
+        assert_eq!(r.verdict, Verdict::Regressed);
+        assert!(r.confirm_error.as_deref().unwrap().contains("p/a"));
+    }
+
+    #[test]
+    fn suspect_all_confirms_benches_criterion_did_not_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_bench(
+            &tmp.path().join("criterion"),
+            "p/a",
+            "p/a",
+            101.0,
+            Some(("main", 100.0)),
+            Some((0.01, -0.03, 0.05)),
+        );
+        let mut cfg = config(tmp.path());
+        cfg.suspect_all = true;
+        let mut runner = FakeRunner::new("", 1.0);
+        let report = run(&cfg, &mut runner).unwrap();
+        let r = &report.results[0];
+        assert_eq!(r.verdict, Verdict::NoChange);
+        assert!(!r.confirmation.as_ref().unwrap().confirmed);
+        let mut slow = FakeRunner::new("main;plan 1\n", 3.0);
+        let report = run(&cfg, &mut slow).unwrap();
+        assert_eq!(report.results[0].verdict, Verdict::Regressed);
+    }
+
+    #[test]
+    fn without_confirmation_criterion_alone_decides() {
+        let tmp = tempfile::tempdir().unwrap();
+        suspect_bench(tmp.path());
+        let mut cfg = config(tmp.path());
+        cfg.confirm_rounds = 0;
+        cfg.rerun = false;
+        let mut runner = FakeRunner::new("", 1.0);
+        let report = run(&cfg, &mut runner).unwrap();
+        assert_eq!(report.regressions().count(), 1);
+        assert!(runner.measured.is_empty());
     }
 
     #[test]
     fn no_comparison_at_all_is_an_error_not_a_pass() {
         let tmp = tempfile::tempdir().unwrap();
         write_bench(&tmp.path().join("criterion"), "p/a", "p/a", 1.0, None, None);
-        let mut runner = FakeRunner {
-            folded: "",
-            calls: vec![],
-        };
+        let mut runner = FakeRunner::new("", 1.0);
         let err = run(&config(tmp.path()), &mut runner).unwrap_err();
         assert!(matches!(err, GateError::NothingCompared { .. }), "{err}");
     }
 
+    /// Fails every run: profiling and measuring.
+    struct Failing;
+    impl BenchRunner for Failing {
+        fn profile(&mut self, b: &BenchData, _: u64) -> Result<PathBuf, GateError> {
+            Err(GateError::UnknownBench(b.id.full_id.clone()))
+        }
+        fn measure(&mut self, b: &BenchData, _: &runner::MeasureRun<'_>) -> Result<f64, GateError> {
+            Err(GateError::UnknownBench(b.id.full_id.clone()))
+        }
+        fn keep_executables(&mut self, dir: &Path) -> Result<Vec<PathBuf>, GateError> {
+            Err(GateError::NotKept {
+                target: "t".into(),
+                dir: dir.to_path_buf(),
+            })
+        }
+    }
+
     #[test]
     fn a_failed_rerun_still_reports_the_regression_with_the_reason() {
-        struct Failing;
-        impl BenchRunner for Failing {
-            fn profile(&mut self, b: &BenchData, _: u64) -> Result<PathBuf, GateError> {
-                Err(GateError::UnknownBench(b.id.full_id.clone()))
-            }
-        }
         let tmp = tempfile::tempdir().unwrap();
         write_bench(
             &tmp.path().join("criterion"),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::decide::Verdict;
+use super::decide::{Confirmation, Verdict};
 use super::estimates::BenchData;
 use super::folded::FunctionDelta;
 use super::GateError;
@@ -51,7 +51,14 @@ impl Capture {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchResult {
     pub id: String,
+    /// The gate's verdict: criterion's suspicion, settled by the confirmation if one ran.
     pub verdict: Verdict,
+    /// What criterion's comparison alone said.
+    pub suspicion: Verdict,
+    /// The paired re-measurement of a suspect, if it ran.
+    pub confirmation: Option<Confirmation>,
+    /// Why a suspect could not be re-measured (it then stands as criterion said).
+    pub confirm_error: Option<String>,
     /// ns per iteration (mean), baseline and current.
     pub baseline_mean_ns: Option<f64>,
     pub new_mean_ns: f64,
@@ -66,6 +73,9 @@ impl BenchResult {
         Self {
             id: b.id.full_id.clone(),
             verdict,
+            suspicion: verdict,
+            confirmation: None,
+            confirm_error: None,
             baseline_mean_ns: b.baseline.map(|e| e.mean.point_estimate),
             new_mean_ns: b.new.mean.point_estimate,
             new_median_ns: b.new.median.point_estimate,
@@ -86,6 +96,8 @@ impl BenchResult {
 pub struct Report {
     pub baseline: String,
     pub threshold: f64,
+    /// Pairs of confirmation runs per suspect (0: none ran).
+    pub confirm_rounds: usize,
     pub criterion_dir: PathBuf,
     pub results: Vec<BenchResult>,
 }
@@ -148,14 +160,43 @@ pub fn markdown(r: &Report, out_dir: &Path) -> String {
         pct(r.threshold),
         if n == 0 { "No regression.".to_string() } else { format!("{n} REGRESSED.") }
     );
-    let _ = writeln!(s, "| bench | baseline mean | current mean | current median | mean change [95% CI] | verdict |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+    if r.confirm_rounds > 0 {
+        let _ = writeln!(
+            s,
+            "A criterion suspect fails only if confirmed: {} pairs of runs, the baseline's kept executable and the current one back to back (order alternating), need a median ratio above {:.3} and nearly every pair slower by more than the threshold.\n",
+            r.confirm_rounds,
+            1.0 + r.threshold
+        );
+    }
+    let _ = writeln!(s, "| bench | baseline mean | current mean | current median | mean change [95% CI] | criterion | confirmation | verdict |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---|---|---|---|");
+    let word = |v: Verdict| match v {
+        Verdict::Regressed => "**REGRESSED**",
+        Verdict::Unconfirmed => "unconfirmed (passes)",
+        Verdict::Improved => "improved",
+        Verdict::NoChange => "no change",
+        Verdict::NotCompared => "not compared",
+    };
     for b in &r.results {
-        let verdict = match b.verdict {
-            Verdict::Regressed => "**REGRESSED**",
-            Verdict::Improved => "improved",
-            Verdict::NoChange => "no change",
-            Verdict::NotCompared => "not compared",
+        let verdict = word(b.verdict);
+        let suspicion = match b.suspicion {
+            Verdict::Regressed => "suspect",
+            v => word(v),
+        };
+        let confirmation = match (&b.confirmation, &b.confirm_error) {
+            (Some(c), _) => format!(
+                "{} ×{:.3} median, {}/{} pairs slower",
+                if c.confirmed {
+                    "confirmed"
+                } else {
+                    "not confirmed"
+                },
+                c.median_ratio,
+                c.slower_pairs,
+                c.pairs.len()
+            ),
+            (None, Some(_)) => "could not run (see below)".into(),
+            (None, None) => "–".into(),
         };
         let change = b
             .change_mean
@@ -163,7 +204,7 @@ pub fn markdown(r: &Report, out_dir: &Path) -> String {
             .unwrap_or_else(|| "–".into());
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
             b.id,
             b.baseline_mean_ns
                 .map(human_ns)
@@ -171,8 +212,40 @@ pub fn markdown(r: &Report, out_dir: &Path) -> String {
             human_ns(b.new_mean_ns),
             human_ns(b.new_median_ns),
             change,
+            suspicion,
+            confirmation,
             verdict
         );
+    }
+    for b in r.results.iter().filter(|b| b.confirm_error.is_some()) {
+        let _ = writeln!(
+            s,
+            "\n`{}`: the suspect could not be re-measured, so criterion's verdict stands: {}",
+            b.id,
+            b.confirm_error.as_deref().unwrap_or_default()
+        );
+    }
+    for b in r.results.iter().filter(|b| b.confirmation.is_some()) {
+        let Some(c) = &b.confirmation else { continue };
+        let _ = writeln!(
+            s,
+            "\nConfirmation runs of `{}` (median ns/iter per run):\n",
+            b.id
+        );
+        let _ = writeln!(
+            s,
+            "| pair | baseline exe | current exe | ratio |\n|---:|---:|---:|---:|"
+        );
+        for (i, p) in c.pairs.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | ×{:.3} |",
+                i + 1,
+                human_ns(p.baseline_ns),
+                human_ns(p.current_ns),
+                p.ratio()
+            );
+        }
     }
     for b in r.regressions() {
         let _ = writeln!(s, "\n## `{}`\n", b.id);
