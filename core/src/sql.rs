@@ -755,4 +755,98 @@ mod tests {
         assert_eq!(processlist_host("localhost"), "localhost");
         assert_eq!(processlist_host("fd00::1:5555"), "fd00::1");
     }
+
+    #[test]
+    fn statement_debug_shows_kind_and_account_count_but_not_text() {
+        let d = format!("{:?}", kill_session(7));
+        assert!(d.starts_with("Statement"), "{d}");
+        assert!(d.contains("KillSession"), "{d}");
+        assert!(d.contains("accounts: 1"), "{d}");
+        assert!(!d.contains("KILL CONNECTION"), "{d}");
+    }
+
+    #[test]
+    fn ledger_statements_name_the_backticked_schema_table() {
+        assert_eq!(ident("podgrant").unwrap(), "`podgrant`");
+        // Backticks, not a GRANT pattern: `_` is not escaped in a plain identifier.
+        assert_eq!(ledger_table("pg_meta").unwrap(), "`pg_meta`.`ledger`");
+        assert_eq!(
+            ledger_select("pg").unwrap(),
+            "SELECT user, host, owner_namespace, owner_name, fingerprint FROM `pg`.`ledger`"
+        );
+        let ddl = ledger_ddl("pg").unwrap();
+        assert_eq!(ddl.len(), 2, "{ddl:?}");
+        assert_eq!(
+            ddl[0],
+            "CREATE DATABASE IF NOT EXISTS `pg` CHARACTER SET utf8mb4"
+        );
+        assert!(
+            ddl[1].starts_with("CREATE TABLE IF NOT EXISTS `pg`.`ledger` (user VARCHAR(32)"),
+            "{}",
+            ddl[1]
+        );
+        assert!(
+            ddl[1].ends_with("PRIMARY KEY (user, host)) ENGINE=InnoDB"),
+            "{}",
+            ddl[1]
+        );
+        for bad in ["pg`; DROP DATABASE x; --", "PG", ""] {
+            assert!(ledger_table(bad).is_err(), "{bad}");
+            assert!(ledger_ddl(bad).is_err(), "{bad}");
+            assert!(ledger_select(bad).is_err(), "{bad}");
+        }
+        let release = statements(
+            "pg",
+            &[
+                Action::Release {
+                    key: key("a", "10.0.0.1"),
+                },
+                Action::Release {
+                    key: key("b", "fd00::2"),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            release[0].text,
+            "DELETE FROM `pg`.`ledger` WHERE (user, host) IN ((?, ?), (?, ?))"
+        );
+        assert_eq!(release[0].params, vec!["a", "10.0.0.1", "b", "fd00::2"]);
+    }
+
+    #[test]
+    fn session_queries_name_each_user_once_sorted() {
+        let drop: Vec<Action> = [("b", "10.0.0.1"), ("a", "10.0.0.2"), ("b", "10.0.0.3")]
+            .into_iter()
+            .map(|(u, ip)| Action::Drop { key: key(u, ip) })
+            .collect();
+        let st = statements("pg", &drop).unwrap();
+        assert_eq!(st[1].kind, StatementKind::FindSessions);
+        assert_eq!(
+            st[1].text,
+            "SELECT ID, USER, HOST FROM information_schema.PROCESSLIST WHERE USER IN ('a', 'b')"
+        );
+        let revoke = [Action::Revoke {
+            key: key("shop_app", "10.0.0.1"),
+            database: "shop".into(),
+            privileges: privs(&["SELECT"]),
+        }];
+        let st = statements("pg", &revoke).unwrap();
+        assert_eq!(
+            st[0].text,
+            "REVOKE SELECT ON `shop`.* FROM 'shop_app'@'10.0.0.1'"
+        );
+        assert_eq!(
+            st[1].text,
+            "SELECT ID, USER, HOST FROM information_schema.PROCESSLIST WHERE USER IN ('shop_app')"
+        );
+    }
+
+    #[test]
+    fn processlist_host_strips_only_a_numeric_port() {
+        // An IPv6 address whose last group is not all digits has no port to strip.
+        assert_eq!(processlist_host("fd00::abc"), "fd00::abc");
+        assert_eq!(processlist_host("fd00::abc:3306"), "fd00::abc");
+        assert_eq!(processlist_host("db.example:x1"), "db.example:x1");
+    }
 }
