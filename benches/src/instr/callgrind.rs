@@ -135,9 +135,12 @@ impl Graph {
 fn compressed(value: &str) -> (Option<&str>, Option<&str>) {
     let v = value.trim();
     if let Some(rest) = v.strip_prefix('(') {
+        // ids are numbers: `(below main)` is a name that merely starts with a parenthesis
         if let Some((id, name)) = rest.split_once(')') {
-            let name = name.trim();
-            return (Some(id), (!name.is_empty()).then_some(name));
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+                let name = name.trim();
+                return (Some(id), (!name.is_empty()).then_some(name));
+            }
         }
     }
     (None, Some(v))
@@ -411,5 +414,14 @@ fn=(4)
         assert_eq!(e.line, 3);
         assert!(parse("events: Ir\n1 5\n").is_err());
         assert!(parse("events: Ir\nfn=(7)\n").is_err());
+    }
+
+    #[test]
+    fn a_name_in_parentheses_is_a_name_not_an_id() {
+        // valgrind writes `fn=(below main)` uncompressed, even when other names are compressed
+        let g = parse("events: Ir\nfn=(below main)\n0 3\nfn=(1) main\n0 4\nfn=(1)\n0 1\n").unwrap();
+        let mut names: Vec<&str> = g.names.iter().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["(below main)", "main"]);
     }
 }
