@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn the_committed_limits_file_parses_and_names_only_instruction_benches() {
+    fn the_committed_limits_file_limits_exactly_the_instruction_benches() {
         let text = include_str!("../../instruction-limits.json");
         let f: LimitsFile = serde_json::from_str(text).expect("instruction-limits.json");
         assert!(f.headroom > 0.0 && f.headroom < 0.2);
@@ -145,6 +145,9 @@ mod tests {
                 known.contains(&id.as_str()),
                 "limit for an unknown bench {id}"
             );
+        }
+        for id in known {
+            assert!(f.limits.contains_key(id), "no limit for bench {id}");
         }
     }
 }
