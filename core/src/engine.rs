@@ -27,6 +27,7 @@ use crate::index::{ClusterEvent, Index};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::{Metrics, Resource};
 use crate::planner::plan_with_report;
+use crate::rate::SharedStartFloor;
 use crate::store::{GrantStore, StoreError};
 use crate::validate::Policy;
 use crate::watch::{
@@ -160,6 +161,8 @@ impl<S: GrantStore> Engine<S> {
         let ns = self.config.namespace.as_deref();
         let c = &self.config;
         let m = &self.metrics;
+        // One floor under the watch starts of all three loops (see `SharedStartFloor`).
+        let starts = SharedStartFloor::new(c.watch.rewatch_rate);
         let services = guarded_watch(
             ApiSource {
                 api: api_for::<Service>(self.client.clone(), ns),
@@ -170,6 +173,7 @@ impl<S: GrantStore> Engine<S> {
             c.seed ^ 0x5e,
             Resource::Services,
             m.clone(),
+            starts.clone(),
         )
         .map(ClusterEvent::Services);
         let pods = guarded_watch(
@@ -182,6 +186,7 @@ impl<S: GrantStore> Engine<S> {
             c.seed ^ 0x90d,
             Resource::Pods,
             m.clone(),
+            starts.clone(),
         )
         .map(ClusterEvent::Pods);
         let secrets = guarded_watch(
@@ -194,6 +199,7 @@ impl<S: GrantStore> Engine<S> {
             c.seed ^ 0x5ec,
             Resource::Secrets,
             m.clone(),
+            starts.clone(),
         )
         .map(ClusterEvent::Secrets);
         futures::stream::select_all([services.boxed(), pods.boxed(), secrets.boxed()])

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::metrics::{Metrics, Resource, RestartReason};
 use crate::model::{ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
-use crate::rate::{StartFloor, StartRate};
+use crate::rate::{SharedStartFloor, StartRate};
 use crate::validate::ANNOTATION_PREFIX;
 
 /// Settings of one guarded watch loop.
@@ -47,7 +47,8 @@ pub struct WatchConfig {
     pub page_size: Option<u32>,
     /// Optional label selector for the pods watch (a pod leaving it arrives as DELETED).
     pub pod_label_selector: Option<String>,
-    /// A floor under watch starts, even when every watch made progress (see [`crate::rate`]).
+    /// A floor under watch starts, even when every watch made progress (see [`crate::rate`]):
+    /// the rate of one [`SharedStartFloor`], shared by all of a client's watch loops.
     pub rewatch_rate: StartRate,
 }
 
@@ -273,6 +274,7 @@ pub fn guarded_watch<S, F, C>(
     seed: u64,
     resource: Resource,
     metrics: Arc<Metrics>,
+    floor: SharedStartFloor,
 ) -> impl Stream<Item = Change<F>> + Send
 where
     S: ListWatchSource,
@@ -281,7 +283,6 @@ where
 {
     async_stream::stream! {
         let mut guard = WatchGuard::new(config.min_healthy, Backoff::new(config.backoff.clone(), seed));
-        let mut floor = StartFloor::new(config.rewatch_rate);
         let mut rv: Option<String> = None;
         loop {
             let current_rv = match rv.clone() {
@@ -623,6 +624,7 @@ mod tests {
             1,
             Resource::Pods,
             metrics.clone(),
+            SharedStartFloor::new(cfg().rewatch_rate),
         );
         let mut s = Box::pin(s);
         assert_eq!(s.next().await, Some(Change::Relisted(vec![1, 2])));
@@ -661,6 +663,7 @@ mod tests {
             1,
             Resource::Pods,
             metrics.clone(),
+            SharedStartFloor::new(cfg().rewatch_rate),
         ));
         assert_eq!(s.next().await, Some(Change::Relisted(vec![])));
         let driver = tokio::spawn(async move { while s.next().await.is_some() {} });
@@ -677,6 +680,50 @@ mod tests {
         assert!(
             events + 1 >= watches && events <= watches,
             "{events} events, {watches} watches"
+        );
+    }
+
+    /// The fuzzer's second find (seed 5, 10,000 cases): with a floor per loop, the engine's three
+    /// loops under a close-after-one-event server started 22 watches in 10 s between them, over
+    /// the 2/s budget. One floor shared by the loops bounds the client's total: in any window of
+    /// `t` seconds at most `burst + rate·t` starts, however many loops there are.
+    #[tokio::test(start_paused = true)]
+    async fn loops_sharing_a_floor_start_no_more_watches_together_than_one_floor_allows() {
+        let shared = SharedStartFloor::new(cfg().rewatch_rate);
+        let StartRate { burst, per_second } = cfg().rewatch_rate;
+        let mut sources = Vec::new();
+        let mut drivers = Vec::new();
+        for (i, resource) in [Resource::Pods, Resource::Services, Resource::Secrets]
+            .into_iter()
+            .enumerate()
+        {
+            let scripts = (0..10_000u64)
+                .map(|n| Script::Events(vec![RawEvent::Added(n as u32, (11 + n).to_string())]))
+                .collect();
+            let src = fake(vec![], 10, scripts);
+            sources.push(src.clone());
+            let mut s = Box::pin(guarded_watch(
+                src,
+                |x| x,
+                cfg(),
+                i as u64,
+                resource,
+                Arc::new(Metrics::new()),
+                shared.clone(),
+            ));
+            drivers.push(tokio::spawn(async move { while s.next().await.is_some() {} }));
+        }
+        let secs = 10.0;
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        let watches: u64 = sources.iter().map(|s| s.calls.lock().unwrap().1).sum();
+        for d in drivers {
+            d.abort();
+        }
+        let bound = f64::from(burst) + per_second * secs;
+        // Each loop alone would have started ~`bound` times (three times as many together).
+        assert!(
+            (watches as f64) <= bound + 1.0 && (watches as f64) >= bound - 2.0,
+            "{watches} watch starts in {secs} s across three loops; one floor allows {bound}"
         );
     }
 
@@ -703,6 +750,7 @@ mod tests {
             1,
             Resource::Pods,
             metrics.clone(),
+            SharedStartFloor::new(cfg().rewatch_rate),
         ));
         assert_eq!(s.next().await, Some(Change::Relisted(vec![1, 2, 3])));
         assert_eq!(s.next().await, Some(Change::Applied(4)));
@@ -741,6 +789,7 @@ mod tests {
             3,
             Resource::Secrets,
             metrics.clone(),
+            SharedStartFloor::new(cfg().rewatch_rate),
         ));
         let t0 = Instant::now();
         assert_eq!(s.next().await, Some(Change::Relisted(vec![])));
