@@ -98,6 +98,26 @@ impl WatchGuard {
         }
     }
 
+    /// A watch ended with 410 Gone after `lived`, having delivered `progress` new events.
+    /// `again`: the resourceVersion it used came from the relist that the previous 410 caused.
+    /// A first 410 means our resourceVersion went stale (compaction while we were away, backing
+    /// off): relist at once, as client-go's reflector does, whatever the backoff has grown to —
+    /// waiting out a 30 s backoff here left a deleted Service's grants in place for 40 s (the
+    /// fuzzer's find, seed 5). A 410 on a fresh list's version is the server misbehaving: the
+    /// usual rule applies, so an expire-every-watch server is backed off, not stormed.
+    pub fn watch_expired(
+        &mut self,
+        lived: Duration,
+        progress: u64,
+        again: bool,
+    ) -> Option<Duration> {
+        if again {
+            self.watch_ended(lived, progress)
+        } else {
+            None
+        }
+    }
+
     /// A request failed outright: wait this long before the next one.
     pub fn request_failed(&mut self) -> Duration {
         self.backoff.next_delay()
@@ -284,6 +304,8 @@ where
     async_stream::stream! {
         let mut guard = WatchGuard::new(config.min_healthy, Backoff::new(config.backoff.clone(), seed));
         let mut rv: Option<String> = None;
+        // The last watch ended with 410 (so the current resourceVersion is a relist's answer to it).
+        let mut expired_last = false;
         loop {
             let current_rv = match rv.clone() {
                 Some(v) => v,
@@ -345,7 +367,8 @@ where
                 Ok(Err(e)) if e.is_gone() => {
                     metrics.watch_restart(resource, RestartReason::Expired);
                     rv = None;
-                    if let Some(delay) = guard.watch_ended(started.elapsed(), 0) {
+                    let again = std::mem::replace(&mut expired_last, true);
+                    if let Some(delay) = guard.watch_expired(started.elapsed(), 0, again) {
                         tokio::time::sleep(delay).await;
                     }
                     continue;
@@ -407,7 +430,13 @@ where
                 }
             };
             drop(stream);
-            let delay = guard.watch_ended(started.elapsed(), progress);
+            let delay = if reason == RestartReason::Expired {
+                let again = std::mem::replace(&mut expired_last, true);
+                guard.watch_expired(started.elapsed(), progress, again)
+            } else {
+                expired_last = false;
+                guard.watch_ended(started.elapsed(), progress)
+            };
             let reason = if reason == RestartReason::Closed && delay.is_some() {
                 RestartReason::ClosedEarly
             } else {
@@ -523,6 +552,8 @@ mod tests {
         watches: Mutex<VecDeque<Script>>,
         /// When the script runs out: end every watch immediately (the seed's failure).
         calls: Mutex<(u64, u64)>,
+        /// When each list ('l') and watch ('w') request was made.
+        times: Mutex<Vec<(char, Instant)>>,
     }
 
     impl ListWatchSource for Arc<Fake> {
@@ -534,6 +565,7 @@ mod tests {
         ) -> BoxFuture<'_, Result<Page<u32>, SourceError>> {
             Box::pin(async move {
                 self.calls.lock().unwrap().0 += 1;
+                self.times.lock().unwrap().push(('l', Instant::now()));
                 Ok(Page {
                     items: self.list_items.lock().unwrap().clone(),
                     resource_version: self.list_rv.lock().unwrap().to_string(),
@@ -548,6 +580,7 @@ mod tests {
         ) -> BoxFuture<'_, Result<RawStream<u32>, SourceError>> {
             Box::pin(async move {
                 self.calls.lock().unwrap().1 += 1;
+                self.times.lock().unwrap().push(('w', Instant::now()));
                 let script = self
                     .watches
                     .lock()
@@ -571,6 +604,7 @@ mod tests {
             list_rv: Mutex::new(rv),
             watches: Mutex::new(scripts.into()),
             calls: Mutex::new((0, 0)),
+            times: Mutex::new(Vec::new()),
         })
     }
 
@@ -711,7 +745,9 @@ mod tests {
                 Arc::new(Metrics::new()),
                 shared.clone(),
             ));
-            drivers.push(tokio::spawn(async move { while s.next().await.is_some() {} }));
+            drivers.push(tokio::spawn(
+                async move { while s.next().await.is_some() {} },
+            ));
         }
         let secs = 10.0;
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
@@ -724,6 +760,92 @@ mod tests {
         assert!(
             (watches as f64) <= bound + 1.0 && (watches as f64) >= bound - 2.0,
             "{watches} watch starts in {secs} s across three loops; one floor allows {bound}"
+        );
+    }
+
+    fn gone() -> Script {
+        Script::Fail(SourceError::Status {
+            code: 410,
+            message: "too old resource version".into(),
+        })
+    }
+
+    /// The fuzzer's third find (seed 5, 10,000 cases): a Service was deleted while the services
+    /// watch was backing off (every watch closed at once), then the history was compacted. The
+    /// next watch got 410, and the guard waited out its grown backoff *again* before relisting,
+    /// so the deleted Service's grants stayed 40 s. A first 410 relists at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_resource_version_relists_at_once_even_after_a_long_backoff() {
+        let mut scripts = vec![Script::Events(vec![]); 5];
+        scripts.push(gone());
+        scripts.push(Script::Stall);
+        let src = fake(vec![1], 10, scripts);
+        let mut s = Box::pin(guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            1,
+            Resource::Services,
+            Arc::new(Metrics::new()),
+            SharedStartFloor::new(cfg().rewatch_rate),
+        ));
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![1])));
+        *src.list_items.lock().unwrap() = vec![];
+        *src.list_rv.lock().unwrap() = 20;
+        assert_eq!(s.next().await, Some(Change::Relisted(vec![])));
+        let times = src.times.lock().unwrap().clone();
+        let kinds: String = times.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds, "lwwwwwwl",
+            "five closed watches, the 410, the relist"
+        );
+        let (_, gone_at) = times[6];
+        let (_, relist_at) = times[7];
+        assert_eq!(
+            relist_at - gone_at,
+            Duration::ZERO,
+            "no backoff between a first 410 and its relist"
+        );
+        assert!(
+            gone_at - times[0].1 >= Duration::from_secs(10),
+            "the closed watches were backed off"
+        );
+    }
+
+    /// The other half of the rule: a server that answers 410 even to the resourceVersion of the
+    /// list it just served is misbehaving, and is backed off instead of relisted in a loop.
+    #[tokio::test(start_paused = true)]
+    async fn a_410_to_a_fresh_lists_version_is_backed_off() {
+        let src = fake(vec![1], 10, vec![gone(), gone(), gone(), Script::Stall]);
+        let mut s = Box::pin(guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            1,
+            Resource::Services,
+            Arc::new(Metrics::new()),
+            SharedStartFloor::new(cfg().rewatch_rate),
+        ));
+        for _ in 0..4 {
+            assert_eq!(s.next().await, Some(Change::Relisted(vec![1])));
+        }
+        let times = src.times.lock().unwrap().clone();
+        let kinds: String = times.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, "lwlwlwl");
+        assert_eq!(
+            times[2].1 - times[1].1,
+            Duration::ZERO,
+            "the first 410 relists at once"
+        );
+        let second = times[4].1 - times[3].1;
+        let third = times[6].1 - times[5].1;
+        assert!(
+            second >= Duration::from_millis(400),
+            "then backs off: {second:?}"
+        );
+        assert!(
+            third > second,
+            "and the backoff grows: {second:?} then {third:?}"
         );
     }
 
