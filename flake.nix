@@ -108,7 +108,9 @@
               KUBECTL = "${pkgs.kubectl}/bin/kubectl";
               PODGRANT_TEST_MYSQL = "spawn";
               # No skip to green: a test that can't find one of these fails (harness/src/require.rs).
-              PODGRANT_REQUIRE = "mysql,kubectl,go";
+              PODGRANT_REQUIRE = "mysql,kubectl,go,python";
+              # The probe's Python subject (harness/tests/probe.rs) needs the `kubernetes` client.
+              PODGRANT_PYTHON = "${pkgs.python3.withPackages (ps: [ ps.kubernetes ])}/bin/python3";
               preBuild = ''
                 export HOME="$TMPDIR/home"
                 mkdir -p "$HOME"
