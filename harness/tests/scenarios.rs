@@ -61,6 +61,16 @@ fn example_scenarios_pass_on_the_engine() {
     }
 }
 
+/// Minimal cases the fuzzer found on `main` (each failed there; see its description).
+#[test]
+fn fuzz_findings_stay_fixed() {
+    for name in ["fuzz-rewatch-three-loops", "fuzz-stale-rv-after-backoff"] {
+        let (r, _dir) = run(&example(name), Subject::Engine, false);
+        assert!(r.passed, "{name}: {r}");
+        assert!(r.violations.is_empty(), "{name}: {r}");
+    }
+}
+
 #[test]
 fn planted_never_revokes_fails_convergence_and_safety() {
     let (r, _dir) = run(&example("basic-churn"), Subject::NeverRevokes, true);
