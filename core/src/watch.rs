@@ -763,6 +763,25 @@ mod tests {
         );
     }
 
+    /// A services loop over `src` with the test config and a floor of its own.
+    fn services_watch(src: &Arc<Fake>) -> std::pin::Pin<Box<impl Stream<Item = Change<u32>>>> {
+        Box::pin(guarded_watch(
+            src.clone(),
+            |x| x,
+            cfg(),
+            1,
+            Resource::Services,
+            Arc::new(Metrics::new()),
+            SharedStartFloor::new(cfg().rewatch_rate),
+        ))
+    }
+
+    /// The requests `src` saw, as a string of 'l' (list) and 'w' (watch), and when each came.
+    fn call_log(src: &Arc<Fake>) -> (String, Vec<(char, Instant)>) {
+        let times = src.times.lock().unwrap().clone();
+        (times.iter().map(|(k, _)| *k).collect(), times)
+    }
+
     fn gone() -> Script {
         Script::Fail(SourceError::Status {
             code: 410,
@@ -780,21 +799,12 @@ mod tests {
         scripts.push(gone());
         scripts.push(Script::Stall);
         let src = fake(vec![1], 10, scripts);
-        let mut s = Box::pin(guarded_watch(
-            src.clone(),
-            |x| x,
-            cfg(),
-            1,
-            Resource::Services,
-            Arc::new(Metrics::new()),
-            SharedStartFloor::new(cfg().rewatch_rate),
-        ));
+        let mut s = services_watch(&src);
         assert_eq!(s.next().await, Some(Change::Relisted(vec![1])));
         *src.list_items.lock().unwrap() = vec![];
         *src.list_rv.lock().unwrap() = 20;
         assert_eq!(s.next().await, Some(Change::Relisted(vec![])));
-        let times = src.times.lock().unwrap().clone();
-        let kinds: String = times.iter().map(|(k, _)| *k).collect();
+        let (kinds, times) = call_log(&src);
         assert_eq!(
             kinds, "lwwwwwwl",
             "five closed watches, the 410, the relist"
@@ -817,20 +827,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_410_to_a_fresh_lists_version_is_backed_off() {
         let src = fake(vec![1], 10, vec![gone(), gone(), gone(), Script::Stall]);
-        let mut s = Box::pin(guarded_watch(
-            src.clone(),
-            |x| x,
-            cfg(),
-            1,
-            Resource::Services,
-            Arc::new(Metrics::new()),
-            SharedStartFloor::new(cfg().rewatch_rate),
-        ));
+        let mut s = services_watch(&src);
         for _ in 0..4 {
             assert_eq!(s.next().await, Some(Change::Relisted(vec![1])));
         }
-        let times = src.times.lock().unwrap().clone();
-        let kinds: String = times.iter().map(|(k, _)| *k).collect();
+        let (kinds, times) = call_log(&src);
         assert_eq!(kinds, "lwlwlwl");
         assert_eq!(
             times[2].1 - times[1].1,
