@@ -307,7 +307,7 @@ where
                         return Err(crate::list::expired());
                     }
                     let now = inner.clock.now();
-                    let bytes = crate::list::render(
+                    let (bytes, last) = crate::list::render(
                         &inner.store,
                         info,
                         ns,
@@ -316,6 +316,9 @@ where
                         params.continue_token.as_deref(),
                         table.map(|t| (t, now)),
                     )?;
+                    if last {
+                        lock(&inner.stats).count_list_served(info.plural);
+                    }
                     Ok(bytes_response(200, bytes))
                 }
                 "watch" => Ok(start_watch(inner, rr, params, selectors, decision, table)),

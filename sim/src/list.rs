@@ -46,7 +46,8 @@ fn decode(token: &str) -> Result<(u64, String, String), SimError> {
 
 /// One page of a list, serialized: the `<Kind>List` JSON document, or a `Table` when `table` is set.
 /// The page's objects are picked under the store lock (shared, never cloned); the document is
-/// put together from their encoded JSON after the lock is released.
+/// put together from their encoded JSON after the lock is released. Also returns whether this
+/// is the list's last page.
 pub fn render(
     store: &Mutex<Store>,
     info: &'static ResourceInfo,
@@ -55,7 +56,7 @@ pub fn render(
     limit: Option<u64>,
     continue_token: Option<&str>,
     table: Option<(TableOpts, SystemTime)>,
-) -> Result<Vec<u8>, SimError> {
+) -> Result<(Vec<u8>, bool), SimError> {
     let after = continue_token.map(decode).transpose()?;
     let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let page = {
@@ -91,7 +92,8 @@ pub fn render(
     if let Some((opts, now)) = table {
         let items: Vec<&Value> = page.items.iter().map(|o| o.value()).collect();
         let doc = crate::table::from_items(info, &items, metadata, now, opts);
-        return serde_json::to_vec(&doc).map_err(|e| SimError::Internal(e.to_string()));
+        let bytes = serde_json::to_vec(&doc).map_err(|e| SimError::Internal(e.to_string()))?;
+        return Ok((bytes, page.more.is_none()));
     }
     let head =
         json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": metadata});
@@ -107,7 +109,7 @@ pub fn render(
         out.extend_from_slice(o.json());
     }
     out.extend_from_slice(b"]}");
-    Ok(out)
+    Ok((out, page.more.is_none()))
 }
 
 /// One page's objects, the RV it is consistent at, and (when it is not the last page) the key

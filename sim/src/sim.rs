@@ -240,9 +240,21 @@ impl Sim {
         lock(&self.inner.stats).clone()
     }
 
+    /// Per watched resource, what clients can see of it now: live watches and full lists
+    /// served (cheaper than [`Sim::stats`]; the harness's safety oracle reads it every tick).
+    pub fn visibility(&self) -> std::collections::BTreeMap<String, crate::stats::Visibility> {
+        lock(&self.inner.stats).visibility()
+    }
+
     /// Reset every counter to zero.
     pub fn reset_stats(&self) {
-        *lock(&self.inner.stats) = Stats::default();
+        let mut stats = lock(&self.inner.stats);
+        // The gauge of live watches describes watches still open; it is not a counter.
+        let live_watches = std::mem::take(&mut stats.live_watches);
+        *stats = Stats {
+            live_watches,
+            ..Stats::default()
+        };
     }
 
     /// Internal sizes of the store (objects, history, watchers), for bounded-memory checks.

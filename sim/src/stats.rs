@@ -22,6 +22,22 @@ pub struct Stats {
     pub bookmarks_sent: u64,
     /// Requests the server could not route (unknown paths and resources).
     pub unrouted: u64,
+    /// Lists answered in full, per resource: the last (or only) page served with 200.
+    #[serde(default)]
+    pub lists_served: BTreeMap<String, u64>,
+    /// Watches open and delivering right now, per resource (a gauge): counted from the first
+    /// event line a watch may send until it ends or stalls; a watch refused with 410 never counts.
+    #[serde(default)]
+    pub live_watches: BTreeMap<String, u64>,
+}
+
+/// What the server has let clients see of one resource (see [`crate::Sim::visibility`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Visibility {
+    /// Watches open and delivering now.
+    pub live_watches: u64,
+    /// Lists answered in full so far.
+    pub lists_served: u64,
 }
 
 impl Stats {
@@ -68,6 +84,31 @@ impl Stats {
             .requests
             .entry(format!("{verb} {resource}"))
             .or_default() += 1;
+    }
+
+    pub(crate) fn count_list_served(&mut self, resource: &str) {
+        *self.lists_served.entry(resource.to_string()).or_default() += 1;
+    }
+
+    /// A watch on `resource` starts (`true`) or stops (`false`) delivering events.
+    pub(crate) fn watch_live(&mut self, resource: &str, live: bool) {
+        let n = self.live_watches.entry(resource.to_string()).or_default();
+        *n = if live { *n + 1 } else { n.saturating_sub(1) };
+    }
+
+    /// Per watched resource (one with a watch request), what clients can see of it now.
+    pub fn visibility(&self) -> BTreeMap<String, Visibility> {
+        self.requests
+            .keys()
+            .filter_map(|k| k.strip_prefix("watch "))
+            .map(|r| {
+                let v = Visibility {
+                    live_watches: self.live_watches.get(r).copied().unwrap_or(0),
+                    lists_served: self.lists_served.get(r).copied().unwrap_or(0),
+                };
+                (r.to_string(), v)
+            })
+            .collect()
     }
 
     pub(crate) fn count_fault(&mut self, kind: &str) {

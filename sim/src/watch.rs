@@ -369,6 +369,32 @@ async fn sleep_opt(at: Option<Instant>) {
     }
 }
 
+/// Counts one watch in [`Stats::live_watches`] while it lives.
+struct LiveWatch {
+    stats: Arc<Mutex<Stats>>,
+    resource: &'static str,
+}
+
+impl LiveWatch {
+    fn new(stats: &Arc<Mutex<Stats>>, resource: &'static str) -> Self {
+        if let Ok(mut s) = stats.lock() {
+            s.watch_live(resource, true);
+        }
+        Self {
+            stats: stats.clone(),
+            resource,
+        }
+    }
+}
+
+impl Drop for LiveWatch {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.watch_live(self.resource, false);
+        }
+    }
+}
+
 /// The body stream of one watch.
 pub fn stream(
     spec: WatchSpec,
@@ -392,6 +418,8 @@ pub fn stream(
         let ns = spec.namespace.as_deref();
         let mut last_rv;
         let mut first = true;
+        // Held while the watch can deliver events; dropped when it ends, stalls or is dropped.
+        let mut live = None;
         let end = 'run: {
             match start {
                 WatchStart::Expired { requested, oldest } => {
@@ -399,6 +427,7 @@ pub fn stream(
                     break 'run End::Quiet;
                 }
                 WatchStart::Replay { events, from_rv } => {
+                    live = Some(LiveWatch::new(&em.stats, spec.info.plural));
                     last_rv = from_rv;
                     for ev in events {
                         last_rv = last_rv.max(ev.rv);
@@ -415,6 +444,7 @@ pub fn stream(
                     if let Some(c) = chunk.take() { yield Ok(c); }
                 }
                 WatchStart::Snapshot { objects, rv } => {
+                    live = Some(LiveWatch::new(&em.stats, spec.info.plural));
                     last_rv = rv;
                     for obj in objects.iter().filter(|o| o.matches(&spec.selectors)) {
                         let close = if spec.table.is_some() {
@@ -488,6 +518,7 @@ pub fn stream(
             }
         };
         // The one place a watch ends.
+        drop(live);
         match end {
             End::Quiet => {}
             End::Closed => {

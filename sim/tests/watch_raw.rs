@@ -139,3 +139,86 @@ async fn close_watch_over_tcp_clean_ends_chunked_body_reset_drops_connection() {
         (1, 1)
     );
 }
+
+/// `Sim::visibility` — what the harness's safety oracle reads: a watch refused with 410 is never
+/// live, an open one is until it ends; a list counts once its last page is served.
+#[tokio::test(start_paused = true)]
+async fn visibility_counts_live_watches_and_only_full_lists() {
+    let sim = Sim::builder().seed(3).build();
+    for n in ["a", "b", "c"] {
+        sim.apply(&Step::create_pod("ns", n)).unwrap();
+    }
+    let pods = |sim: &Sim| sim.visibility().get("pods").copied();
+    assert_eq!(
+        pods(&sim),
+        None,
+        "no watch asked for yet: not a watched resource"
+    );
+
+    sim.set_faults(FaultPlan::new(1).rule(FaultRule::new(Fault::Expire).resource("pods").times(1)));
+    let rv = sim.resource_version();
+    let resp = send(
+        &sim,
+        "GET",
+        &format!("/api/v1/pods?watch=1&resourceVersion={rv}"),
+        None,
+        "",
+    )
+    .await;
+    let (lines, end) = watch_lines(resp.into_body(), Duration::from_secs(5)).await;
+    assert_eq!(
+        (types(&lines), end),
+        (vec!["ERROR".to_string()], WatchEnd::Clean)
+    );
+    let v = pods(&sim).expect("watched now");
+    assert_eq!(
+        (v.live_watches, v.lists_served),
+        (0, 0),
+        "a 410 is never live"
+    );
+
+    sim.set_faults(FaultPlan::new(1));
+    let watcher = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let uri = format!("/api/v1/pods?watch=1&timeoutSeconds=5&resourceVersion={rv}");
+            watch_lines(
+                send(&sim, "GET", &uri, None, "").await.into_body(),
+                Duration::from_secs(30),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pods(&sim).unwrap().live_watches, 1, "open and delivering");
+    assert_eq!(watcher.await.unwrap().1, WatchEnd::Clean);
+    assert_eq!(pods(&sim).unwrap().live_watches, 0, "ended at its timeout");
+
+    let (code, _, first) = common::raw(&sim, "GET", "/api/v1/pods?limit=2", None, "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        pods(&sim).unwrap().lists_served,
+        0,
+        "a first page is not the whole list"
+    );
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .expect("more to come")
+        .to_string();
+    let (code, _, _) = common::raw(
+        &sim,
+        "GET",
+        &format!("/api/v1/pods?limit=2&continue={token}"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        pods(&sim).unwrap().lists_served,
+        1,
+        "its last page completes it"
+    );
+    common::raw(&sim, "GET", "/api/v1/namespaces/ns/pods", None, "").await;
+    assert_eq!(pods(&sim).unwrap().lists_served, 2);
+}
