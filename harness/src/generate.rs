@@ -542,9 +542,10 @@ pub fn realize(name: &str, seed: u64, ops: &[(u16, Op)]) -> Scenario {
         initial,
         steps,
         quiesce: Duration::from_secs(45),
-        // Faults delay what the engine observes: its watch guard backs off up to 30 s, stalls
-        // last 5 s, plus debounce — an account may stay unsafe that long, not longer.
-        safety_grace: Duration::from_secs(40),
+        // Counted from when the server let the engine see the change (a full list or a live
+        // watch, `SafetyTracker`), so a server's failures don't eat into it: debounce plus a
+        // reconcile, with room for a relist the engine chooses to make.
+        safety_grace: Duration::from_secs(10),
         budgets: fuzz_budgets(),
         engine: Default::default(),
         store_drift: Vec::new(),

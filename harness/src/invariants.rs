@@ -245,15 +245,44 @@ pub fn shared_users(expected: &Expected, owned: &OwnedView) -> BTreeMap<String, 
     by_user
 }
 
+/// What the API server has let its clients see, per watched resource (from [`podgrant_sim::Sim::visibility`]).
+pub type ServerView = BTreeMap<String, podgrant_sim::stats::Visibility>;
+
 /// Tracks how long each owned account has been unsafe; a violation once past the grace period
 /// (the engine's debounce plus a reconcile's latency). A privilege outside the allowlist and a
 /// user owned by two namespaces at once are violations at once.
+///
+/// The grace period counts from when the server *let the subject see* what made the account
+/// unsafe, not from the change itself: a server that refuses every list and expires every watch
+/// keeps any client blind, and a correct client backs off while it is (client-go's reflector
+/// waits up to 30 s between failed lists, and a second failure waits again). The subject could
+/// see the change once, for every resource it watches, a watch was live (open and delivering:
+/// it delivers the change, or replays it when it starts) or a full list was served after the
+/// account became unsafe. So a bug in how the subject handles what it was shown is caught within
+/// the grace; a slow recovery from a failing server is the rewatch and convergence checks' to judge.
 #[derive(Debug, Clone, Default)]
 pub struct SafetyTracker {
-    /// Account → (since when unsafe, reason).
-    unsafe_since: BTreeMap<AccountKey, (Duration, String)>,
+    unsafe_since: BTreeMap<AccountKey, Unsafe>,
     /// Violations already reported (one per account or user and kind).
     reported: BTreeSet<(String, &'static str)>,
+}
+
+/// One account unsafe right now.
+#[derive(Debug, Clone)]
+struct Unsafe {
+    since: Duration,
+    reason: String,
+    /// Full lists served per resource when it became unsafe.
+    lists_then: BTreeMap<String, u64>,
+    /// When the subject could first see what made it unsafe.
+    seen: Option<Duration>,
+}
+
+/// Pure: whether every watched resource has been visible since `lists_then` was read.
+fn visible_since(view: &ServerView, lists_then: &BTreeMap<String, u64>) -> bool {
+    view.iter().all(|(resource, v)| {
+        v.live_watches > 0 || v.lists_served > lists_then.get(resource).copied().unwrap_or(0)
+    })
 }
 
 impl SafetyTracker {
@@ -261,34 +290,26 @@ impl SafetyTracker {
         Self::default()
     }
 
-    /// Checks the memory store's state at time `now` (any monotonic clock, as an offset).
+    /// Checks the memory store's state at time `now` (any monotonic clock, as an offset), with
+    /// what the server let the subject see by then.
     pub fn observe(
         &mut self,
         now: Duration,
         grace: Duration,
+        view: &ServerView,
         truth: &Truth,
         expected: &Expected,
         state: &MemoryState,
     ) -> Vec<Violation> {
-        self.observe_owned(now, grace, truth, expected, &owned_from_state(state))
+        self.observe_owned(now, grace, view, truth, expected, &owned_from_state(state))
     }
 
-    /// Checks a store read back through `observe` (the MySQL case).
-    pub fn observe_observed(
-        &mut self,
-        now: Duration,
-        grace: Duration,
-        truth: &Truth,
-        expected: &Expected,
-        observed: &Observed,
-    ) -> Vec<Violation> {
-        self.observe_owned(now, grace, truth, expected, &owned_from_observed(observed))
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn observe_owned(
         &mut self,
         now: Duration,
         grace: Duration,
+        view: &ServerView,
         truth: &Truth,
         expected: &Expected,
         owned: &OwnedView,
@@ -322,18 +343,33 @@ impl SafetyTracker {
         }
         self.unsafe_since.retain(|k, _| current.contains_key(k));
         for (key, reason) in current {
-            let since = self
+            let u = self
                 .unsafe_since
                 .entry(key.clone())
-                .or_insert((now, reason.clone()))
-                .0;
-            if now.saturating_sub(since) > grace && self.reported.insert((key.to_string(), "grace"))
-            {
+                .or_insert_with(|| Unsafe {
+                    since: now,
+                    reason,
+                    lists_then: view
+                        .iter()
+                        .map(|(r, v)| (r.clone(), v.lists_served))
+                        .collect(),
+                    seen: None,
+                });
+            if u.seen.is_none() && visible_since(view, &u.lists_then) {
+                u.seen = Some(now);
+            }
+            let Some(seen) = u.seen else {
+                continue; // the server keeps the subject blind: the grace has not started
+            };
+            let late = now.saturating_sub(seen);
+            if late > grace && self.reported.insert((key.to_string(), "grace")) {
+                let total = now.saturating_sub(u.since);
+                let blind = seen.saturating_sub(u.since);
                 out.push(Violation::new(
                     Invariant::Safety,
                     format!(
-                        "{key} unsafe for {:?} (> grace {grace:?}): {reason}",
-                        now.saturating_sub(since)
+                        "{key} unsafe for {total:?} (> grace {grace:?}, counted from {blind:?} in, when the server let the subject see it): {}",
+                        u.reason
                     ),
                 ));
             }
@@ -860,7 +896,14 @@ mod tests {
         let mut t = SafetyTracker::new();
         let grace = Duration::from_secs(2);
         let obs = |t: &mut SafetyTracker, at: u64, tr: &Truth, s: &MemoryState| {
-            t.observe(Duration::from_millis(at), grace, tr, &expected(tr), s)
+            t.observe(
+                Duration::from_millis(at),
+                grace,
+                &live(),
+                tr,
+                &expected(tr),
+                s,
+            )
         };
         assert!(obs(&mut t, 0, &good, &s).is_empty());
         assert!(obs(&mut t, 1000, &relabelled, &s).is_empty());
@@ -884,6 +927,76 @@ mod tests {
         let v = obs(&mut SafetyTracker::new(), 0, &good, &super_);
         assert_eq!(v.len(), 1, "no grace for a dangerous privilege: {v:?}");
         assert!(v[0].detail.contains("GRANT OPTION"), "{}", v[0]);
+    }
+
+    /// A server view of pods and services: live watches, and full lists served so far.
+    fn view(live_watches: u64, lists_served: u64) -> ServerView {
+        let v = podgrant_sim::stats::Visibility {
+            live_watches,
+            lists_served,
+        };
+        [("pods".to_string(), v), ("services".to_string(), v)].into()
+    }
+
+    fn live() -> ServerView {
+        view(1, 1)
+    }
+
+    #[test]
+    fn safety_grace_counts_from_when_the_server_let_the_subject_see_the_change() {
+        let (good, relabelled) = (truth("a"), truth("b"));
+        let s = state_from(&expected(&good));
+        let grace = Duration::from_secs(2);
+        let mut t = SafetyTracker::new();
+        let mut obs = |at: u64, v: &ServerView| {
+            t.observe(
+                Duration::from_secs(at),
+                grace,
+                v,
+                &relabelled,
+                &expected(&relabelled),
+                &s,
+            )
+        };
+        // Every watch refused and no list answered since the relabel: the subject is blind.
+        assert!(obs(0, &view(0, 3)).is_empty());
+        assert!(
+            obs(100, &view(0, 3)).is_empty(),
+            "blind for 100 s is excused"
+        );
+        // Pods were listed again, services not yet: still blind to a Service change.
+        let mut half = view(0, 3);
+        half.get_mut("pods").unwrap().lists_served = 4;
+        assert!(obs(101, &half).is_empty());
+        // Both listed at 102 s: from here the grace runs.
+        assert!(obs(102, &view(0, 4)).is_empty());
+        assert!(
+            obs(104, &view(0, 4)).is_empty(),
+            "2 s after it was seen: inside the grace"
+        );
+        let v = obs(105, &view(0, 4));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].detail.contains("unsafe for 105s"), "{}", v[0]);
+        assert!(v[0].detail.contains("from 102s in"), "{}", v[0]);
+
+        // A live watch on every resource shows the change at once: the grace starts with it.
+        let mut t = SafetyTracker::new();
+        let mut obs = |at: u64| {
+            t.observe(
+                Duration::from_secs(at),
+                grace,
+                &view(1, 0),
+                &relabelled,
+                &expected(&relabelled),
+                &s,
+            )
+        };
+        assert!(obs(0).is_empty());
+        assert_eq!(
+            obs(3).len(),
+            1,
+            "3 s unsafe with live watches is past a 2 s grace"
+        );
     }
 
     #[test]

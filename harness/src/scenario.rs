@@ -185,7 +185,8 @@ pub struct Scenario {
     /// Simulated time after the last step before convergence is checked.
     #[serde(default = "default_quiesce", with = "humantime_serde")]
     pub quiesce: Duration,
-    /// How long an owned account may stay unsafe before it is a violation.
+    /// How long an owned account may stay unsafe before it is a violation, counted from when
+    /// the server let the subject see why (see [`SafetyTracker`]).
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub safety_grace: Duration,
     #[serde(default)]
@@ -1260,6 +1261,7 @@ async fn drive_on(
             violations.extend(safety.observe(
                 elapsed,
                 scenario.safety_grace,
+                &sim.visibility(),
                 truth,
                 expected,
                 state,

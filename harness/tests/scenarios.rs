@@ -64,7 +64,11 @@ fn example_scenarios_pass_on_the_engine() {
 /// Minimal cases the fuzzer found on `main` (each failed there; see its description).
 #[test]
 fn fuzz_findings_stay_fixed() {
-    for name in ["fuzz-rewatch-three-loops", "fuzz-stale-rv-after-backoff"] {
+    for name in [
+        "fuzz-rewatch-three-loops",
+        "fuzz-stale-rv-after-backoff",
+        "fuzz-blind-server",
+    ] {
         let (r, _dir) = run(&example(name), Subject::Engine, false);
         assert!(r.passed, "{name}: {r}");
         assert!(r.violations.is_empty(), "{name}: {r}");
