@@ -30,3 +30,9 @@ pub mod store;
 pub mod tenancy; // pure: which namespace may use which user and database names
 pub mod validate;
 pub mod watch; // guarded list/watch loops (no hot re-watch) → model facts
+
+/// Where this crate was compiled from. Tests compare it with the tree cargo runs them for, so a
+/// binary another worktree built into a shared target dir fails loudly instead of testing
+/// foreign code (issue 8, cause 5).
+#[doc(hidden)]
+pub const BUILT_FROM: &str = env!("CARGO_MANIFEST_DIR");

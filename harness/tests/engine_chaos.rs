@@ -14,6 +14,7 @@ use tokio::time::Instant;
 paused_tests! {
     pod_leaving_a_selector_scoped_watch_arrives_deleted_and_loses_its_grant,
     every_watch_reset_at_once_is_backed_off_too,
+    a_zero_backoff_against_every_watch_reset_is_held_by_the_start_floor,
     duplicate_and_malformed_watch_events_still_converge_exactly,
 }
 
@@ -88,6 +89,58 @@ async fn every_watch_reset_at_once_is_backed_off_too() {
     assert!(s.faults("close_watch_reset") > 0);
     assert!(rate < 0.5, "{rate:.3}/s");
     sim.set_faults(FaultPlan::default());
+    pod(&sim, "web-2", "web");
+    wait_until("converged after", LONG, || account_keys(&store).len() == 2).await;
+    engine.stop().await;
+}
+
+/// Issue 8, cause 5: on 15ec299 a guarded watch with a zero backoff (a config that zeroes it, or
+/// a `next_delay -> 0` build) re-watched a server that resets every watch without ever leaving
+/// the runtime idle, so the paused clock froze and this test spun at 100 % forever — the symptom
+/// once reported for the test above, from a binary another worktree had built into a shared
+/// target dir. Now one start floor for all watch loops (`core/src/rate.rs`) bounds the engine's
+/// starts whatever the backoff: at most `burst + per_second·t` in any `t` seconds.
+async fn a_zero_backoff_against_every_watch_reset_is_held_by_the_start_floor() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
+    pod(&sim, "web-1", "web");
+    let mut cfg = config();
+    cfg.watch.backoff.initial = Duration::ZERO;
+    cfg.watch.backoff.max = Duration::ZERO;
+    let floor = cfg.watch.rewatch_rate;
+    let engine = start(&sim, Arc::new(store.clone()), cfg);
+    wait_until("grant", LONG, || account_keys(&store).len() == 1).await;
+    sim.reset_stats();
+    // Open watches too: on 15ec299 a plan reached only new ones, which took the 290 s server
+    // timeout to arrive.
+    sim.set_faults(
+        FaultPlan::new(5)
+            .rule(FaultRule::new(Fault::CloseWatch {
+                when: CloseWhen::AfterInitialEvents,
+                mode: CloseMode::Reset,
+            }))
+            .to_open_watches(),
+    );
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let s = sim.stats();
+    let watches: u64 = ["pods", "services", "secrets"]
+        .iter()
+        .map(|r| s.requests("watch", r))
+        .sum();
+    let secs = t0.elapsed().as_secs_f64();
+    let bound = f64::from(floor.burst) + floor.per_second * secs;
+    println!("zero backoff, every watch reset: {watches} watches in {secs:.0} s (floor allows {bound:.0})");
+    assert!(
+        s.faults("close_watch_reset") > 100,
+        "the fault kept firing: {s:?}"
+    );
+    assert!(
+        watches as f64 <= bound,
+        "{watches} watches > the floor's {bound:.0}"
+    );
+    sim.set_faults(FaultPlan::default().to_open_watches());
     pod(&sim, "web-2", "web");
     wait_until("converged after", LONG, || account_keys(&store).len() == 2).await;
     engine.stop().await;

@@ -89,3 +89,42 @@ fn no_paused_engine_test_escapes_the_watchdog() {
         "paused-clock tests without the watchdog (use engine_support::paused_tests!): {offenders:?}"
     );
 }
+
+/// The guard every paused engine test runs first (`engine_support::assert_built_from_this_tree`)
+/// has teeth: this test binary, run as cargo would run another tree's copy of it, fails by name.
+/// (Issue 8, cause 5: a test binary another worktree had built into a shared target dir ran in
+/// place of this tree's and spun; nothing said whose code it was.)
+#[test]
+fn a_test_binary_run_for_another_tree_fails_by_name() {
+    if std::env::var_os("PODGRANT_GUARD_CHILD").is_some() {
+        assert_built_from_this_tree();
+        return;
+    }
+    // This tree's own run passes.
+    assert_built_from_this_tree();
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_test_binary_run_for_another_tree_fails_by_name",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PODGRANT_GUARD_CHILD", "1")
+        .env("CARGO_MANIFEST_DIR", "/elsewhere/podgrant/harness")
+        .output()
+        .expect("run the test binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "a foreign tree's run must fail: {text}"
+    );
+    assert!(
+        text.contains("stale build from another tree")
+            && text.contains("/elsewhere/podgrant/harness"),
+        "{text}"
+    );
+}

@@ -43,3 +43,9 @@ pub use service::SimService;
 pub use sim::{Sim, SimBuilder};
 pub use stats::Stats;
 pub use store::StoreSizes;
+
+/// Where this crate was compiled from. Tests compare it with the tree cargo runs them for, so a
+/// binary another worktree built into a shared target dir fails loudly instead of testing
+/// foreign code (issue 8, cause 5).
+#[doc(hidden)]
+pub const BUILT_FROM: &str = env!("CARGO_MANIFEST_DIR");

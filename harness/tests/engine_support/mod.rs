@@ -212,9 +212,43 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
+    assert_built_from_this_tree();
     let dir = watchdog_artifacts(name);
     if let Err(tripped) = podgrant_harness::watchdog::run_paused(name, limits, &dir, make) {
         panic!("{tripped}");
+    }
+}
+
+/// Fails when this binary holds code from another tree than the one cargo runs it for. Cargo
+/// names a workspace member's artifacts by its path *relative to the workspace root*, so two
+/// worktrees sharing one `CARGO_TARGET_DIR` write the same file names, and a test run in one
+/// can silently execute the other's build (issue 8, cause 5: a "spin on `main`" that was
+/// another worktree's zero-delay re-watch). `cargo test` and nextest set `CARGO_MANIFEST_DIR`
+/// when they run a test; the crates record theirs when compiled.
+pub fn assert_built_from_this_tree() {
+    use std::path::Path;
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = harness
+        .parent()
+        .expect("the harness crate sits in the workspace root");
+    for (krate, dir) in [
+        ("podgrant-core", podgrant_core::BUILT_FROM),
+        ("podgrant-sim", podgrant_sim::BUILT_FROM),
+    ] {
+        assert_eq!(
+            Path::new(dir).parent(),
+            Some(root),
+            "{krate} in this test binary was built from {dir}, the harness from {}: a target dir shared between trees mixed their builds",
+            harness.display()
+        );
+    }
+    if let Ok(run) = std::env::var("CARGO_MANIFEST_DIR") {
+        assert_eq!(
+            Path::new(&run),
+            harness,
+            "this test binary was built from {} but cargo ran it for {run}: a stale build from another tree (give each tree its own CARGO_TARGET_DIR)",
+            harness.display()
+        );
     }
 }
 
