@@ -63,6 +63,11 @@ if cargo nextest --version >/dev/null 2>&1; then
   say "running cargo nextest run ${scope[*]:-} (per-test bound: .config/nextest.toml)"
   run cargo nextest run "${scope[@]}" "$@"
   if [[ ${#scope[@]} -gt 0 ]]; then run cargo test --workspace --doc; else say "packages named: doc-tests not run"; fi
+  # The docker provider a second way: the same image through testcontainers (issue 13). Not in
+  # a Nix sandbox, which has no Docker daemon (the flake's PODGRANT_REQUIRE leaves docker out).
+  if [[ ${#scope[@]} -gt 0 && -z "${NIX_BUILD_TOP:-}" ]]; then
+    run cargo nextest run -p podgrant-harness --features testcontainers --test mysql_docker
+  fi
 else
   say "cargo-nextest not found: cargo test --workspace, bounded to 45 min in all"
   run timeout --signal=TERM --kill-after=30s 45m cargo test "${scope[@]}" "$@"

@@ -6,8 +6,8 @@
 //! `mysql://root@127.0.0.1:PORT/test` (about 3 s here); else a container of [`IMAGE_ENV`]
 //! (default [`DEFAULT_IMAGE`], built locally by `scripts/build-mariadb-image.sh`; `mysql:8.4`
 //! with a registry) on the host network and a free 127.0.0.1 port, when a Docker daemon answers
-//! — by the Docker CLI, or with the cargo feature `testcontainers` by testcontainers' MySQL 8
-//! module (`mysql:8.1`; unexercised: the crate is not in this machine's offline registry); else
+//! — by the Docker CLI, or with the cargo feature `testcontainers` by testcontainers, the same
+//! image run the same way (`.ci/run` runs `mysql_docker.rs` both ways); else
 //! [`provide`] returns `None` after printing a loud `SKIPPED` line — a test must then say it was
 //! skipped, never pass silently. `PODGRANT_TEST_MYSQL=url|local|spawn|docker|skip` forces one.
 //!
@@ -46,8 +46,9 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The container held by a [`TestMysql`] (testcontainers removes it on drop); none without the feature.
 #[cfg(feature = "testcontainers")]
-type Container =
-    testcontainers_modules::testcontainers::ContainerAsync<testcontainers_modules::mysql::Mysql>;
+type Container = testcontainers_modules::testcontainers::ContainerAsync<
+    testcontainers_modules::testcontainers::GenericImage,
+>;
 #[cfg(not(feature = "testcontainers"))]
 type Container = std::convert::Infallible;
 
@@ -745,7 +746,6 @@ async fn docker_on(image: &str, port: u16) -> Result<TestMysql, MysqlError> {
 }
 
 /// A random tag for container names (no `rand` here: `core` includes this file too).
-#[cfg(not(feature = "testcontainers"))]
 fn rand_tag() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -759,68 +759,90 @@ fn rand_tag() -> u32 {
     h.finish() as u32
 }
 
-/// Starts testcontainers' MySQL 8 module (`mysql:8.1`) with the async runner, only if a Docker
-/// daemon answers and the image is already present (nothing is pulled), its port published on
-/// 127.0.0.1 only. The container is held by the returned [`TestMysql`] and removed on drop.
-/// Unexercised on this machine (no Docker daemon): there it returns [`MysqlError::NoDocker`].
+/// The docker provider through testcontainers (cargo feature `testcontainers`): a container of
+/// [`image`] run as the Docker CLI path runs it — host network, no published port, the server on
+/// a free 127.0.0.1 port (`MYSQL_TCP_PORT` and `--port`), `--skip-name-resolve`, labelled
+/// `podgrant.test-mysql=1` — held by the returned [`TestMysql`] and removed on drop. The default
+/// image is never pulled (build it with `scripts/build-mariadb-image.sh`); an image named by
+/// [`IMAGE_ENV`] is pulled by testcontainers when absent.
 #[cfg(feature = "testcontainers")]
 pub async fn docker() -> Result<TestMysql, MysqlError> {
-    use testcontainers_modules::mysql::Mysql;
-    use testcontainers_modules::testcontainers::bollard::models::PortBinding;
     use testcontainers_modules::testcontainers::bollard::Docker;
-    use testcontainers_modules::testcontainers::core::IntoContainerPort;
-    use testcontainers_modules::testcontainers::runners::AsyncRunner;
-    use testcontainers_modules::testcontainers::{Image, ImageExt};
-
-    let image = Mysql::default();
-    let descriptor = format!("{}:{}", image.name(), image.tag());
+    let image = image();
     let daemon = Docker::connect_with_defaults()
         .map_err(|e| MysqlError::NoDocker(format!("no Docker daemon: {e}")))?;
-    if !daemon_has_image(&daemon, &descriptor).await {
+    if daemon.ping().await.is_err() {
+        return Err(MysqlError::NoDocker(
+            "no Docker daemon answers a ping".into(),
+        ));
+    }
+    if image == DEFAULT_IMAGE && !daemon_has_image(&daemon, &image).await {
         return Err(MysqlError::NoDocker(format!(
-            "no Docker daemon answers, or image {descriptor} is not present"
+            "image {image} is not built (run scripts/build-mariadb-image.sh, or set {IMAGE_ENV})"
         )));
     }
-    let what = format!("testcontainers {descriptor}");
-    let container = image
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match testcontainer_on(&image, free_port()?).await {
+            Err(e) if attempt < PORT_ATTEMPTS && lost_port(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `name[:tag]` split at the tag's colon (one after the last `/`, so a registry's port is not a
+/// tag); no tag is `latest`.
+#[allow(dead_code)] // without the feature, only its test uses it
+fn split_image(image: &str) -> (&str, &str) {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+#[cfg(feature = "testcontainers")]
+async fn testcontainer_on(image: &str, port: u16) -> Result<TestMysql, MysqlError> {
+    use testcontainers_modules::testcontainers::core::WaitFor;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::{GenericImage, ImageExt};
+
+    let (name, tag) = split_image(image);
+    let what = format!("testcontainers {image}");
+    let container = GenericImage::new(name, tag)
+        // Readiness is `wait_ready`'s (a real query), not a log line's.
+        .with_wait_for(WaitFor::Nothing)
+        .with_network("host")
+        .with_container_name(format!("pgh-mysql-{port}-{:08x}", rand_tag()))
+        .with_label("podgrant.test-mysql", "1")
+        .with_env_var("MYSQL_TCP_PORT", port.to_string())
+        .with_env_var("MYSQL_BIND_ADDRESS", "127.0.0.1")
+        .with_env_var("MYSQL_ALLOW_EMPTY_PASSWORD", "yes")
+        .with_env_var("MYSQL_DATABASE", "test")
+        .with_cmd([
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_string(),
+            "--skip-name-resolve".to_string(),
+        ])
         .with_startup_timeout(READY_DEADLINE)
-        .with_host_config_modifier(|host| {
-            // Loopback only: replace testcontainers' publish-all (every interface).
-            host.publish_all_ports = Some(false);
-            host.port_bindings = Some(
-                [(
-                    "3306/tcp".to_string(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".to_string()),
-                        host_port: Some(String::new()),
-                    }]),
-                )]
-                .into(),
-            );
-        })
         .start()
         .await
         .map_err(|e| MysqlError::Failed {
             what: what.clone(),
             detail: e.to_string(),
         })?;
-    let port = container
-        .get_host_port_ipv4(3306.tcp())
-        .await
-        .map_err(|e| MysqlError::Failed {
-            what: format!("{what}: mapped port"),
-            detail: e.to_string(),
-        })?;
     let mut m = TestMysql {
         url: format!("mysql://root@127.0.0.1:{port}/test"),
         provider: Provider::Docker {
-            container: container.id().to_string(),
-            image: descriptor.clone(),
+            container: container.id().chars().take(12).collect(),
+            image: image.to_string(),
         },
         child: None,
         dir: None,
         container: Some(container),
     };
+    // On failure `m` is dropped here, which removes the container.
     wait_ready(&mut m, Path::new("/nonexistent")).await?;
     Ok(m)
 }
@@ -837,6 +859,21 @@ async fn daemon_has_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_names_split_at_the_tags_colon_not_a_registrys_port() {
+        assert_eq!(split_image(DEFAULT_IMAGE), ("podgrant/mariadb", "10.11-local"));
+        assert_eq!(split_image("mysql:8.4"), ("mysql", "8.4"));
+        assert_eq!(split_image("mysql"), ("mysql", "latest"));
+        assert_eq!(
+            split_image("registry.local:5000/db/mysql:8.4"),
+            ("registry.local:5000/db/mysql", "8.4")
+        );
+        assert_eq!(
+            split_image("registry.local:5000/mysql"),
+            ("registry.local:5000/mysql", "latest")
+        );
+    }
 
     #[test]
     fn redacts_passwords() {
