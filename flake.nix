@@ -14,8 +14,10 @@
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
     # A release tag, so that moving crane is a decision (`nix flake lock --update-input crane`
-    # re-locks flake.lock to it). Current crane releases need Nix >= 2.31, not 2.18: older
-    # Nix fails evaluating crane itself. The offline check on Debian's Nix 2.8
+    # re-locks flake.lock to it). crane 0.22.0 dropped Nix below 2.31.2 (its CHANGELOG), so
+    # this needs Nix >= 2.31.2, not 2.18: older Nix fails evaluating crane itself. flake.lock
+    # holds the tag's commit (10e6e3c, 2026-05-17; narHash computed from the tag's tree and
+    # checked by recomputing the previous lock's). The offline check on Debian's Nix 2.8
     # (scripts/check-nix.sh) swaps in nix/stubs/crane instead.
     crane.url = "github:ipetkov/crane/v0.23.4";
     flake-utils.url = "github:numtide/flake-utils";

@@ -94,12 +94,16 @@ say "5. crane pinned to a release tag; the checks' PODGRANT_REQUIRE = .ci/run's,
 crane_url="$(sed -n 's/^ *crane\.url = "\(.*\)";.*/\1/p' flake.nix)"
 [[ "$crane_url" =~ ^github:ipetkov/crane/v[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
   { say "FAIL: crane.url = ${crane_url:-(none)}: pin a release tag (github:ipetkov/crane/vX.Y.Z)"; exit 1; }
+# flake.lock must be locked to that tag, not to a branch head from before the pin.
+lock_ref="$(python3 -c 'import json,sys; print(json.load(open("flake.lock"))["nodes"]["crane"]["original"].get("ref", ""))')"
+[[ "github:ipetkov/crane/$lock_ref" == "$crane_url" ]] ||
+  { say "FAIL: flake.lock locks crane ref '${lock_ref:-(none)}', flake.nix pins $crane_url: run nix flake lock --update-input crane"; exit 1; }
 ci_require="$(sed -n 's/^export PODGRANT_REQUIRE=\${PODGRANT_REQUIRE:-\(.*\)}$/\1/p' .ci/run)"
 flake_require="$(sed -n 's/^ *PODGRANT_REQUIRE = "\(.*\)";.*/\1/p' flake.nix)"
 # A Nix build sandbox has no Docker daemon: everything else CI requires, the checks require too.
 want_require="$(tr ',' '\n' <<<"$ci_require" | grep -vx docker | paste -sd, -)"
 [[ -n "$ci_require" && "$flake_require" == "$want_require" ]] ||
   { say "FAIL: flake PODGRANT_REQUIRE=${flake_require:-(none)}, .ci/run's (minus docker) is ${want_require:-(none)}"; exit 1; }
-say "   crane.url = $crane_url; PODGRANT_REQUIRE: .ci/run $ci_require, flake $flake_require"
+say "   crane.url = $crane_url (flake.lock: ref $lock_ref); PODGRANT_REQUIRE: .ci/run $ci_require, flake $flake_require"
 
 say "ok: flake evaluated offline against nix/stubs (structure and wiring only; nothing built)"
