@@ -6,13 +6,14 @@
 #   scripts/mutants.sh pure       rate.rs watch.rs backoff.rs index.rs   (core lib tests)
 #   scripts/mutants.sh validate   validate.rs                            (core lib tests)
 #   scripts/mutants.sh sql        sql.rs                                 (core lib tests)
+#   scripts/mutants.sh decide     planner.rs desired.rs                  (lib, planner_props, mysql_store; MariaDB)
 #   scripts/mutants.sh full       sql.rs planner.rs desired.rs           (all core tests; MariaDB)
 #
 # Output: $MUTANTS_OUT/<group>/mutants.out (default target/mutants). Needs `cargo install
 # cargo-mutants --locked` (27.1.0 was used). Extra arguments go to cargo mutants (e.g. --list).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-group="${1:?usage: scripts/mutants.sh pure|validate|sql|full [cargo-mutants args...]}"
+group="${1:?usage: scripts/mutants.sh pure|validate|sql|decide|full [cargo-mutants args...]}"
 shift
 out="${MUTANTS_OUT:-$CARGO_TARGET_DIR/mutants}/$group"
 mkdir -p "$out" "$CARGO_TARGET_DIR/mutants-tmp"
@@ -26,6 +27,10 @@ case "$group" in
   # sql.rs alone with the lib tests only (~15 s a mutant instead of ~45 s): its own tests and
   # the store's pin the SQL text; `full` adds the MariaDB-backed integration tests.
   sql) run cargo mutants -j1 --cargo-arg=--lib -F '^core/src/sql\.rs:' -o "$out" "$@" ;;
+  # The tests that reach planner and desired: the lib's, the planner properties and the MariaDB
+  # store's (cli.rs runs the binary's flags only).
+  decide) run cargo mutants -j1 --cargo-arg=--lib --cargo-arg=--test=planner_props \
+    --cargo-arg=--test=mysql_store -F '^core/src/(planner|desired)\.rs:' -o "$out" "$@" ;;
   full) run cargo mutants -j1 -F '^core/src/(sql|planner|desired)\.rs:' -o "$out" "$@" ;;
   *) say "unknown group $group"; exit 2 ;;
 esac

@@ -1104,4 +1104,54 @@ mod tests {
         assert!(d.problems.is_empty());
         println!("MEASURE desired_state 100k pods x 100 services: {took:?}");
     }
+
+    /// The labels of `podgrant_grant_refusals_total{reason}` and of the "service skipped" log
+    /// line: dashboards and alerts select on them, so they are pinned.
+    #[test]
+    fn problem_kinds_have_their_stable_metric_labels() {
+        let labels: Vec<&str> = ProblemKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "invalid",
+                "conflict",
+                "namespace",
+                "user_owned",
+                "reserved",
+                "foreign"
+            ]
+        );
+    }
+
+    /// Tenancy rule 3's input: every namespace whose Services hold accounts of a user.
+    #[test]
+    fn user_holders_names_every_namespace_holding_each_user() {
+        let held = |user: &str, ip: &str, ns: &str| {
+            let k = key(user, ip);
+            let account = crate::grant::ObservedAccount {
+                key: k.clone(),
+                owner: ObjectRef::new(ns, "svc"),
+                fingerprint: "f".into(),
+                exists: true,
+                grants: BTreeMap::new(),
+                credential: Default::default(),
+            };
+            (k, account)
+        };
+        let owned = BTreeMap::from([
+            held("shop_app", "10.0.0.1", "shop"),
+            held("shop_app", "10.0.0.2", "shop-eu"),
+            held("shop_app", "10.0.0.3", "shop"),
+            held("blog_ro", "10.0.0.4", "blog"),
+        ]);
+        let names = |ns: &[&str]| ns.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            user_holders(&owned),
+            UserHolders::from([
+                ("blog_ro".to_string(), names(&["blog"])),
+                ("shop_app".to_string(), names(&["shop", "shop-eu"])),
+            ])
+        );
+        assert!(user_holders(&BTreeMap::new()).is_empty());
+    }
 }

@@ -24,7 +24,7 @@
 //! `Drop` precedes its `Release`, revocations land before grants, and consecutive actions of a
 //! kind can be batched into one statement by the store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::grant::{AccountKey, Action, Desired, Observed, Privilege};
 
@@ -178,13 +178,4 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
     actions.extend(revokes);
     actions.extend(grants);
     Plan { actions, foreign }
-}
-
-/// Counts actions by [`Action::kind`], for logs and metrics.
-pub fn count_by_kind(actions: &[Action]) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for a in actions {
-        *m.entry(a.kind()).or_insert(0) += 1;
-    }
-    m
 }
