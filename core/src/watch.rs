@@ -1028,4 +1028,37 @@ mod tests {
         ])));
         assert!(!ready(serde_json::json!([])));
     }
+
+    /// `ApiSource::list` sends the engine's label selector, page size and continue token, and
+    /// reads the page's version and next token back: a real kube `Client` over a fake HTTP
+    /// service that records each request's URI.
+    #[tokio::test]
+    async fn api_source_lists_with_its_selector_page_size_and_continue_token() {
+        use k8s_openapi::api::core::v1::Pod;
+        let uris = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = uris.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            seen.lock().unwrap().push(req.uri().to_string());
+            async move {
+                let page = br#"{"apiVersion":"v1","kind":"PodList","metadata":{"resourceVersion":"7","continue":"next-page"},"items":[]}"#;
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    page.to_vec(),
+                )))
+            }
+        });
+        let source = ApiSource {
+            api: Api::<Pod>::all(kube::Client::new(service, "default")),
+            label_selector: Some("app=web".into()),
+        };
+        let page = source
+            .list(Some(50), Some("token-1".into()))
+            .await
+            .expect("list");
+        assert_eq!(page.resource_version, "7");
+        assert_eq!(page.continue_token.as_deref(), Some("next-page"));
+        let uri = uris.lock().unwrap().first().cloned().expect("one request");
+        for part in ["labelSelector=app%3Dweb", "limit=50", "continue=token-1"] {
+            assert!(uri.contains(part), "{part} missing from {uri}");
+        }
+    }
 }
