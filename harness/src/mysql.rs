@@ -862,7 +862,10 @@ mod tests {
 
     #[test]
     fn image_names_split_at_the_tags_colon_not_a_registrys_port() {
-        assert_eq!(split_image(DEFAULT_IMAGE), ("podgrant/mariadb", "10.11-local"));
+        assert_eq!(
+            split_image(DEFAULT_IMAGE),
+            ("podgrant/mariadb", "10.11-local")
+        );
         assert_eq!(split_image("mysql:8.4"), ("mysql", "8.4"));
         assert_eq!(split_image("mysql"), ("mysql", "latest"));
         assert_eq!(

@@ -7,9 +7,10 @@
 //! checks recovery, and is judged against the budgets ([`verdict`]); [`report`] renders it.
 //!
 //! **Recovered** means: within `--recover` of the fault lifting, (1) the subject is watching
-//! again — it started a watch after the lift, or no fault reached any of its watches during the
-//! phase (its watch is intact) — and (2) after the harness created a marker pod (labels of the
-//! scenario's first pod, in its namespace) it saw it: the sim sent it a watch event, or answered
+//! again — it started a watch after the lift, or every resource it watches has a live watch
+//! (open and delivering, [`Sim::visibility`]: it re-watched during the phase already), or no
+//! fault reached any of its watches during the phase (its watch is intact) — and (2) after the
+//! harness created a marker pod (labels of the scenario's first pod, in its namespace) it saw it: the sim sent it a watch event, or answered
 //! a pod list (which holds the marker; a client that relists then watches from the list's RV is
 //! sent no event for it). The sim counts events sent, not which object they carried, so (2) can
 //! be met by a reconnect's initial events of another resource.
@@ -499,6 +500,11 @@ fn settle(sim: &Sim, quiet: Duration, max: Duration) {
     }
 }
 
+/// Pure: every watched resource has a watch open and delivering (none watched: false).
+fn all_live(view: &BTreeMap<String, podgrant_sim::stats::Visibility>) -> bool {
+    !view.is_empty() && view.values().all(|v| v.live_watches > 0)
+}
+
 /// After the lift: the marker pod, then wait for the subject to watch again and be sent an event.
 /// Returns when it recovered, or `None` by the deadline.
 #[allow(clippy::too_many_arguments)]
@@ -526,7 +532,12 @@ fn recover(
     let mut next = Duration::from_secs(1);
     loop {
         let st = sim.stats();
-        let watching = !broken || total_watch_starts(&st) > total_watch_starts(at_lift);
+        // Watching: no fault reached its watches, or it started one since the lift, or every
+        // resource it watches has a live watch now (it already re-watched during the phase, as
+        // after a one-off close it should, and needs no new start).
+        let watching = !broken
+            || total_watch_starts(&st) > total_watch_starts(at_lift)
+            || all_live(&sim.visibility());
         // It saw the marker: a watch event was sent, or a pod list (which holds it) was answered.
         let saw = st.events_sent > marked.events_sent
             || st.requests("list", "pods") > marked.requests("list", "pods");
@@ -549,5 +560,29 @@ fn recover(
             ));
             next += Duration::from_secs(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podgrant_sim::stats::Visibility;
+
+    #[test]
+    fn watching_again_needs_a_live_watch_on_every_watched_resource() {
+        let v = |live_watches| Visibility {
+            live_watches,
+            lists_served: 3,
+        };
+        let view = |pairs: &[(&str, u64)]| -> BTreeMap<String, Visibility> {
+            pairs.iter().map(|(r, n)| (r.to_string(), v(*n))).collect()
+        };
+        assert!(all_live(&view(&[("pods", 1)])));
+        assert!(all_live(&view(&[("pods", 2), ("services", 1)])));
+        assert!(
+            !all_live(&view(&[("pods", 1), ("services", 0)])),
+            "services blind"
+        );
+        assert!(!all_live(&view(&[])), "watching nothing is not watching");
     }
 }
