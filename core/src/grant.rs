@@ -88,9 +88,7 @@ impl Credential {
     pub fn matches(&self, password: &Password) -> Option<bool> {
         match self {
             Credential::Unknown => None,
-            Credential::Native(hash) => {
-                Some(hash.eq_ignore_ascii_case(&crate::sql::native_hash(password.expose())))
-            }
+            Credential::Native(hash) => Some(hash.eq_ignore_ascii_case(password.native_hash())),
             Credential::OtherPlugin => Some(false),
         }
     }

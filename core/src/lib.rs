@@ -22,6 +22,7 @@ pub mod index; // the sync index: Cluster facts kept level-correct from watch ch
 pub mod leader; // Lease leader election
 pub mod metrics; // atomic counters and Prometheus text
 pub mod model;
+mod native; // the mysql_native_password hash (re-exported as `sql::native_hash`)
 pub mod planner;
 pub mod profile; // bounded-memory CPU sampler → pprof protobuf
 pub mod rate; // pure token bucket: a floor under watch starts

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 /// Namespace and name of a Kubernetes object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,18 +79,45 @@ impl ServiceFacts {
 }
 
 /// A secret value. Its `Debug` and `Display` never print the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
+///
+/// Clones share the value (one allocation per Secret key, however many accounts use it), and
+/// its `mysql_native_password` hash is computed at most once, on first use: a reconcile that
+/// compares thousands of stored credentials with the same password hashes it once.
+#[derive(Clone)]
+pub struct Password(Arc<PasswordInner>);
+
+struct PasswordInner {
+    value: String,
+    native: OnceLock<String>,
+}
 
 impl Password {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Arc::new(PasswordInner {
+            value: value.into(),
+            native: OnceLock::new(),
+        }))
     }
     /// The plaintext, for the one place that must send it to MySQL.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.value
+    }
+    /// Its `mysql_native_password` hash ([`crate::native::native_hash`]), cached.
+    /// Password-equivalent: never logged.
+    pub fn native_hash(&self) -> &str {
+        self.0
+            .native
+            .get_or_init(|| crate::native::native_hash(&self.0.value))
     }
 }
+
+impl PartialEq for Password {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.value == other.0.value
+    }
+}
+
+impl Eq for Password {}
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -30,8 +30,6 @@
 use std::fmt;
 use std::ops::Range;
 
-use sha1::{Digest, Sha1};
-
 use crate::grant::{AccountKey, Action, Privilege};
 use crate::validate::{self, KNOWN_DB_PRIVILEGES, MAX_DATABASE_LEN, MAX_USER_LEN};
 
@@ -155,18 +153,7 @@ pub enum PasswordForm {
     Cleartext,
 }
 
-/// The `mysql_native_password` hash: `*` + upper-case hex(SHA1(SHA1(password))), the form
-/// `mysql.user.authentication_string` holds and `IDENTIFIED BY PASSWORD` takes.
-pub fn native_hash(password: &str) -> String {
-    let inner = Sha1::digest(password.as_bytes());
-    let outer = Sha1::digest(inner);
-    let mut s = String::with_capacity(41);
-    s.push('*');
-    for b in outer {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
-}
+pub use crate::native::native_hash;
 
 /// `IDENTIFIED ...` for one account in the given form (the password is checked in every form,
 /// so a refused password is refused on every server alike).
