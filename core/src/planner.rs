@@ -26,7 +26,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::grant::{AccountKey, Action, Desired, Observed, Privilege};
+use crate::grant::{AccountKey, Action, Desired, DesiredAccount, Observed, Privilege};
 
 /// A plan: the actions, plus what the planner refused to touch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,53 +47,85 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Action> {
 
 /// [`plan`], also reporting the desired accounts left alone because they are foreign.
 pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
-    let mut drops = Vec::new();
-    let mut releases = Vec::new();
-    let mut claims = Vec::new();
-    let mut creates = Vec::new();
-    let mut set_passwords = Vec::new();
-    let mut revokes = Vec::new();
-    let mut grants = Vec::new();
-    let mut foreign = Vec::new();
-
-    // Owned accounts no longer desired.
-    for (key, _) in observed
-        .owned
-        .iter()
-        .filter(|(k, _)| !desired.contains_key(*k))
-    {
-        drops.push(Action::Drop { key: key.clone() });
-        releases.push(Action::Release { key: key.clone() });
+    let mut phases = Phases::default();
+    // Owned accounts no longer desired, then every desired account.
+    for key in observed.owned.keys().filter(|k| !desired.contains_key(*k)) {
+        phases.plan_key(key, None, observed);
     }
-
     for (key, want) in desired {
+        phases.plan_key(key, Some(want), observed);
+    }
+    phases.into_plan()
+}
+
+/// [`plan_with_report`] restricted to `keys`: the actions for exactly those accounts (the
+/// engine's dirty set between full resyncs). For every set of keys, the result is the full
+/// plan's actions for those keys, in the same order; over all keys it is the full plan.
+pub fn plan_dirty<'a>(
+    desired: &Desired,
+    observed: &Observed,
+    keys: impl IntoIterator<Item = &'a AccountKey>,
+) -> Plan {
+    let mut phases = Phases::default();
+    for key in keys {
+        let want = desired.get(key);
+        if want.is_some() || observed.owned.contains_key(key) {
+            phases.plan_key(key, want, observed);
+        }
+    }
+    phases.into_plan()
+}
+
+/// The actions of one plan, by phase.
+#[derive(Default)]
+struct Phases {
+    drops: Vec<Action>,
+    releases: Vec<Action>,
+    claims: Vec<Action>,
+    creates: Vec<Action>,
+    set_passwords: Vec<Action>,
+    revokes: Vec<Action>,
+    grants: Vec<Action>,
+    foreign: Vec<AccountKey>,
+}
+
+impl Phases {
+    /// Plans one account: `want` is its desired value (`None`: not desired).
+    fn plan_key(&mut self, key: &AccountKey, want: Option<&DesiredAccount>, observed: &Observed) {
+        let Some(want) = want else {
+            if observed.owned.contains_key(key) {
+                self.drops.push(Action::Drop { key: key.clone() });
+                self.releases.push(Action::Release { key: key.clone() });
+            }
+            return;
+        };
         let have = match observed.owned.get(key) {
             Some(have) if have.owner == want.owner => have,
             owned => {
                 match owned {
                     None if observed.foreign.contains(key) => {
-                        foreign.push(key.clone());
-                        continue;
+                        self.foreign.push(key.clone());
+                        return;
                     }
                     // Another service's account at this IP: end it (and its sessions), start afresh.
-                    Some(_) => drops.push(Action::Drop { key: key.clone() }),
+                    Some(_) => self.drops.push(Action::Drop { key: key.clone() }),
                     None => {}
                 }
-                claims.push(Action::Claim {
+                self.claims.push(Action::Claim {
                     key: key.clone(),
                     owner: want.owner.clone(),
                     fingerprint: want.fingerprint.clone(),
                 });
-                creates.push(Action::Create {
+                self.creates.push(Action::Create {
                     key: key.clone(),
                     password: want.password.clone(),
                 });
-                grants.push(Action::Grant {
+                self.grants.push(Action::Grant {
                     key: key.clone(),
                     database: want.database.clone(),
                     privileges: want.privileges.clone(),
                 });
-                continue;
+                return;
             }
         };
 
@@ -101,27 +133,27 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
         if !have.exists {
             // Ledger row without account (crash between Claim and Create, or dropped by hand).
             if fingerprint_changed {
-                claims.push(Action::Claim {
+                self.claims.push(Action::Claim {
                     key: key.clone(),
                     owner: want.owner.clone(),
                     fingerprint: want.fingerprint.clone(),
                 });
             }
-            creates.push(Action::Create {
+            self.creates.push(Action::Create {
                 key: key.clone(),
                 password: want.password.clone(),
             });
-            grants.push(Action::Grant {
+            self.grants.push(Action::Grant {
                 key: key.clone(),
                 database: want.database.clone(),
                 privileges: want.privileges.clone(),
             });
-            continue;
+            return;
         }
 
         let credential_drifted = have.credential.matches(&want.password) == Some(false);
         if fingerprint_changed || credential_drifted {
-            set_passwords.push(Action::SetPassword {
+            self.set_passwords.push(Action::SetPassword {
                 key: key.clone(),
                 password: want.password.clone(),
                 fingerprint: want.fingerprint.clone(),
@@ -134,7 +166,7 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
                 privileges.clone()
             };
             if !extra.is_empty() {
-                revokes.push(Action::Revoke {
+                self.revokes.push(Action::Revoke {
                     key: key.clone(),
                     database: database.clone(),
                     privileges: extra,
@@ -149,7 +181,7 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
             .cloned()
             .collect();
         if !missing.is_empty() {
-            grants.push(Action::Grant {
+            self.grants.push(Action::Grant {
                 key: key.clone(),
                 database: want.database.clone(),
                 privileges: missing,
@@ -157,25 +189,42 @@ pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
         }
     }
 
-    // Each phase is already in key order (both maps are BTreeMaps iterated in order), except
-    // `drops`, which merges two passes: sort it.
-    drops.sort_by(|a, b| a.key().cmp(b.key()));
-
-    let mut actions = Vec::with_capacity(
-        drops.len()
-            + releases.len()
-            + claims.len()
-            + creates.len()
-            + set_passwords.len()
-            + revokes.len()
-            + grants.len(),
-    );
-    actions.extend(drops);
-    actions.extend(releases);
-    actions.extend(claims);
-    actions.extend(creates);
-    actions.extend(set_passwords);
-    actions.extend(revokes);
-    actions.extend(grants);
-    Plan { actions, foreign }
+    fn into_plan(mut self) -> Plan {
+        // Each phase is in the order the keys were planned (key order for both callers), except
+        // `drops`, which the full plan fills in two passes: sort every phase to be sure.
+        for phase in [
+            &mut self.drops,
+            &mut self.releases,
+            &mut self.claims,
+            &mut self.creates,
+            &mut self.set_passwords,
+            &mut self.revokes,
+            &mut self.grants,
+        ] {
+            if !phase.is_sorted_by(|a, b| a.key() <= b.key()) {
+                phase.sort_by(|a, b| a.key().cmp(b.key()));
+            }
+        }
+        self.foreign.sort();
+        let mut actions = Vec::with_capacity(
+            self.drops.len()
+                + self.releases.len()
+                + self.claims.len()
+                + self.creates.len()
+                + self.set_passwords.len()
+                + self.revokes.len()
+                + self.grants.len(),
+        );
+        actions.extend(self.drops);
+        actions.extend(self.releases);
+        actions.extend(self.claims);
+        actions.extend(self.creates);
+        actions.extend(self.set_passwords);
+        actions.extend(self.revokes);
+        actions.extend(self.grants);
+        Plan {
+            actions,
+            foreign: self.foreign,
+        }
+    }
 }
