@@ -32,20 +32,21 @@
 //!
 //! # Cost
 //!
-//! Pods are visited per namespace (the cluster's pod map is ordered by namespace), and only in
-//! namespaces with at least one valid opted-in Service. Within a namespace, grantable pods are
-//! indexed by the `(label, value)` pairs that some selector uses; each Service then scans only
-//! the shortest posting list among its selector's pairs. A fingerprint is computed once per
-//! Service, not per pod.
+//! Two halves: the Service half ([`ServiceStage`]: validation, tenancy, passwords) depends on
+//! Services and Secrets only; the pod half ([`match_pod`]) turns one grantable pod into its
+//! accounts. Pods are visited per namespace (the cluster's pod map is ordered by namespace),
+//! only in namespaces with a ready Service, and each pod meets only the Services indexed under
+//! one of its `(label, value)` pairs. A fingerprint is computed once per (user, password).
+//! [`crate::incremental`] reuses both halves to update the result per change instead.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
 use crate::grant::{AccountKey, Desired, DesiredAccount, GrantSpec};
-use crate::model::{Cluster, ObjectRef, PodFacts, ServiceFacts};
+use crate::model::{Cluster, ObjectRef, PodFacts};
 use crate::validate::{self, Policy};
 
 /// Why a Service (or one of its accounts) was skipped; the label of `podgrant_grant_refusals_total`.
@@ -144,110 +145,166 @@ pub fn fingerprint(user: &str, password: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// A service that passed validation and whose password resolved.
-struct Ready<'a> {
-    service: &'a ServiceFacts,
-    spec: GrantSpec,
-    password: crate::model::Password,
-    fingerprint: String,
+/// A problem before it becomes a [`ServiceProblem`]: ordered, so a set deduplicates it.
+pub(crate) type Problem = (ObjectRef, String, ProblemKind);
+
+/// A Service that passed validation and tenancy rules 1–3, whose password resolved and whose
+/// selector selects something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadyService {
+    pub id: ObjectRef,
+    /// Non-empty.
+    pub selector: BTreeMap<String, String>,
+    pub spec: GrantSpec,
+    pub password: crate::model::Password,
+    pub fingerprint: String,
 }
 
-/// Computes the desired state from the cluster view, as if the ledger held nothing.
-pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
-    desired_state_with(cluster, policy, &UserHolders::new())
+/// The ready Services of one namespace, in `namespace/name` order, indexed by one
+/// `(label, value)` pair of each selector (a pod carries one value per label, so a pod meets
+/// each Service at most once through this index).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NsServices {
+    pub services: Vec<ReadyService>,
+    by_pair: HashMap<String, HashMap<String, Vec<usize>>>,
 }
 
-/// Computes the desired state; `held` (from the ledger) decides who keeps a contested user name.
-pub fn desired_state_with(cluster: &Cluster, policy: &Policy, held: &UserHolders) -> DesiredState {
-    use ProblemKind::*;
-    let mut problems: BTreeSet<(ObjectRef, String, ProblemKind)> = BTreeSet::new();
-    let tenancy = &policy.tenancy;
-    let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+impl NsServices {
+    fn push(&mut self, ready: ReadyService) {
+        let (k, v) = ready
+            .selector
+            .iter()
+            .next()
+            .expect("a ReadyService has a non-empty selector");
+        self.by_pair
+            .entry(k.clone())
+            .or_default()
+            .entry(v.clone())
+            .or_default()
+            .push(self.services.len());
+        self.services.push(ready);
+    }
 
-    // 1. Validate services, apply tenancy rules 1 and 2, resolve their passwords; group the
-    //    good ones by namespace.
-    let mut by_ns: BTreeMap<&str, Vec<Ready<'_>>> = BTreeMap::new();
-    for service in cluster.services.values() {
-        if let Some(user) = service.annotations.get(validate::ANN_USER) {
-            if let Some(why) = tenancy.never_claimable(user, &policy.reserved_users) {
+    /// Indices of the Services that select a pod with these labels, in `namespace/name` order.
+    fn selecting(&self, labels: &BTreeMap<String, String>) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (k, v) in labels {
+            if let Some(list) = self.by_pair.get(k).and_then(|by_v| by_v.get(v)) {
+                out.extend(list.iter().copied().filter(|&i| {
+                    let sel = &self.services[i].selector;
+                    sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+                }));
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+/// The Service half of the desired state: validation, tenancy rules 1–3 and passwords, per
+/// namespace. Depends on Services, Secrets, the policy and the ledger's holders — never on pods.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServiceStage {
+    pub namespaces: BTreeMap<String, NsServices>,
+    pub problems: BTreeSet<Problem>,
+}
+
+impl ServiceStage {
+    pub fn build(cluster: &Cluster, policy: &Policy, held: &UserHolders) -> Self {
+        use ProblemKind::*;
+        let mut problems: BTreeSet<Problem> = BTreeSet::new();
+        let tenancy = &policy.tenancy;
+        let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // One fingerprint per (user, password), however many Services share them.
+        let mut fingerprints: HashMap<(String, String), String> = HashMap::new();
+
+        // Validate services, apply tenancy rules 1 and 2, resolve their passwords.
+        let mut ready: Vec<ReadyService> = Vec::new();
+        for service in cluster.services.values() {
+            if let Some(user) = service.annotations.get(validate::ANN_USER) {
+                if let Some(why) = tenancy.never_claimable(user, &policy.reserved_users) {
+                    problems.insert((
+                        service.id.clone(),
+                        format!("annotation {}: {why}; refused", validate::ANN_USER),
+                        Reserved,
+                    ));
+                    continue;
+                }
+            }
+            let spec = match validate::grant_spec(service, policy) {
+                Ok(Some(spec)) => spec,
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.insert((service.id.clone(), e.to_string(), Invalid));
+                    continue;
+                }
+            };
+            if let Err(why) =
+                tenancy.check_namespace(&service.id.namespace, &spec.user, &spec.database)
+            {
+                problems.insert((service.id.clone(), format!("{why}; refused"), Namespace));
+                continue;
+            }
+            claims
+                .entry(spec.user.clone())
+                .or_default()
+                .insert(service.id.namespace.clone());
+            let Some(secret) = cluster.secrets.get(&spec.password_secret) else {
                 problems.insert((
                     service.id.clone(),
-                    format!("annotation {}: {why}; refused", validate::ANN_USER),
-                    Reserved,
+                    format!("password Secret {} not found", spec.password_secret),
+                    Invalid,
+                ));
+                continue;
+            };
+            let Some(password) = secret.data.get(&spec.password_key) else {
+                problems.insert((
+                    service.id.clone(),
+                    format!(
+                        "password Secret {} has no key {:?}",
+                        spec.password_secret, spec.password_key
+                    ),
+                    Invalid,
+                ));
+                continue;
+            };
+            if let Err(reason) = validate::check_password(password.expose()) {
+                problems.insert((
+                    service.id.clone(),
+                    format!(
+                        "password in Secret {} key {:?} refused: {reason}",
+                        spec.password_secret, spec.password_key
+                    ),
+                    Invalid,
                 ));
                 continue;
             }
-        }
-        let spec = match validate::grant_spec(service, policy) {
-            Ok(Some(spec)) => spec,
-            Ok(None) => continue,
-            Err(e) => {
-                problems.insert((service.id.clone(), e.to_string(), Invalid));
-                continue;
-            }
-        };
-        if let Err(why) = tenancy.check_namespace(&service.id.namespace, &spec.user, &spec.database)
-        {
-            problems.insert((service.id.clone(), format!("{why}; refused"), Namespace));
-            continue;
-        }
-        claims
-            .entry(spec.user.clone())
-            .or_default()
-            .insert(service.id.namespace.clone());
-        let Some(secret) = cluster.secrets.get(&spec.password_secret) else {
-            problems.insert((
-                service.id.clone(),
-                format!("password Secret {} not found", spec.password_secret),
-                Invalid,
-            ));
-            continue;
-        };
-        let Some(password) = secret.data.get(&spec.password_key) else {
-            problems.insert((
-                service.id.clone(),
-                format!(
-                    "password Secret {} has no key {:?}",
-                    spec.password_secret, spec.password_key
-                ),
-                Invalid,
-            ));
-            continue;
-        };
-        if let Err(reason) = validate::check_password(password.expose()) {
-            problems.insert((
-                service.id.clone(),
-                format!(
-                    "password in Secret {} key {:?} refused: {reason}",
-                    spec.password_secret, spec.password_key
-                ),
-                Invalid,
-            ));
-            continue;
-        }
-        let fingerprint = fingerprint(&spec.user, password.expose());
-        by_ns
-            .entry(service.id.namespace.as_str())
-            .or_default()
-            .push(Ready {
-                service,
+            let Some(selector) = service.selector.clone().filter(|s| !s.is_empty()) else {
+                continue; // selects no pods
+            };
+            let fingerprint = fingerprints
+                .entry((spec.user.clone(), password.expose().to_string()))
+                .or_insert_with(|| fingerprint(&spec.user, password.expose()))
+                .clone();
+            ready.push(ReadyService {
+                id: service.id.clone(),
+                selector,
+                spec,
                 password: password.clone(),
                 fingerprint,
-                spec,
             });
-    }
+        }
 
-    // 1b. Tenancy rule 3: one namespace per user name.
-    if tenancy.enforced {
-        let owners = crate::tenancy::user_owners(&claims, held);
-        for (ns, services) in by_ns.iter_mut() {
-            services.retain(|r| {
+        // Tenancy rule 3: one namespace per user name.
+        if tenancy.enforced {
+            let owners = crate::tenancy::user_owners(&claims, held);
+            ready.retain(|r| {
                 let owner = &owners[&r.spec.user];
-                if owner == ns {
+                if *owner == r.id.namespace {
                     return true;
                 }
                 problems.insert((
-                    r.service.id.clone(),
+                    r.id.clone(),
                     format!(
                         "user {:?} belongs to namespace {owner:?} (a user name is owned by one namespace at a time); refused",
                         r.spec.user
@@ -257,9 +314,134 @@ pub fn desired_state_with(cluster: &Cluster, policy: &Policy, held: &UserHolders
                 false
             });
         }
+
+        let mut namespaces: BTreeMap<String, NsServices> = BTreeMap::new();
+        for r in ready {
+            namespaces
+                .entry(r.id.namespace.clone())
+                .or_default()
+                .push(r);
+        }
+        Self {
+            namespaces,
+            problems,
+        }
     }
 
-    // 2. Which IPs are claimed by more than one grantable pod (anywhere in the cluster)?
+    /// The ready Services of a namespace (empty when none).
+    pub fn services_in(&self, ns: &str) -> &[ReadyService] {
+        self.namespaces
+            .get(ns)
+            .map(|n| n.services.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// The pod half: the accounts (and problems) one grantable pod at `ip` yields, given its
+/// namespace's ready Services. `shared` names every pod claiming `ip` when there are several.
+/// Services are visited in `namespace/name` order, so the first holder of an account is the
+/// lowest; the others get a problem naming it.
+pub(crate) fn match_pod(
+    services: &NsServices,
+    pod: &PodFacts,
+    ip: IpAddr,
+    shared: Option<&str>,
+    tenancy: &crate::tenancy::Tenancy,
+    accounts: &mut Desired,
+    problems: &mut BTreeSet<Problem>,
+) {
+    use ProblemKind::*;
+    for i in services.selecting(&pod.labels) {
+        let ready = &services.services[i];
+        if let Some(names) = shared {
+            problems.insert((
+                ready.id.clone(),
+                format!(
+                    "pod IP {ip} is claimed by several pods ({names}); not granting it until one remains"
+                ),
+                Conflict,
+            ));
+            continue;
+        }
+        if tenancy.account_reserved(&ready.spec.user, ip) {
+            problems.insert((
+                ready.id.clone(),
+                format!(
+                    "account '{}'@'{ip}' is reserved by the operator's policy; refused",
+                    ready.spec.user
+                ),
+                Reserved,
+            ));
+            continue;
+        }
+        let key = AccountKey {
+            user: ready.spec.user.clone(),
+            host: ip,
+        };
+        match accounts.entry(key) {
+            Entry::Occupied(existing) => {
+                if existing.get().owner != ready.id {
+                    problems.insert((
+                        ready.id.clone(),
+                        format!(
+                            "account {} is also wanted by Service {}, which keeps it (lowest namespace/name)",
+                            existing.key(),
+                            existing.get().owner
+                        ),
+                        Conflict,
+                    ));
+                }
+            }
+            Entry::Vacant(slot) => {
+                let key = slot.key().clone();
+                slot.insert(DesiredAccount {
+                    key,
+                    owner: ready.id.clone(),
+                    pod: pod.id.clone(),
+                    database: ready.spec.database.clone(),
+                    privileges: ready.spec.privileges.clone(),
+                    password: ready.password.clone(),
+                    fingerprint: ready.fingerprint.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The names of the pods claiming one IP, as a problem names them.
+pub(crate) fn claimant_names<'a>(pods: impl IntoIterator<Item = &'a ObjectRef>) -> String {
+    pods.into_iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Problems as the engine reports them: sorted by service, then reason.
+pub(crate) fn into_service_problems(problems: BTreeSet<Problem>) -> Vec<ServiceProblem> {
+    problems
+        .into_iter()
+        .map(|(service, reason, kind)| ServiceProblem {
+            service,
+            reason,
+            kind,
+        })
+        .collect()
+}
+
+/// Computes the desired state from the cluster view, as if the ledger held nothing.
+pub fn desired_state(cluster: &Cluster, policy: &Policy) -> DesiredState {
+    desired_state_with(cluster, policy, &UserHolders::new())
+}
+
+/// Computes the desired state; `held` (from the ledger) decides who keeps a contested user name.
+///
+/// The reference computation: [`crate::incremental::IncrementalDesired`] keeps the same result
+/// up to date change by change, and its property test compares the two.
+pub fn desired_state_with(cluster: &Cluster, policy: &Policy, held: &UserHolders) -> DesiredState {
+    let stage = ServiceStage::build(cluster, policy, held);
+    let mut problems = stage.problems.clone();
+
+    // Which IPs are claimed by more than one grantable pod (anywhere in the cluster)?
     let mut ip_owner: HashMap<IpAddr, &ObjectRef> = HashMap::with_capacity(cluster.pods.len());
     let mut shared_ips: HashMap<IpAddr, BTreeSet<&ObjectRef>> = HashMap::new();
     for pod in cluster.pods.values() {
@@ -271,125 +453,41 @@ pub fn desired_state_with(cluster: &Cluster, policy: &Policy, held: &UserHolders
             }
         }
     }
+    let shared_names: HashMap<IpAddr, String> = shared_ips
+        .into_iter()
+        .map(|(ip, pods)| (ip, claimant_names(pods)))
+        .collect();
 
-    // 3. Per namespace: index grantable pods by the selector pairs in use, then match.
+    // Per namespace with ready Services, each grantable pod meets the Services selecting it.
     let mut accounts: Desired = BTreeMap::new();
-    for (ns, services) in &by_ns {
-        let used: HashSet<(&str, &str)> = services
-            .iter()
-            .filter_map(|r| r.service.selector.as_ref())
-            .flat_map(|sel| sel.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
-        if used.is_empty() {
-            continue;
-        }
-        let mut postings: HashMap<(&str, &str), Vec<&PodFacts>> = HashMap::new();
+    for (ns, services) in &stage.namespaces {
         for pod in pods_in_namespace(cluster, ns) {
-            if pod.grantable_ip().is_none() {
-                continue;
-            }
-            for (k, v) in &pod.labels {
-                let pair = (k.as_str(), v.as_str());
-                if used.contains(&pair) {
-                    postings.entry(pair).or_default().push(pod);
-                }
-            }
-        }
-        for ready in services {
-            let Some(sel) = ready.service.selector.as_ref().filter(|s| !s.is_empty()) else {
+            let Some(ip) = pod.grantable_ip() else {
                 continue;
             };
-            let shortest = sel
-                .iter()
-                .map(|(k, v)| {
-                    postings
-                        .get(&(k.as_str(), v.as_str()))
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[])
-                })
-                .min_by_key(|l| l.len())
-                .unwrap_or(&[]);
-            for pod in shortest {
-                if !ready.service.selects(&pod.labels) {
-                    continue;
-                }
-                let Some(ip) = pod.grantable_ip() else {
-                    continue;
-                };
-                if let Some(pods) = shared_ips.get(&ip) {
-                    let names: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
-                    problems.insert((
-                        ready.service.id.clone(),
-                        format!(
-                            "pod IP {ip} is claimed by several pods ({}); not granting it until one remains",
-                            names.join(", ")
-                        ),
-                        Conflict,
-                    ));
-                    continue;
-                }
-                if tenancy.account_reserved(&ready.spec.user, ip) {
-                    problems.insert((
-                        ready.service.id.clone(),
-                        format!(
-                            "account '{}'@'{ip}' is reserved by the operator's policy; refused",
-                            ready.spec.user
-                        ),
-                        Reserved,
-                    ));
-                    continue;
-                }
-                let key = AccountKey {
-                    user: ready.spec.user.clone(),
-                    host: ip,
-                };
-                match accounts.entry(key) {
-                    // Services are visited in ObjectRef order, so the first holder is the lowest.
-                    Entry::Occupied(existing) => {
-                        if existing.get().owner != ready.service.id {
-                            problems.insert((
-                                ready.service.id.clone(),
-                                format!(
-                                    "account {} is also wanted by Service {}, which keeps it (lowest namespace/name)",
-                                    existing.key(),
-                                    existing.get().owner
-                                ),
-                                Conflict,
-                            ));
-                        }
-                    }
-                    Entry::Vacant(slot) => {
-                        let key = slot.key().clone();
-                        slot.insert(DesiredAccount {
-                            key,
-                            owner: ready.service.id.clone(),
-                            pod: pod.id.clone(),
-                            database: ready.spec.database.clone(),
-                            privileges: ready.spec.privileges.clone(),
-                            password: ready.password.clone(),
-                            fingerprint: ready.fingerprint.clone(),
-                        });
-                    }
-                }
-            }
+            match_pod(
+                services,
+                pod,
+                ip,
+                shared_names.get(&ip).map(String::as_str),
+                &policy.tenancy,
+                &mut accounts,
+                &mut problems,
+            );
         }
     }
 
     DesiredState {
         accounts,
-        problems: problems
-            .into_iter()
-            .map(|(service, reason, kind)| ServiceProblem {
-                service,
-                reason,
-                kind,
-            })
-            .collect(),
+        problems: into_service_problems(problems),
     }
 }
 
 /// The pods of one namespace, using the map's (namespace, name) order.
-fn pods_in_namespace<'a>(cluster: &'a Cluster, ns: &str) -> impl Iterator<Item = &'a PodFacts> {
+pub(crate) fn pods_in_namespace<'a>(
+    cluster: &'a Cluster,
+    ns: &str,
+) -> impl Iterator<Item = &'a PodFacts> {
     let start = ObjectRef::new(ns, "");
     let ns_owned = ns.to_string();
     cluster
@@ -402,7 +500,7 @@ fn pods_in_namespace<'a>(cluster: &'a Cluster, ns: &str) -> impl Iterator<Item =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Password, SecretFacts};
+    use crate::model::{Password, SecretFacts, ServiceFacts};
     use crate::tenancy::Tenancy;
     use crate::validate::{ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER};
 

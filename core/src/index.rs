@@ -1,6 +1,7 @@
 //! The sync index: a [`Cluster`] kept level-correct from watch [`Change`]s. No I/O, no clock.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use crate::metrics::Resource;
 use crate::model::{Cluster, ObjectRef, PodFacts, SecretFacts, ServiceFacts};
@@ -33,32 +34,76 @@ pub struct Index {
     synced: [bool; 3],
 }
 
+/// What one applied event changed, for consumers that update incrementally
+/// ([`crate::incremental::IncrementalDesired`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delta {
+    /// Nothing: a no-op MODIFIED, an identical relist, a delete of an unknown object.
+    None,
+    /// One or more Services changed.
+    Services,
+    /// One or more Secrets changed.
+    Secrets,
+    /// These pods changed (added, modified or removed).
+    Pods(Vec<PodDelta>),
+}
+
+impl Delta {
+    pub fn changed(&self) -> bool {
+        *self != Delta::None
+    }
+}
+
+/// One pod's change, as granting sees it: the IP it could be granted at before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDelta {
+    pub id: ObjectRef,
+    /// [`PodFacts::grantable_ip`] before the change (`None`: absent or not grantable).
+    pub before: Option<IpAddr>,
+    /// [`PodFacts::grantable_ip`] after it.
+    pub after: Option<IpAddr>,
+}
+
+/// Applies a change to one map; reports each object that changed as `(before, after)`.
 fn apply_change<F: PartialEq>(
     map: &mut BTreeMap<ObjectRef, F>,
     change: Change<F>,
     id: impl Fn(&F) -> &ObjectRef,
-) -> bool {
+    mut changed: impl FnMut(&ObjectRef, Option<&F>, Option<&F>),
+) {
     match change {
         Change::Relisted(items) => {
             let fresh: BTreeMap<ObjectRef, F> =
                 items.into_iter().map(|f| (id(&f).clone(), f)).collect();
             if *map == fresh {
-                false
-            } else {
-                *map = fresh;
-                true
+                return;
             }
+            for (k, old) in map.iter() {
+                match fresh.get(k) {
+                    Some(new) if new == old => {}
+                    new => changed(k, Some(old), new),
+                }
+            }
+            for (k, new) in &fresh {
+                if !map.contains_key(k) {
+                    changed(k, None, Some(new));
+                }
+            }
+            *map = fresh;
         }
         Change::Applied(f) => {
             let key = id(&f).clone();
-            if map.get(&key) == Some(&f) {
-                false
-            } else {
+            let old = map.get(&key);
+            if old != Some(&f) {
+                changed(&key, old, Some(&f));
                 map.insert(key, f);
-                true
             }
         }
-        Change::Deleted(f) => map.remove(id(&f)).is_some(),
+        Change::Deleted(f) => {
+            if let Some(old) = map.remove(id(&f)) {
+                changed(id(&f), Some(&old), None);
+            }
+        }
     }
 }
 
@@ -69,6 +114,11 @@ impl Index {
 
     /// Applies one change; `true` when the cluster view changed (a no-op MODIFIED returns `false`).
     pub fn apply(&mut self, event: ClusterEvent) -> bool {
+        self.apply_delta(event).changed()
+    }
+
+    /// Applies one change and says what it changed.
+    pub fn apply_delta(&mut self, event: ClusterEvent) -> Delta {
         let r = event.resource() as usize;
         if let ClusterEvent::Services(Change::Relisted(_))
         | ClusterEvent::Pods(Change::Relisted(_))
@@ -76,11 +126,50 @@ impl Index {
         {
             self.synced[r] = true;
         }
+        let mut any = false;
         match event {
-            ClusterEvent::Services(c) => apply_change(&mut self.cluster.services, c, |f| &f.id),
-            ClusterEvent::Pods(c) => apply_change(&mut self.cluster.pods, c, |f| &f.id),
-            ClusterEvent::Secrets(c) => apply_change(&mut self.cluster.secrets, c, |f| &f.id),
+            ClusterEvent::Services(c) => {
+                apply_change(
+                    &mut self.cluster.services,
+                    c,
+                    |f| &f.id,
+                    |_, _, _| any = true,
+                );
+                if any {
+                    return Delta::Services;
+                }
+            }
+            ClusterEvent::Secrets(c) => {
+                apply_change(
+                    &mut self.cluster.secrets,
+                    c,
+                    |f| &f.id,
+                    |_, _, _| any = true,
+                );
+                if any {
+                    return Delta::Secrets;
+                }
+            }
+            ClusterEvent::Pods(c) => {
+                let mut pods = Vec::new();
+                apply_change(
+                    &mut self.cluster.pods,
+                    c,
+                    |f| &f.id,
+                    |id, old, new| {
+                        pods.push(PodDelta {
+                            id: id.clone(),
+                            before: old.and_then(PodFacts::grantable_ip),
+                            after: new.and_then(PodFacts::grantable_ip),
+                        })
+                    },
+                );
+                if !pods.is_empty() {
+                    return Delta::Pods(pods);
+                }
+            }
         }
+        Delta::None
     }
 
     /// Every resource has been listed at least once: the view is complete enough to act on.
@@ -159,5 +248,90 @@ mod tests {
             "a", "10.0.0.1", "x"
         )))));
         assert_eq!(ix.cluster().pods.len(), 1);
+    }
+
+    #[test]
+    fn deltas_name_each_changed_pod_with_its_grantable_ip_before_and_after() {
+        let mut ix = Index::new();
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        let d = ix.apply_delta(ClusterEvent::Pods(Change::Relisted(vec![
+            pod("a", "10.0.0.1", "x"),
+            pod("b", "10.0.0.2", "x"),
+        ])));
+        assert_eq!(
+            d,
+            Delta::Pods(vec![
+                PodDelta {
+                    id: ObjectRef::new("ns", "a"),
+                    before: None,
+                    after: ip("10.0.0.1")
+                },
+                PodDelta {
+                    id: ObjectRef::new("ns", "b"),
+                    before: None,
+                    after: ip("10.0.0.2")
+                },
+            ])
+        );
+        let mut unready = pod("a", "10.0.0.1", "x");
+        unready.ready = false;
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Pods(Change::Applied(unready.clone()))),
+            Delta::Pods(vec![PodDelta {
+                id: ObjectRef::new("ns", "a"),
+                before: ip("10.0.0.1"),
+                after: None
+            }])
+        );
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Pods(Change::Applied(unready))),
+            Delta::None
+        );
+        // A relist reports only what differs: b moved, a vanished, c is new.
+        let d = ix.apply_delta(ClusterEvent::Pods(Change::Relisted(vec![
+            pod("b", "10.0.0.9", "x"),
+            pod("c", "10.0.0.3", "x"),
+        ])));
+        assert_eq!(
+            d,
+            Delta::Pods(vec![
+                PodDelta {
+                    id: ObjectRef::new("ns", "a"),
+                    before: None,
+                    after: None
+                },
+                PodDelta {
+                    id: ObjectRef::new("ns", "b"),
+                    before: ip("10.0.0.2"),
+                    after: ip("10.0.0.9")
+                },
+                PodDelta {
+                    id: ObjectRef::new("ns", "c"),
+                    before: None,
+                    after: ip("10.0.0.3")
+                },
+            ])
+        );
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Pods(Change::Deleted(pod(
+                "c", "10.0.0.3", "x"
+            )))),
+            Delta::Pods(vec![PodDelta {
+                id: ObjectRef::new("ns", "c"),
+                before: ip("10.0.0.3"),
+                after: None
+            }])
+        );
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Services(Change::Relisted(vec![]))),
+            Delta::None
+        );
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Secrets(Change::Applied(SecretFacts {
+                id: ObjectRef::new("ns", "pw"),
+                data: BTreeMap::new(),
+            }))),
+            Delta::Secrets
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! - [`grant`] — accounts, privileges, desired and observed state, and [`grant::Action`] values.
 //! - [`validate`] — turns a Service's annotations into a validated [`grant::GrantSpec`].
 //! - [`desired`] — pure: cluster facts → the desired set of accounts (plus per-service problems).
+//! - [`incremental`] — pure: the same result kept up to date per change, with the accounts it dirtied.
 //! - [`planner`] — pure: desired + observed → actions as data. No I/O, no clock.
 //! - [`sql`] — pure: actions → batched SQL statements, with validated values and safe quoting.
 //! - [`store`] — the [`store::GrantStore`] trait and its MySQL and in-memory adapters.
@@ -18,6 +19,7 @@ pub mod engine; // the async shell: watch → index → debounce → desired →
 pub mod events; // Kubernetes Events for bad annotations (deduplicated, rate-limited)
 pub mod grant;
 pub mod http; // /metrics, /healthz, /readyz, /debug/pprof/profile
+pub mod incremental; // pure: the desired state updated per change (same result as `desired`)
 pub mod index; // the sync index: Cluster facts kept level-correct from watch changes
 pub mod leader; // Lease leader election
 pub mod metrics; // atomic counters and Prometheus text

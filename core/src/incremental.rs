@@ -1,0 +1,216 @@
+//! Pure: the desired state kept up to date change by change, in proportion to what changed.
+//!
+//! [`crate::desired::desired_state_with`] recomputes every account from the whole cluster; this
+//! keeps its result and, per [`Delta`], recomputes only what the change can affect:
+//!
+//! - a **pod** change touches the accounts at its IP before and after (an IP's accounts depend
+//!   only on the grantable pods claiming it and on their namespace's ready Services);
+//! - a **Service** or **Secret** change, or new ledger holders, rebuild the Service half
+//!   ([`ServiceStage`], O(services)) and recompute the IPs of the grantable pods in each
+//!   namespace whose ready Services changed;
+//! - [`IncrementalDesired::rebuild`] recomputes everything (the engine's startup and resync).
+//!
+//! Every account whose value changed (added, altered or removed) is recorded in a dirty set the
+//! engine plans and observes from ([`IncrementalDesired::take_dirty`]). Both computations share
+//! the same two halves, and a property test checks that after any sequence of changes the
+//! result equals the full one and the dirty set is exactly the accounts that changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::desired::{
+    claimant_names, into_service_problems, match_pod, pods_in_namespace, DesiredState, Problem,
+    ServiceProblem, ServiceStage, UserHolders,
+};
+use crate::grant::{AccountKey, Desired};
+use crate::index::Delta;
+use crate::model::{Cluster, ObjectRef};
+use crate::validate::Policy;
+
+/// The desired state, maintained incrementally. Feed it every [`Delta`] the
+/// [`crate::index::Index`] reports, with the cluster as it is after the change.
+#[derive(Debug, Clone)]
+pub struct IncrementalDesired {
+    policy: Policy,
+    held: UserHolders,
+    stage: ServiceStage,
+    /// Grantable pods per IP.
+    claimants: HashMap<IpAddr, BTreeSet<ObjectRef>>,
+    /// The users of the accounts currently desired at each IP.
+    users_at: HashMap<IpAddr, Vec<String>>,
+    /// The pod-half problems at each IP that has any.
+    problems_at: BTreeMap<IpAddr, Vec<Problem>>,
+    accounts: Desired,
+    dirty: BTreeSet<AccountKey>,
+}
+
+impl IncrementalDesired {
+    /// An empty desired state (no cluster seen yet) under `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            held: UserHolders::new(),
+            stage: ServiceStage::default(),
+            claimants: HashMap::new(),
+            users_at: HashMap::new(),
+            problems_at: BTreeMap::new(),
+            accounts: Desired::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// The desired accounts.
+    pub fn accounts(&self) -> &Desired {
+        &self.accounts
+    }
+
+    /// The problems, sorted by service then reason, as [`DesiredState::problems`].
+    pub fn problems(&self) -> Vec<ServiceProblem> {
+        let mut all = self.stage.problems.clone();
+        all.extend(self.problems_at.values().flatten().cloned());
+        into_service_problems(all)
+    }
+
+    /// A copy of the whole result (tests and tools; the engine reads the parts).
+    pub fn state(&self) -> DesiredState {
+        DesiredState {
+            accounts: self.accounts.clone(),
+            problems: self.problems(),
+        }
+    }
+
+    /// The accounts whose desired value changed since the last call.
+    pub fn take_dirty(&mut self) -> BTreeSet<AccountKey> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Recomputes everything from `cluster`; accounts that differ from before become dirty.
+    pub fn rebuild(&mut self, cluster: &Cluster) {
+        self.stage = ServiceStage::build(cluster, &self.policy, &self.held);
+        self.claimants.clear();
+        for pod in cluster.pods.values() {
+            if let Some(ip) = pod.grantable_ip() {
+                self.claimants.entry(ip).or_default().insert(pod.id.clone());
+            }
+        }
+        let ips: BTreeSet<IpAddr> = self
+            .users_at
+            .keys()
+            .chain(self.problems_at.keys())
+            .chain(self.claimants.keys())
+            .copied()
+            .collect();
+        for ip in ips {
+            self.recompute_ip(cluster, ip);
+        }
+    }
+
+    /// Takes in one change; `cluster` is the view after it.
+    pub fn apply(&mut self, cluster: &Cluster, delta: &Delta) {
+        match delta {
+            Delta::None => {}
+            Delta::Services | Delta::Secrets => self.restage(cluster),
+            Delta::Pods(pods) => {
+                let mut ips = BTreeSet::new();
+                for p in pods {
+                    if let Some(ip) = p.before {
+                        if let Some(set) = self.claimants.get_mut(&ip) {
+                            set.remove(&p.id);
+                            if set.is_empty() {
+                                self.claimants.remove(&ip);
+                            }
+                        }
+                        ips.insert(ip);
+                    }
+                    if let Some(ip) = p.after {
+                        self.claimants.entry(ip).or_default().insert(p.id.clone());
+                        ips.insert(ip);
+                    }
+                }
+                for ip in ips {
+                    self.recompute_ip(cluster, ip);
+                }
+            }
+        }
+    }
+
+    /// The ledger's holders of each user name changed (tenancy rule 3); no-op when equal.
+    pub fn set_held(&mut self, cluster: &Cluster, held: UserHolders) {
+        if held != self.held {
+            self.held = held;
+            self.restage(cluster);
+        }
+    }
+
+    /// Rebuilds the Service half; recomputes the pods of the namespaces it changed.
+    fn restage(&mut self, cluster: &Cluster) {
+        let fresh = ServiceStage::build(cluster, &self.policy, &self.held);
+        let namespaces: BTreeSet<&String> = self
+            .stage
+            .namespaces
+            .keys()
+            .chain(fresh.namespaces.keys())
+            .collect();
+        let changed: Vec<String> = namespaces
+            .into_iter()
+            .filter(|ns| self.stage.services_in(ns) != fresh.services_in(ns))
+            .cloned()
+            .collect();
+        self.stage = fresh;
+        let ips: BTreeSet<IpAddr> = changed
+            .iter()
+            .flat_map(|ns| pods_in_namespace(cluster, ns).filter_map(|p| p.grantable_ip()))
+            .collect();
+        for ip in ips {
+            self.recompute_ip(cluster, ip);
+        }
+    }
+
+    /// Recomputes the accounts and problems at one IP from its claimants.
+    fn recompute_ip(&mut self, cluster: &Cluster, ip: IpAddr) {
+        let mut fresh = Desired::new();
+        let mut problems = BTreeSet::new();
+        if let Some(claimants) = self.claimants.get(&ip) {
+            let shared = (claimants.len() > 1).then(|| claimant_names(claimants));
+            for id in claimants {
+                let (Some(pod), Some(services)) = (
+                    cluster.pods.get(id),
+                    self.stage.namespaces.get(&id.namespace),
+                ) else {
+                    continue;
+                };
+                match_pod(
+                    services,
+                    pod,
+                    ip,
+                    shared.as_deref(),
+                    &self.policy.tenancy,
+                    &mut fresh,
+                    &mut problems,
+                );
+            }
+        }
+        for user in self.users_at.remove(&ip).unwrap_or_default() {
+            let key = AccountKey { user, host: ip };
+            if !fresh.contains_key(&key) && self.accounts.remove(&key).is_some() {
+                self.dirty.insert(key);
+            }
+        }
+        let mut users = Vec::with_capacity(fresh.len());
+        for (key, account) in fresh {
+            users.push(key.user.clone());
+            if self.accounts.get(&key) != Some(&account) {
+                self.dirty.insert(key.clone());
+                self.accounts.insert(key, account);
+            }
+        }
+        if !users.is_empty() {
+            self.users_at.insert(ip, users);
+        }
+        if problems.is_empty() {
+            self.problems_at.remove(&ip);
+        } else {
+            self.problems_at.insert(ip, problems.into_iter().collect());
+        }
+    }
+}
