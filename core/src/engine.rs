@@ -1,9 +1,13 @@
 //! The async shell: watch events → index → debounce → desired → observe → plan → apply, with retries.
 //!
-//! Level-triggered throughout: every reconcile starts from the whole index and the store's
-//! observed state, so a failed or interrupted reconcile loses nothing — the next one re-observes
-//! and re-plans. A reconcile whose desired set equals the last one applied is skipped without
-//! touching the store (floods coalesce to nothing), unless a periodic resync is due.
+//! Level-triggered throughout, and cheap in proportion to what changed: each watch change
+//! updates the desired state incrementally ([`IncrementalDesired`]), which records the accounts
+//! whose desired value changed. A reconcile plans only those dirty accounts against the store's
+//! observed state; with none, it is skipped without touching the store (floods that change no
+//! membership coalesce to nothing). A full reconcile — at startup, on becoming leader, after a
+//! failed reconcile and at every periodic resync — recomputes the desired state from the whole
+//! index and plans every account, so drift (an account dropped or altered by hand) is repaired
+//! and a failed or interrupted reconcile loses nothing.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -18,15 +22,14 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::desired::{
-    desired_state_with, user_holders, DesiredState, ProblemKind, ServiceProblem, UserHolders,
-};
+use crate::desired::{user_holders, ProblemKind, ServiceProblem};
 use crate::events::{EventConfig, ProblemFilter, Recorder, Report};
-use crate::grant::{AccountKey, Desired};
+use crate::grant::AccountKey;
+use crate::incremental::IncrementalDesired;
 use crate::index::{ClusterEvent, Index};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::{Metrics, Resource};
-use crate::planner::plan_with_report;
+use crate::planner::{plan_dirty, plan_with_report};
 use crate::rate::SharedStartFloor;
 use crate::store::{GrantStore, StoreError};
 use crate::validate::Policy;
@@ -247,9 +250,11 @@ impl<S: GrantStore> Engine<S> {
         let mut events = self.cluster_events();
         let mut index = Index::new();
         let mut backoff = Backoff::new(self.config.apply_backoff.clone(), self.config.seed ^ 0xa9);
-        let mut last_applied: Option<Desired> = None;
-        // Tenancy rule 3 needs the ledger's holders of each user name: the last observed ones.
-        let mut held = UserHolders::new();
+        let mut desired = IncrementalDesired::new(self.config.policy.clone());
+        // Accounts whose desired value changed since the last reconcile that converged.
+        let mut pending: BTreeSet<AccountKey> = BTreeSet::new();
+        // The next reconcile recomputes and plans everything.
+        let mut full = true;
         let mut due: Option<Instant> = None;
         let mut next_resync: Option<Instant> = None;
         let mut leading = *leading_rx.borrow();
@@ -272,30 +277,44 @@ impl<S: GrantStore> Engine<S> {
                     metrics.set_leader(leading);
                     if leading {
                         // A new leader trusts nothing: full reconcile from the ledger.
-                        last_applied = None;
+                        full = true;
                         due = Some(Instant::now());
                     }
                 }
                 ev = events.next() => {
                     let Some(ev) = ev else { break Err(EngineError::WatchesEnded) };
                     let was_synced = index.synced();
-                    if index.apply(ev) && due.is_none() {
+                    let delta = index.apply_delta(ev);
+                    if delta.changed() && due.is_none() {
                         due = Some(Instant::now() + self.config.debounce);
                     }
                     if !was_synced && index.synced() {
                         metrics.set_synced(true);
                         // Startup: reconcile the ledger against desired before anything else.
-                        last_applied = None;
+                        desired.rebuild(index.cluster());
+                        full = true;
                         due = Some(Instant::now());
+                    } else if was_synced {
+                        desired.apply(index.cluster(), &delta);
                     }
                 }
                 _ = sleep_until(due.unwrap_or_else(Instant::now)), if can_act && due.is_some() => {
                     due = None;
                     let force = next_resync.is_none_or(|t| Instant::now() >= t);
-                    if force {
-                        last_applied = None;
+                    let whole = full || force;
+                    if whole {
+                        full = false;
+                        // The reference recomputation: anything it changes, the incremental
+                        // updates missed (a bug, repaired here).
+                        pending.append(&mut desired.take_dirty());
+                        desired.rebuild(index.cluster());
+                        let missed = desired.take_dirty();
+                        if !missed.is_empty() {
+                            tracing::warn!(accounts = missed.len(), "incremental desired state had drifted from the full recomputation; repaired");
+                        }
+                        pending.extend(missed);
                     }
-                    match self.reconcile(&index, &mut last_applied, &mut held, &mut filter, recorder.as_ref(), &leading_rx).await {
+                    match self.reconcile(&index, &mut desired, &mut pending, whole, &mut filter, recorder.as_ref(), &leading_rx).await {
                         Ok(()) => {
                             backoff.reset();
                             if force || next_resync.is_none() {
@@ -316,7 +335,7 @@ impl<S: GrantStore> Engine<S> {
                                     tracing::warn!("leadership lost during a reconcile; stopped applying");
                                 }
                             }
-                            last_applied = None;
+                            full = true;
                             due = Some(Instant::now() + delay);
                         }
                     }
@@ -375,44 +394,55 @@ impl<S: GrantStore> Engine<S> {
         }
     }
 
-    /// The desired state given the ledger's user holders; its problems reported.
-    fn desired(
+    /// Reports the current problems and the desired-accounts gauge.
+    fn report_desired(
         &self,
+        desired: &IncrementalDesired,
         index: &Index,
-        held: &UserHolders,
         filter: &mut ProblemFilter,
         recorder: Option<&Recorder>,
-    ) -> DesiredState {
-        let state = desired_state_with(index.cluster(), &self.config.policy, held);
-        self.metrics.set_desired(state.accounts.len() as u64);
-        if !state.problems.is_empty() {
-            self.metrics.service_problems(state.problems.len() as u64);
-            self.report(&state.problems, index, filter, recorder);
+    ) {
+        self.metrics.set_desired(desired.accounts().len() as u64);
+        let problems = desired.problems();
+        if !problems.is_empty() {
+            self.metrics.service_problems(problems.len() as u64);
+            self.report(&problems, index, filter, recorder);
         }
-        state
     }
 
-    /// One level-triggered reconcile from the whole index.
+    /// One level-triggered reconcile: of every account when `whole`, else of the `pending` ones.
+    /// `pending` is emptied only when the store converged.
     #[allow(clippy::too_many_arguments)]
     async fn reconcile(
         &self,
         index: &Index,
-        last_applied: &mut Option<Desired>,
-        held: &mut UserHolders,
+        desired: &mut IncrementalDesired,
+        pending: &mut BTreeSet<AccountKey>,
+        whole: bool,
         filter: &mut ProblemFilter,
         recorder: Option<&Recorder>,
         leading: &watch::Receiver<bool>,
     ) -> Result<(), ReconcileError> {
         let m = &self.metrics;
-        let mut state = self.desired(index, held, filter, recorder);
-        if last_applied.as_ref() == Some(&state.accounts) {
+        pending.append(&mut desired.take_dirty());
+        self.report_desired(desired, index, filter, recorder);
+        if !whole && pending.is_empty() {
             m.reconcile_skipped();
             return Ok(());
         }
         m.reconcile();
-        let mut wanted: BTreeSet<AccountKey> = state.accounts.keys().cloned().collect();
         let mut remaining = 0;
         for _ in 0..self.config.max_rounds.max(1) {
+            let accounts = desired.accounts();
+            let wanted: BTreeSet<AccountKey> = if whole {
+                accounts.keys().cloned().collect()
+            } else {
+                pending
+                    .iter()
+                    .filter(|k| accounts.contains_key(*k))
+                    .cloned()
+                    .collect()
+            };
             m.store_observe();
             let observed = bounded(
                 self.config.store_timeout,
@@ -423,25 +453,26 @@ impl<S: GrantStore> Engine<S> {
             .map_err(ReconcileError::Store)?;
             m.set_ledger_size(observed.owned.len() as u64);
             if self.config.policy.tenancy.enforced {
-                let now_held = user_holders(&observed.owned);
-                if now_held != *held {
-                    *held = now_held;
-                    let again = self.desired(index, held, filter, recorder);
-                    let changed = again.accounts != state.accounts;
-                    state = again;
-                    if changed {
-                        // Who owns a user name changed what is wanted: observe that instead.
-                        wanted = state.accounts.keys().cloned().collect();
-                        continue;
-                    }
+                desired.set_held(index.cluster(), user_holders(&observed.owned));
+                let changed = desired.take_dirty();
+                if !changed.is_empty() {
+                    // Who owns a user name changed what is wanted: observe that instead.
+                    pending.extend(changed);
+                    self.report_desired(desired, index, filter, recorder);
+                    continue;
                 }
             }
-            let planned = plan_with_report(&state.accounts, &observed);
+            let accounts = desired.accounts();
+            let planned = if whole {
+                plan_with_report(accounts, &observed)
+            } else {
+                plan_dirty(accounts, &observed, pending.iter())
+            };
             let foreign: Vec<ServiceProblem> = planned
                 .foreign
                 .iter()
                 .map(|key| ServiceProblem {
-                    service: state.accounts[key].owner.clone(),
+                    service: accounts[key].owner.clone(),
                     reason: format!(
                         "account {key} already exists in MySQL and is not podgrant's (no ledger row); left untouched"
                     ),
@@ -451,7 +482,7 @@ impl<S: GrantStore> Engine<S> {
             self.report(&foreign, index, filter, recorder);
             let actions = planned.actions;
             if actions.is_empty() {
-                *last_applied = Some(state.accounts);
+                pending.clear();
                 return Ok(());
             }
             remaining = actions.len();
