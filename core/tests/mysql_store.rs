@@ -937,3 +937,81 @@ async fn the_server_stores_the_engines_native_hash_and_the_password_logs_in() {
     drop(s);
     ctx.cleanup().await;
 }
+
+/// A keyed observe reads exactly the named accounts: the same rows as the whole observe
+/// restricted to them (ledger, existence, credential, grants, foreign), in three statements.
+#[tokio::test]
+async fn observing_some_keys_reads_exactly_those_accounts() {
+    let Some(mut ctx) = Ctx::new("observe_keys").await else {
+        return;
+    };
+    let db = ctx.db();
+    let desired: Desired = (1..=6)
+        .map(|i| {
+            want(
+                &ctx.key("app", &format!("127.0.0.{i}")),
+                "svc",
+                &db,
+                &["SELECT"],
+                "pw-1",
+            )
+        })
+        .chain([want(
+            &ctx.key("other", "::1"),
+            "svc2",
+            &db,
+            &["SELECT", "INSERT"],
+            "pw-2",
+        )])
+        .collect();
+    ctx.converge(&desired).await;
+    // A foreign account (no ledger row) and an owned one with an extra privilege.
+    let foreign = ctx.key("app", "127.0.0.9");
+    ctx.admin
+        .query_drop(format!(
+            "CREATE USER {} IDENTIFIED BY 'x'",
+            sql::account(&foreign).unwrap()
+        ))
+        .await
+        .unwrap();
+    let drifted = ctx.key("app", "127.0.0.2");
+    ctx.admin
+        .query_drop(format!(
+            "GRANT INSERT ON `{db}`.* TO {}",
+            sql::account(&drifted).unwrap()
+        ))
+        .await
+        .unwrap();
+
+    let all_keys: BTreeSet<AccountKey> = desired.keys().cloned().chain([foreign.clone()]).collect();
+    let whole = ctx.store.observe(&all_keys).await.unwrap();
+    let some: BTreeSet<AccountKey> = [
+        drifted.clone(),
+        ctx.key("other", "::1"),
+        foreign.clone(),
+        ctx.key("app", "127.0.0.77"), // neither in the ledger nor on the server
+    ]
+    .into();
+    let before = ctx.store.statements();
+    let keyed = ctx.store.observe_keys(&some).await.unwrap();
+    assert_eq!(
+        ctx.store.statements() - before,
+        3,
+        "ledger, mysql.user, schema privileges"
+    );
+    let mut expected = whole.clone();
+    expected.owned.retain(|k, _| some.contains(k));
+    expected.foreign.retain(|k| some.contains(k));
+    assert_eq!(keyed, expected);
+    assert_eq!(keyed.owned.len(), 2);
+    assert_eq!(keyed.foreign, BTreeSet::from([foreign]));
+    assert!(keyed.owned[&drifted].grants[&db].contains(&Privilege("INSERT".into())));
+    assert!(ctx
+        .store
+        .observe_keys(&BTreeSet::new())
+        .await
+        .unwrap()
+        .owned
+        .is_empty());
+    ctx.cleanup().await;
+}

@@ -63,31 +63,54 @@ impl MemoryState {
     pub fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Observed {
         let owned = self
             .ledger
-            .iter()
-            .map(|(key, row)| {
-                let account = self.accounts.get(key);
-                (
-                    key.clone(),
-                    ObservedAccount {
-                        key: key.clone(),
-                        owner: row.owner.clone(),
-                        fingerprint: row.fingerprint.clone(),
-                        exists: account.is_some(),
-                        grants: account.map(|a| a.grants.clone()).unwrap_or_default(),
-                        // Modelled as MariaDB stores it: the native hash of the password.
-                        credential: account.map_or(Credential::Unknown, |a| {
-                            Credential::Native(sql::native_hash(a.password.expose()))
-                        }),
-                    },
-                )
-            })
+            .keys()
+            .filter_map(|key| self.observed_account(key))
             .collect();
-        let foreign = wanted
+        Observed {
+            owned,
+            foreign: self.foreign_among(wanted.iter()),
+        }
+    }
+
+    /// What [`GrantStore::observe_keys`] reports for this state: only `keys`.
+    pub fn observe_keys(&self, keys: &BTreeSet<AccountKey>) -> Observed {
+        let owned = keys
             .iter()
-            .filter(|k| self.accounts.contains_key(*k) && !self.ledger.contains_key(*k))
+            .filter_map(|key| self.observed_account(key))
+            .collect();
+        Observed {
+            owned,
+            foreign: self.foreign_among(keys.iter()),
+        }
+    }
+
+    /// The ledger row of `key` joined with its account, if the ledger has it.
+    fn observed_account(&self, key: &AccountKey) -> Option<(AccountKey, ObservedAccount)> {
+        let row = self.ledger.get(key)?;
+        let account = self.accounts.get(key);
+        Some((
+            key.clone(),
+            ObservedAccount {
+                key: key.clone(),
+                owner: row.owner.clone(),
+                fingerprint: row.fingerprint.clone(),
+                exists: account.is_some(),
+                grants: account.map(|a| a.grants.clone()).unwrap_or_default(),
+                // Modelled as MariaDB stores it: the native hash of the password.
+                credential: account.map_or(Credential::Unknown, |a| {
+                    Credential::Native(a.password.native_hash().to_string())
+                }),
+            },
+        ))
+    }
+
+    fn foreign_among<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a AccountKey>,
+    ) -> BTreeSet<AccountKey> {
+        keys.filter(|k| self.accounts.contains_key(*k) && !self.ledger.contains_key(*k))
             .cloned()
-            .collect();
-        Observed { owned, foreign }
+            .collect()
     }
 
     /// Applies one action with MySQL's semantics (all statements idempotent).
@@ -365,6 +388,21 @@ struct Inner {
     stats: MemoryStats,
 }
 
+impl Inner {
+    /// Counts an observe; fails it when a failure was injected.
+    fn observe_fault(&mut self) -> Result<(), StoreError> {
+        self.stats.observes += 1;
+        if self.faults.fail_observes > 0 {
+            self.faults.fail_observes -= 1;
+            self.stats.injected_failures += 1;
+            return Err(StoreError::Transient(
+                "injected: connection lost during observe".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// An in-memory grant store. Cloning shares the same state (keep a clone to inspect it).
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
@@ -466,20 +504,24 @@ impl MemoryStore {
 impl GrantStore for MemoryStore {
     async fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
         let mut g = self.lock();
-        g.stats.observes += 1;
-        if g.faults.fail_observes > 0 {
-            g.faults.fail_observes -= 1;
-            g.stats.injected_failures += 1;
-            return Err(StoreError::Transient(
-                "injected: connection lost during observe".into(),
-            ));
-        }
+        g.observe_fault()?;
         g.stats.statements += if g.state.ledger.is_empty() && wanted.is_empty() {
             1
         } else {
             OBSERVE_STATEMENTS
         };
         Ok(g.state.observe(wanted))
+    }
+
+    async fn observe_keys(&self, keys: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+        let mut g = self.lock();
+        g.observe_fault()?;
+        g.stats.statements += if keys.is_empty() {
+            0
+        } else {
+            OBSERVE_STATEMENTS
+        };
+        Ok(g.state.observe_keys(keys))
     }
 
     async fn apply(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {

@@ -48,6 +48,22 @@ pub trait GrantStore: Send + Sync + 'static {
         wanted: &BTreeSet<AccountKey>,
     ) -> impl Future<Output = Result<Observed, StoreError>> + Send;
 
+    /// [`GrantStore::observe`] of exactly `keys`: [`Observed::owned`] holds the ledger rows
+    /// among them, [`Observed::foreign`] those of them that exist without one. What the engine
+    /// reads between full resyncs, so that a reconcile costs in proportion to the accounts that
+    /// changed, not to the ledger. The default reads everything and keeps `keys`.
+    fn observe_keys(
+        &self,
+        keys: &BTreeSet<AccountKey>,
+    ) -> impl Future<Output = Result<Observed, StoreError>> + Send {
+        async move {
+            let mut all = self.observe(keys).await?;
+            all.owned.retain(|k, _| keys.contains(k));
+            all.foreign.retain(|k| keys.contains(k));
+            Ok(all)
+        }
+    }
+
     /// Applies `actions` in order (batching where it can). On error, the report in the error
     /// path is lost; the engine re-observes and re-plans, which is always safe.
     fn apply(

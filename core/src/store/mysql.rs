@@ -461,17 +461,45 @@ impl MysqlStore {
         Ok(issued)
     }
 
-    async fn observe_inner(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+    /// Observes the whole ledger (`only: None`), or only the accounts `only` names: then every
+    /// query is keyed by them, so its cost follows their number, not the ledger's size.
+    async fn observe_inner(
+        &self,
+        wanted: &BTreeSet<AccountKey>,
+        only: Option<&BTreeSet<AccountKey>>,
+    ) -> Result<Observed, StoreError> {
         let mut conn = self.conn().await?;
         self.ensure_ledger(&mut conn).await?;
+        // `(user, host) IN ((?, ?), …)` over `only`, with its parameters.
+        let keyed = only.map(|keys| {
+            let marks = vec!["(?, ?)"; keys.len()].join(", ");
+            let params: Vec<Value> = keys
+                .iter()
+                .flat_map(|k| {
+                    [
+                        Value::from(k.user.as_str()),
+                        Value::from(k.host.to_string()),
+                    ]
+                })
+                .collect();
+            (marks, params)
+        });
 
         // 1. The ledger.
         let q = sql::ledger_select(&self.inner.schema)
             .map_err(|e| StoreError::Permanent(e.to_string()))?;
         self.count(1);
-        let rows: Vec<(String, String, String, String, String)> = conn
-            .query(q)
-            .await
+        let rows: Result<Vec<LedgerRow>, _> = match &keyed {
+            None => conn.query(q).await,
+            Some((marks, params)) => {
+                conn.exec(
+                    format!("{q} WHERE (user, host) IN ({marks})"),
+                    Params::Positional(params.clone()),
+                )
+                .await
+            }
+        };
+        let rows = rows
             .map_err(|e| {
                 if matches!(server_code(&e), Some(1146) | Some(1049)) {
                     // Someone dropped the ledger: recreate it on the next call, loudly.
@@ -500,8 +528,13 @@ impl MysqlStore {
         let mut grants: BTreeMap<AccountKey, BTreeMap<String, BTreeSet<Privilege>>> =
             BTreeMap::new();
         if !users.is_empty() {
-            let marks = vec!["?"; users.len()].join(", ");
-            let params: Vec<Value> = users.iter().map(|u| Value::from(*u)).collect();
+            let (filter, params) = match &keyed {
+                None => (
+                    format!("User IN ({})", vec!["?"; users.len()].join(", ")),
+                    users.iter().map(|u| Value::from(*u)).collect(),
+                ),
+                Some((marks, params)) => (format!("(User, Host) IN ({marks})"), params.clone()),
+            };
             self.count(1);
             // The stored credential comes in the same query (bytes: a salted form need not
             // be UTF-8). It is password-equivalent: never logged, compared by the planner.
@@ -509,7 +542,7 @@ impl MysqlStore {
                 .exec(
                     format!(
                         "SELECT User, Host, plugin, authentication_string \
-                         FROM mysql.user WHERE User IN ({marks})"
+                         FROM mysql.user WHERE {filter}"
                     ),
                     Params::Positional(params),
                 )
@@ -526,7 +559,10 @@ impl MysqlStore {
             // 3. Their database-level privileges.
             // Only the grantees with our user names (`GRANTEE LIKE 'user'@%`), with `_`
             // escaped by an explicit ESCAPE character (the default one depends on sql_mode).
-            let (like, params) = grantee_filter(&users);
+            let (like, params) = match only {
+                None => grantee_filter(&users),
+                Some(keys) => grantee_keys(keys),
+            };
             self.count(1);
             let rows: Vec<(String, String, String, String)> = conn
                 .exec(
@@ -650,6 +686,29 @@ pub fn credential_of(
 }
 
 /// `GRANTEE LIKE ? ESCAPE '|' OR ...` for these user names, and the patterns.
+/// `GRANTEE IN (?, …)` naming exactly these accounts (`'user'@'host'`, as MySQL writes a
+/// grantee; a user name that is not a plain identifier can't be podgrant's and is left out).
+/// A ledger row: user, host, owner namespace, owner name, fingerprint.
+type LedgerRow = (String, String, String, String, String);
+
+/// Most accounts one keyed observe names (two parameters each); more read the whole ledger.
+const MAX_KEYED_OBSERVE: usize = 256;
+
+fn grantee_keys(keys: &BTreeSet<AccountKey>) -> (String, Vec<Value>) {
+    let params: Vec<Value> = keys
+        .iter()
+        .filter_map(|k| sql::account(k).ok())
+        .map(Value::from)
+        .collect();
+    if params.is_empty() {
+        return ("FALSE".into(), params);
+    }
+    (
+        format!("GRANTEE IN ({})", vec!["?"; params.len()].join(", ")),
+        params,
+    )
+}
+
 fn grantee_filter(users: &BTreeSet<&str>) -> (String, Vec<Value>) {
     let mut terms = Vec::with_capacity(users.len());
     let mut params = Vec::with_capacity(users.len());
@@ -674,7 +733,21 @@ fn grantee_filter(users: &BTreeSet<&str>) -> (String, Vec<Value>) {
 
 impl GrantStore for MysqlStore {
     async fn observe(&self, wanted: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
-        self.observe_inner(wanted).await
+        self.observe_inner(wanted, None).await
+    }
+
+    async fn observe_keys(&self, keys: &BTreeSet<AccountKey>) -> Result<Observed, StoreError> {
+        if keys.is_empty() {
+            return Ok(Observed::default());
+        }
+        if keys.len() > MAX_KEYED_OBSERVE {
+            // A cold start or a large change: one read of everything beats huge statements.
+            let mut all = self.observe_inner(keys, None).await?;
+            all.owned.retain(|k, _| keys.contains(k));
+            all.foreign.retain(|k| keys.contains(k));
+            return Ok(all);
+        }
+        self.observe_inner(keys, Some(keys)).await
     }
 
     async fn apply(&self, actions: &[Action]) -> Result<ApplyReport, StoreError> {
