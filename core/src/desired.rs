@@ -119,6 +119,99 @@ pub fn user_holders(owned: &BTreeMap<AccountKey, crate::grant::ObservedAccount>)
     out
 }
 
+/// The ledger's [`UserHolders`], kept up to date from observations of some accounts at a time
+/// (the engine's keyed observes between full resyncs), so that tenancy rule 3 sees the whole
+/// ledger without re-reading it. [`HolderIndex::holders`] equals [`user_holders`] of the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct HolderIndex {
+    /// The owner namespace of each ledger account.
+    owners: HashMap<AccountKey, String>,
+    /// User name → namespace → how many ledger accounts of that user it holds.
+    counts: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl HolderIndex {
+    /// Forgets everything and takes in a whole ledger.
+    pub fn replace_all(&mut self, owned: &BTreeMap<AccountKey, crate::grant::ObservedAccount>) {
+        *self = Self::default();
+        for (key, acc) in owned {
+            self.insert(key, &acc.owner.namespace);
+        }
+    }
+
+    /// Takes in a keyed observation: for each of `keys`, its ledger row in `owned` or none.
+    pub fn update(
+        &mut self,
+        keys: &BTreeSet<AccountKey>,
+        owned: &BTreeMap<AccountKey, crate::grant::ObservedAccount>,
+    ) {
+        for key in keys {
+            self.remove(key);
+            if let Some(acc) = owned.get(key) {
+                self.insert(key, &acc.owner.namespace);
+            }
+        }
+    }
+
+    /// Takes in actions the store applied: a `Claim` records its owner, a `Release` forgets.
+    pub fn record(&mut self, actions: &[crate::grant::Action]) {
+        use crate::grant::Action;
+        for a in actions {
+            match a {
+                Action::Claim { key, owner, .. } => {
+                    self.remove(key);
+                    self.insert(key, &owner.namespace);
+                }
+                Action::Release { key } => self.remove(key),
+                _ => {}
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &AccountKey) {
+        if let Some(ns) = self.owners.remove(key) {
+            if let Some(by_ns) = self.counts.get_mut(&key.user) {
+                if let Some(n) = by_ns.get_mut(&ns) {
+                    *n -= 1;
+                    if *n == 0 {
+                        by_ns.remove(&ns);
+                    }
+                }
+                if by_ns.is_empty() {
+                    self.counts.remove(&key.user);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, key: &AccountKey, ns: &str) {
+        self.owners.insert(key.clone(), ns.to_string());
+        *self
+            .counts
+            .entry(key.user.clone())
+            .or_default()
+            .entry(ns.to_string())
+            .or_default() += 1;
+    }
+
+    /// Ledger accounts known.
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// User name → the namespaces holding ledger accounts of it.
+    pub fn holders(&self) -> UserHolders {
+        self.counts
+            .iter()
+            .map(|(user, by_ns)| (user.clone(), by_ns.keys().cloned().collect()))
+            .collect()
+    }
+}
+
 /// The desired accounts and the services skipped on the way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
@@ -1251,5 +1344,78 @@ mod tests {
             ])
         );
         assert!(user_holders(&BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn holder_index_follows_keyed_observations_like_a_full_read() {
+        use crate::grant::{Credential, ObservedAccount};
+        let acc = |user: &str, ip: &str, ns: &str| {
+            let key = key(user, ip);
+            (
+                key.clone(),
+                ObservedAccount {
+                    key,
+                    owner: ObjectRef::new(ns, "svc"),
+                    fingerprint: String::new(),
+                    exists: true,
+                    grants: BTreeMap::new(),
+                    credential: Credential::Unknown,
+                },
+            )
+        };
+        let mut ledger: BTreeMap<_, _> = [
+            acc("u", "10.0.0.1", "a"),
+            acc("u", "10.0.0.2", "a"),
+            acc("u", "10.0.0.3", "b"),
+            acc("v", "10.0.0.1", "a"),
+        ]
+        .into();
+        let mut ix = HolderIndex::default();
+        ix.replace_all(&ledger);
+        assert_eq!(ix.holders(), user_holders(&ledger));
+        // u@.1 released, u@.3 moves to a, w@.4 claimed by c; u@.2 observed unchanged.
+        let keys: BTreeSet<AccountKey> = [
+            key("u", "10.0.0.1"),
+            key("u", "10.0.0.2"),
+            key("u", "10.0.0.3"),
+            key("w", "10.0.0.4"),
+        ]
+        .into();
+        ledger.remove(&key("u", "10.0.0.1"));
+        ledger.extend([acc("u", "10.0.0.3", "a"), acc("w", "10.0.0.4", "c")]);
+        let seen: BTreeMap<_, _> = ledger
+            .iter()
+            .filter(|(k, _)| keys.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ix.update(&keys, &seen);
+        assert_eq!(ix.holders(), user_holders(&ledger));
+        assert_eq!(ix.holders()["u"], BTreeSet::from(["a".to_string()]));
+        // Everything of v released.
+        ledger.remove(&key("v", "10.0.0.1"));
+        ix.update(&BTreeSet::from([key("v", "10.0.0.1")]), &BTreeMap::new());
+        assert_eq!(ix.holders(), user_holders(&ledger));
+        assert!(!ix.holders().contains_key("v"));
+        // Applied actions: a Claim records its owner (also over an old one), a Release forgets.
+        use crate::grant::Action;
+        ix.record(&[
+            Action::Claim {
+                key: key("u", "10.0.0.2"),
+                owner: ObjectRef::new("d", "svc"),
+                fingerprint: String::new(),
+            },
+            Action::Release {
+                key: key("w", "10.0.0.4"),
+            },
+            Action::Drop {
+                key: key("u", "10.0.0.3"),
+            },
+        ]);
+        assert_eq!(
+            ix.holders()["u"],
+            BTreeSet::from(["a".to_string(), "d".to_string()])
+        );
+        assert!(!ix.holders().contains_key("w"));
+        assert_eq!(ix.len(), 2);
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::desired::{user_holders, ProblemKind, ServiceProblem};
+use crate::desired::{HolderIndex, ProblemKind, ServiceProblem};
 use crate::events::{EventConfig, ProblemFilter, Recorder, Report};
 use crate::grant::AccountKey;
 use crate::incremental::IncrementalDesired;
@@ -255,6 +255,8 @@ impl<S: GrantStore> Engine<S> {
         let mut pending: BTreeSet<AccountKey> = BTreeSet::new();
         // The next reconcile recomputes and plans everything.
         let mut full = true;
+        // Tenancy rule 3's ledger holders, kept from full and keyed observes alike.
+        let mut holders = HolderIndex::default();
         let mut due: Option<Instant> = None;
         let mut next_resync: Option<Instant> = None;
         let mut leading = *leading_rx.borrow();
@@ -314,7 +316,7 @@ impl<S: GrantStore> Engine<S> {
                         }
                         pending.extend(missed);
                     }
-                    match self.reconcile(&index, &mut desired, &mut pending, whole, &mut filter, recorder.as_ref(), &leading_rx).await {
+                    match self.reconcile(&index, &mut desired, &mut pending, &mut holders, whole, &mut filter, recorder.as_ref(), &leading_rx).await {
                         Ok(()) => {
                             backoff.reset();
                             if force || next_resync.is_none() {
@@ -410,7 +412,8 @@ impl<S: GrantStore> Engine<S> {
         }
     }
 
-    /// One level-triggered reconcile: of every account when `whole`, else of the `pending` ones.
+    /// One level-triggered reconcile: of every account when `whole`, else of the `pending` ones
+    /// only — observed by key ([`GrantStore::observe_keys`]), so its cost follows their number.
     /// `pending` is emptied only when the store converged.
     #[allow(clippy::too_many_arguments)]
     async fn reconcile(
@@ -418,6 +421,7 @@ impl<S: GrantStore> Engine<S> {
         index: &Index,
         desired: &mut IncrementalDesired,
         pending: &mut BTreeSet<AccountKey>,
+        holders: &mut HolderIndex,
         whole: bool,
         filter: &mut ProblemFilter,
         recorder: Option<&Recorder>,
@@ -433,27 +437,32 @@ impl<S: GrantStore> Engine<S> {
         m.reconcile();
         let mut remaining = 0;
         for _ in 0..self.config.max_rounds.max(1) {
-            let accounts = desired.accounts();
-            let wanted: BTreeSet<AccountKey> = if whole {
-                accounts.keys().cloned().collect()
-            } else {
-                pending
-                    .iter()
-                    .filter(|k| accounts.contains_key(*k))
-                    .cloned()
-                    .collect()
-            };
             m.store_observe();
-            let observed = bounded(
-                self.config.store_timeout,
-                "observe",
-                self.store.observe(&wanted),
-            )
-            .await
-            .map_err(ReconcileError::Store)?;
-            m.set_ledger_size(observed.owned.len() as u64);
+            let observed = if whole {
+                let wanted: BTreeSet<AccountKey> = desired.accounts().keys().cloned().collect();
+                let observed = bounded(
+                    self.config.store_timeout,
+                    "observe",
+                    self.store.observe(&wanted),
+                )
+                .await
+                .map_err(ReconcileError::Store)?;
+                holders.replace_all(&observed.owned);
+                observed
+            } else {
+                let observed = bounded(
+                    self.config.store_timeout,
+                    "observe",
+                    self.store.observe_keys(pending),
+                )
+                .await
+                .map_err(ReconcileError::Store)?;
+                holders.update(pending, &observed.owned);
+                observed
+            };
+            m.set_ledger_size(holders.len() as u64);
             if self.config.policy.tenancy.enforced {
-                desired.set_held(index.cluster(), user_holders(&observed.owned));
+                desired.set_held(index.cluster(), holders.holders());
                 let changed = desired.take_dirty();
                 if !changed.is_empty() {
                     // Who owns a user name changed what is wanted: observe that instead.
@@ -502,6 +511,25 @@ impl<S: GrantStore> Engine<S> {
             m.set_sessions_unmatched(self.store.sessions_unmatched());
             for a in actions.iter().take(report.applied) {
                 m.action(a.kind());
+            }
+            holders.record(&actions[..report.applied.min(actions.len())]);
+            m.set_ledger_size(holders.len() as u64);
+            if !whole && report.applied == actions.len() {
+                // Every action applied: by the planner's contract a re-observe of these
+                // accounts would plan nothing, so don't pay for it. (A full reconcile still
+                // verifies; drift is repaired at the next resync.) Unless the applied claims
+                // and releases moved a user name to another namespace (tenancy rule 3).
+                if self.config.policy.tenancy.enforced {
+                    desired.set_held(index.cluster(), holders.holders());
+                    let changed = desired.take_dirty();
+                    if !changed.is_empty() {
+                        pending.extend(changed);
+                        self.report_desired(desired, index, filter, recorder);
+                        continue;
+                    }
+                }
+                pending.clear();
+                return Ok(());
             }
         }
         Err(ReconcileError::NotConverged(remaining))

@@ -138,7 +138,7 @@ pub struct MetricsSnapshot {
     pub watch_restarts: BTreeMap<(&'static str, &'static str), u64>,
     /// Reconciles that ran the store (observe → plan → apply).
     pub reconciles: u64,
-    /// Reconciles skipped because the desired set equals the last applied one.
+    /// Reconciles skipped because no account's desired value changed since the last one that converged.
     pub reconciles_skipped: u64,
     pub store_observes: u64,
     /// `GrantStore::apply` calls that succeeded.
