@@ -8,9 +8,18 @@
 //!   (the steady-state resync, no action comes out).
 //! - `planner/cold_start/{1000,10000,100000}` — the same against an empty store: the first
 //!   reconcile after start, planning every Claim/Create/Grant.
-//! - `planner/one_event/{1000,10000,100000}` — the incremental cost of one pod event as the
-//!   engine pays it: `Index::apply` of one pod's readiness flip, `desired_state` over the whole
-//!   cluster, `plan` against the converged store (one Drop/Release or Claim/Create/Grant).
+//! - `planner/one_event/{1000,10000,100000}` — the cost of one pod event as the engine pays
+//!   it: `Index::apply_delta` of one pod's readiness flip, `IncrementalDesired::apply` (only
+//!   the accounts at that pod's IP are recomputed), `take_dirty`, and `plan_dirty` of the dirty
+//!   accounts against the converged store (one Drop/Release or Claim/Create/Grant).
+//! - `planner/one_event_full/{1000,10000,100000}` — the same event answered by the reference
+//!   computation the engine used before it was incremental: `desired_state` over the whole
+//!   cluster and `plan` of every account. Kept to show the difference.
+//!
+//!
+//! Memory: at 100,000 pods the bench prints the RSS the engine's pure state adds per pod (the
+//! index of pod/service/secret facts plus the incremental desired state with its 100,000
+//! accounts), from `/proc/self/status` before and after building them.
 //!
 //! Run: `cargo bench -p podgrant-benches --bench planner` (add `-- --profile-time 5` for
 //! `flamegraph.svg` and `profile.pb` in `target/criterion/planner_*/…/profile/`).
@@ -24,8 +33,9 @@ use podgrant_benches::cpu_clock::measure_thread_cpu;
 use podgrant_benches::{fixtures, slowdown};
 use podgrant_core::desired::desired_state;
 use podgrant_core::grant::Observed;
+use podgrant_core::incremental::IncrementalDesired;
 use podgrant_core::index::{ClusterEvent, Index};
-use podgrant_core::planner::plan;
+use podgrant_core::planner::{plan, plan_dirty};
 use podgrant_core::watch::Change;
 
 const SERVICES: usize = 100;
@@ -80,12 +90,40 @@ fn full_diff(c: &mut Criterion) {
     }
 }
 
+/// An index holding the fixture cluster, the converged store, and the pod that flaps.
+fn flapping_setup(
+    pods: usize,
+) -> (
+    Index,
+    podgrant_core::grant::Observed,
+    podgrant_core::model::PodFacts,
+) {
+    let policy = fixtures::policy();
+    let cluster = fixtures::cluster(pods, SERVICES);
+    let mut index = Index::new();
+    index.apply(ClusterEvent::Services(Change::Relisted(
+        cluster.services.values().cloned().collect(),
+    )));
+    index.apply(ClusterEvent::Secrets(Change::Relisted(
+        cluster.secrets.values().cloned().collect(),
+    )));
+    index.apply(ClusterEvent::Pods(Change::Relisted(
+        cluster.pods.values().cloned().collect(),
+    )));
+    let observed = fixtures::converged(&desired_state(index.cluster(), &policy).accounts);
+    // the pod that flaps: Ready → not Ready → Ready …
+    (index, observed, fixtures::pod(pods / 2, SERVICES))
+}
+
 fn one_event(c: &mut Criterion) {
     let extra = slowdown::extra_runs();
     let policy = fixtures::policy();
     let mut g = c.benchmark_group("planner/one_event");
     for pods in SIZES {
         let cluster = fixtures::cluster(pods, SERVICES);
+        let observed = fixtures::converged(&desired_state(&cluster, &policy).accounts);
+        let rss = || podgrant_harness::cpu::mem_stats().map(|m| m.rss_kib).unwrap_or(0);
+        let before = rss();
         let mut index = Index::new();
         index.apply(ClusterEvent::Services(Change::Relisted(
             cluster.services.values().cloned().collect(),
@@ -96,9 +134,52 @@ fn one_event(c: &mut Criterion) {
         index.apply(ClusterEvent::Pods(Change::Relisted(
             cluster.pods.values().cloned().collect(),
         )));
-        let observed = fixtures::converged(&desired_state(index.cluster(), &policy).accounts);
-        // the pod that flaps: Ready → not Ready → Ready …
+        let mut desired = IncrementalDesired::new(policy.clone());
+        desired.rebuild(index.cluster());
+        if pods == 100_000 {
+            let added = rss().saturating_sub(before);
+            eprintln!(
+                "planner/one_event: the index and incremental desired state of {pods} pods add {added} KiB RSS ({:.0} bytes per pod)",
+                added as f64 * 1024.0 / pods as f64
+            );
+        }
+        drop(cluster);
         let mut flapping = fixtures::pod(pods / 2, SERVICES);
+        assert_eq!(
+            desired.accounts().len(),
+            pods,
+            "fixture: every pod is granted"
+        );
+        desired.take_dirty();
+        g.bench_with_input(BenchmarkId::from_parameter(pods), &pods, |b, _| {
+            b.iter_custom(|iters| {
+                measure_thread_cpu(iters, || {
+                    let mut n = 0;
+                    for _ in 0..=extra {
+                        flapping.ready = !flapping.ready;
+                        let delta = index
+                            .apply_delta(ClusterEvent::Pods(Change::Applied(flapping.clone())));
+                        assert!(delta.changed());
+                        desired.apply(index.cluster(), &delta);
+                        let dirty = desired.take_dirty();
+                        assert_eq!(dirty.len(), 1, "one account changes");
+                        let plan = plan_dirty(desired.accounts(), black_box(&observed), &dirty);
+                        n += plan.actions.len();
+                    }
+                    n
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+fn one_event_full(c: &mut Criterion) {
+    let extra = slowdown::extra_runs();
+    let policy = fixtures::policy();
+    let mut g = c.benchmark_group("planner/one_event_full");
+    for pods in SIZES {
+        let (mut index, observed, mut flapping) = flapping_setup(pods);
         configure(&mut g, pods);
         g.bench_with_input(BenchmarkId::from_parameter(pods), &pods, |b, _| {
             b.iter_custom(|iters| {
@@ -123,6 +204,6 @@ fn one_event(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = podgrant_benches::criterion();
-    targets = full_diff, one_event
+    targets = full_diff, one_event, one_event_full
 }
 criterion_main!(benches);

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use podgrant_core::engine::{Engine, EngineConfig};
 use podgrant_core::metrics::Metrics;
 use podgrant_core::store::memory::MemoryStore;
+use podgrant_core::store::GrantStore;
 use podgrant_core::watch::WatchConfig;
 use podgrant_harness::cpu::{named_runtime, CpuMeter};
 use podgrant_sim::{Sim, Step};
@@ -43,11 +44,46 @@ pub enum RigError {
 /// A sim with `services` opted-in services in [`NS`] and `pods` ready pods spread over them
 /// (pod `i` → service `i % services`). Histories and watch buffers are sized for floods.
 pub fn populated_sim(pods: usize, services: usize) -> Result<Sim, RigError> {
-    let sim = Sim::builder()
+    populated_sim_with(&SimLayout {
+        pods,
+        granted: pods,
+        services,
+        user_prefix: "u",
+        pod_cidr: None,
+    })
+}
+
+/// The shape of a [`populated_sim_with`] cluster.
+#[derive(Debug, Clone)]
+pub struct SimLayout<'a> {
+    pub pods: usize,
+    /// Pods `0..granted` are selected (pod `i` by service `i % services`); the others carry a
+    /// label no service selects.
+    pub granted: usize,
+    pub services: usize,
+    /// Service `s` asks for user `{NS}_{user_prefix}{s}` (unique names on a shared MySQL).
+    pub user_prefix: &'a str,
+    /// The sim's pod network (`None`: its default).
+    pub pod_cidr: Option<String>,
+}
+
+/// A sim laid out as `layout` says, every pod ready.
+pub fn populated_sim_with(layout: &SimLayout<'_>) -> Result<Sim, RigError> {
+    let SimLayout {
+        pods,
+        granted,
+        services,
+        user_prefix,
+        ..
+    } = *layout;
+    let mut builder = Sim::builder()
         .seed(7)
         .history_window(200_000)
-        .watch_buffer(200_000)
-        .build();
+        .watch_buffer(200_000);
+    if let Some(cidr) = &layout.pod_cidr {
+        builder = builder.pod_cidr(cidr);
+    }
+    let sim = builder.build();
     let apply = |step: Step| {
         let name = format!("{step:?}");
         sim.apply(&step).map_err(|e| RigError::Sim {
@@ -65,7 +101,7 @@ pub fn populated_sim(pods: usize, services: usize) -> Result<Sim, RigError> {
         apply(
             Step::create_service(NS, &format!("svc-{s}"), [("app", format!("svc-{s}"))])
                 .annotations([
-                    ("podgrant.io/mysql-user", format!("{NS}_u{s}")),
+                    ("podgrant.io/mysql-user", format!("{NS}_{user_prefix}{s}")),
                     ("podgrant.io/mysql-database", format!("{NS}_db{s}")),
                     ("podgrant.io/mysql-privileges", "SELECT,INSERT".to_string()),
                     (
@@ -76,9 +112,12 @@ pub fn populated_sim(pods: usize, services: usize) -> Result<Sim, RigError> {
         )?;
     }
     for i in 0..pods {
-        apply(
-            Step::create_pod(NS, &pod_name(i)).labels([("app", format!("svc-{}", i % services))]),
-        )?;
+        let app = if i < granted {
+            format!("svc-{}", i % services)
+        } else {
+            "idle".to_string()
+        };
+        apply(Step::create_pod(NS, &pod_name(i)).labels([("app", app)]))?;
     }
     Ok(sim)
 }
@@ -135,9 +174,10 @@ pub fn wait(
     })
 }
 
-/// The engine on its own runtime (threads named `name`), with the in-memory store.
-pub struct EngineRig {
-    pub store: MemoryStore,
+/// The engine on its own runtime (threads named `name`), with the in-memory store unless
+/// started with another ([`EngineRig::start_with`]).
+pub struct EngineRig<S = MemoryStore> {
+    pub store: S,
     pub metrics: Arc<Metrics>,
     meter: CpuMeter,
     stop: Option<oneshot::Sender<()>>,
@@ -145,7 +185,7 @@ pub struct EngineRig {
     runtime: Runtime,
 }
 
-impl EngineRig {
+impl EngineRig<MemoryStore> {
     /// Starts the engine against `sim` on a runtime of `workers` threads named `name`.
     pub fn start(
         sim: &Sim,
@@ -153,10 +193,27 @@ impl EngineRig {
         workers: usize,
         config: EngineConfig,
     ) -> Result<Self, RigError> {
+        Self::start_with(sim, name, workers, config, MemoryStore::new())
+    }
+
+    /// The accounts in the store.
+    pub fn accounts(&self) -> usize {
+        self.store.accounts().len()
+    }
+}
+
+impl<S: GrantStore + Clone> EngineRig<S> {
+    /// [`EngineRig::start`] with this store (the rig keeps a clone to read it).
+    pub fn start_with(
+        sim: &Sim,
+        name: &str,
+        workers: usize,
+        config: EngineConfig,
+        store: S,
+    ) -> Result<Self, RigError> {
         let runtime = named_runtime(name, workers).map_err(|e| RigError::Runtime(e.to_string()))?;
         let meter = CpuMeter::new(name, Duration::from_millis(50))
             .map_err(|e| RigError::Cpu(e.to_string()))?;
-        let store = MemoryStore::new();
         let (tx, rx) = oneshot::channel::<()>();
         let metrics = {
             let _enter = runtime.enter();
@@ -196,14 +253,9 @@ impl EngineRig {
     pub fn cpu(&self) -> Result<Duration, RigError> {
         self.meter.total().map_err(|e| RigError::Cpu(e.to_string()))
     }
-
-    /// The accounts in the store.
-    pub fn accounts(&self) -> usize {
-        self.store.accounts().len()
-    }
 }
 
-impl Drop for EngineRig {
+impl<S> Drop for EngineRig<S> {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
