@@ -122,7 +122,11 @@ fn one_event(c: &mut Criterion) {
     for pods in SIZES {
         let cluster = fixtures::cluster(pods, SERVICES);
         let observed = fixtures::converged(&desired_state(&cluster, &policy).accounts);
-        let rss = || podgrant_harness::cpu::mem_stats().map(|m| m.rss_kib).unwrap_or(0);
+        let rss = || {
+            podgrant_harness::cpu::mem_stats()
+                .map(|m| m.rss_kib)
+                .unwrap_or(0)
+        };
         let before = rss();
         let mut index = Index::new();
         index.apply(ClusterEvent::Services(Change::Relisted(
