@@ -412,6 +412,30 @@ impl<S: GrantStore> Engine<S> {
         }
     }
 
+    /// Tenancy rule 3 with the ledger holders as now known: `true` when that changed what is
+    /// wanted (the changed accounts join `pending`, the new problems are reported).
+    fn holders_moved(
+        &self,
+        desired: &mut IncrementalDesired,
+        holders: &HolderIndex,
+        pending: &mut BTreeSet<AccountKey>,
+        index: &Index,
+        filter: &mut ProblemFilter,
+        recorder: Option<&Recorder>,
+    ) -> bool {
+        if !self.config.policy.tenancy.enforced {
+            return false;
+        }
+        desired.set_held(index.cluster(), holders.holders());
+        let changed = desired.take_dirty();
+        if changed.is_empty() {
+            return false;
+        }
+        pending.extend(changed);
+        self.report_desired(desired, index, filter, recorder);
+        true
+    }
+
     /// One level-triggered reconcile: of every account when `whole`, else of the `pending` ones
     /// only — observed by key ([`GrantStore::observe_keys`]), so its cost follows their number.
     /// `pending` is emptied only when the store converged.
@@ -438,38 +462,29 @@ impl<S: GrantStore> Engine<S> {
         let mut remaining = 0;
         for _ in 0..self.config.max_rounds.max(1) {
             m.store_observe();
-            let observed = if whole {
-                let wanted: BTreeSet<AccountKey> = desired.accounts().keys().cloned().collect();
-                let observed = bounded(
-                    self.config.store_timeout,
-                    "observe",
-                    self.store.observe(&wanted),
-                )
-                .await
-                .map_err(ReconcileError::Store)?;
-                holders.replace_all(&observed.owned);
-                observed
+            let wanted: BTreeSet<AccountKey> = if whole {
+                desired.accounts().keys().cloned().collect()
             } else {
-                let observed = bounded(
-                    self.config.store_timeout,
-                    "observe",
-                    self.store.observe_keys(pending),
-                )
-                .await
-                .map_err(ReconcileError::Store)?;
-                holders.update(pending, &observed.owned);
-                observed
+                BTreeSet::new()
             };
-            m.set_ledger_size(holders.len() as u64);
-            if self.config.policy.tenancy.enforced {
-                desired.set_held(index.cluster(), holders.holders());
-                let changed = desired.take_dirty();
-                if !changed.is_empty() {
-                    // Who owns a user name changed what is wanted: observe that instead.
-                    pending.extend(changed);
-                    self.report_desired(desired, index, filter, recorder);
-                    continue;
+            let observed = bounded(self.config.store_timeout, "observe", async {
+                if whole {
+                    self.store.observe(&wanted).await
+                } else {
+                    self.store.observe_keys(pending).await
                 }
+            })
+            .await
+            .map_err(ReconcileError::Store)?;
+            if whole {
+                holders.replace_all(&observed.owned);
+            } else {
+                holders.update(pending, &observed.owned);
+            }
+            m.set_ledger_size(holders.len() as u64);
+            if self.holders_moved(desired, holders, pending, index, filter, recorder) {
+                // Who owns a user name changed what is wanted: observe that instead.
+                continue;
             }
             let accounts = desired.accounts();
             let planned = if whole {
@@ -519,14 +534,8 @@ impl<S: GrantStore> Engine<S> {
                 // accounts would plan nothing, so don't pay for it. (A full reconcile still
                 // verifies; drift is repaired at the next resync.) Unless the applied claims
                 // and releases moved a user name to another namespace (tenancy rule 3).
-                if self.config.policy.tenancy.enforced {
-                    desired.set_held(index.cluster(), holders.holders());
-                    let changed = desired.take_dirty();
-                    if !changed.is_empty() {
-                        pending.extend(changed);
-                        self.report_desired(desired, index, filter, recorder);
-                        continue;
-                    }
+                if self.holders_moved(desired, holders, pending, index, filter, recorder) {
+                    continue;
                 }
                 pending.clear();
                 return Ok(());
