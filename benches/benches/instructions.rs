@@ -48,16 +48,7 @@ fn before_one_event(pods: usize) -> (Index, IncrementalDesired, Observed, Cluste
     let policy = fixtures::policy();
     let cluster = fixtures::cluster(pods, SERVICES);
     let observed = fixtures::converged(&desired_state(&cluster, &policy).accounts);
-    let mut index = Index::new();
-    index.apply(ClusterEvent::Services(Change::Relisted(
-        cluster.services.values().cloned().collect(),
-    )));
-    index.apply(ClusterEvent::Secrets(Change::Relisted(
-        cluster.secrets.values().cloned().collect(),
-    )));
-    index.apply(ClusterEvent::Pods(Change::Relisted(
-        cluster.pods.values().cloned().collect(),
-    )));
+    let mut index = fixtures::index(&cluster);
     let mut desired = IncrementalDesired::new(policy);
     desired.rebuild(index.cluster());
     desired.take_dirty();

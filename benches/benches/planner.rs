@@ -100,16 +100,7 @@ fn flapping_setup(
 ) {
     let policy = fixtures::policy();
     let cluster = fixtures::cluster(pods, SERVICES);
-    let mut index = Index::new();
-    index.apply(ClusterEvent::Services(Change::Relisted(
-        cluster.services.values().cloned().collect(),
-    )));
-    index.apply(ClusterEvent::Secrets(Change::Relisted(
-        cluster.secrets.values().cloned().collect(),
-    )));
-    index.apply(ClusterEvent::Pods(Change::Relisted(
-        cluster.pods.values().cloned().collect(),
-    )));
+    let index = fixtures::index(&cluster);
     let observed = fixtures::converged(&desired_state(index.cluster(), &policy).accounts);
     // the pod that flaps: Ready → not Ready → Ready …
     (index, observed, fixtures::pod(pods / 2, SERVICES))
@@ -128,16 +119,7 @@ fn one_event(c: &mut Criterion) {
                 .unwrap_or(0)
         };
         let before = rss();
-        let mut index = Index::new();
-        index.apply(ClusterEvent::Services(Change::Relisted(
-            cluster.services.values().cloned().collect(),
-        )));
-        index.apply(ClusterEvent::Secrets(Change::Relisted(
-            cluster.secrets.values().cloned().collect(),
-        )));
-        index.apply(ClusterEvent::Pods(Change::Relisted(
-            cluster.pods.values().cloned().collect(),
-        )));
+        let mut index = fixtures::index(&cluster);
         let mut desired = IncrementalDesired::new(policy.clone());
         desired.rebuild(index.cluster());
         if pods == 100_000 {

@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use podgrant_core::grant::{Credential, Desired, Observed, ObservedAccount};
+use podgrant_core::index::{ClusterEvent, Index};
 use podgrant_core::model::{Cluster, ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
 use podgrant_core::sql::native_hash;
 use podgrant_core::validate::{
     Policy, ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER,
 };
+use podgrant_core::watch::Change;
 
 /// The namespace of service `s`.
 pub fn namespace(s: usize) -> String {
@@ -130,4 +132,19 @@ pub fn flip_ready(cluster: &mut Cluster, i: usize, services: usize) {
     if let Some(p) = cluster.pods.get_mut(&id) {
         p.ready = !p.ready;
     }
+}
+
+/// An [`Index`] holding `cluster`, synced (Services, Secrets, then pods relisted).
+pub fn index(cluster: &Cluster) -> Index {
+    let mut index = Index::new();
+    index.apply(ClusterEvent::Services(Change::Relisted(
+        cluster.services.values().cloned().collect(),
+    )));
+    index.apply(ClusterEvent::Secrets(Change::Relisted(
+        cluster.secrets.values().cloned().collect(),
+    )));
+    index.apply(ClusterEvent::Pods(Change::Relisted(
+        cluster.pods.values().cloned().collect(),
+    )));
+    index
 }
