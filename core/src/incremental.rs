@@ -84,6 +84,12 @@ impl IncrementalDesired {
         std::mem::take(&mut self.dirty)
     }
 
+    /// Whether `key` changed since the last [`IncrementalDesired::take_dirty`] (the engine leaves
+    /// such accounts out of a plan made from an observation older than the change).
+    pub fn is_dirty(&self, key: &AccountKey) -> bool {
+        self.dirty.contains(key)
+    }
+
     /// Recomputes everything from `cluster`; accounts that differ from before become dirty.
     pub fn rebuild(&mut self, cluster: &Cluster) {
         self.stage = ServiceStage::build(cluster, &self.policy, &self.held);
@@ -140,6 +146,14 @@ impl IncrementalDesired {
             self.held = held;
             self.restage(cluster);
         }
+    }
+
+    /// [`IncrementalDesired::set_held`], returning exactly the accounts the new holders changed
+    /// instead of adding them to the dirty set (which keeps the other changes it held).
+    pub fn held_changes(&mut self, cluster: &Cluster, held: UserHolders) -> BTreeSet<AccountKey> {
+        let earlier = std::mem::take(&mut self.dirty);
+        self.set_held(cluster, held);
+        std::mem::replace(&mut self.dirty, earlier)
     }
 
     /// Rebuilds the Service half; recomputes the pods of the namespaces it changed.

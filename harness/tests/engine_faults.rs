@@ -2,6 +2,7 @@
 
 mod engine_support;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ paused_tests! {
     http_429_and_503_back_off_then_converge,
     store_failure_mid_reconcile_is_retried_until_converged,
     a_hung_store_call_times_out_and_is_retried,
+    a_slow_apply_neither_blocks_ingestion_nor_overlaps_another_reconcile,
 }
 
 fn watches(sim: &Sim) -> u64 {
@@ -378,5 +380,112 @@ async fn a_hung_store_call_times_out_and_is_retried() {
     .await;
     assert!(t0.elapsed() >= Duration::from_secs(30));
     assert_eq!(engine.snapshot().store_errors_transient, 1);
+    engine.stop().await;
+}
+
+/// A store whose applies wait while its gate is shut, and that counts how many run at once.
+struct Gated {
+    inner: MemoryStore,
+    open: tokio::sync::watch::Receiver<bool>,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl podgrant_core::store::GrantStore for Gated {
+    async fn observe(
+        &self,
+        wanted: &std::collections::BTreeSet<podgrant_core::grant::AccountKey>,
+    ) -> Result<podgrant_core::grant::Observed, podgrant_core::store::StoreError> {
+        self.inner.observe(wanted).await
+    }
+    async fn apply(
+        &self,
+        actions: &[podgrant_core::grant::Action],
+    ) -> Result<podgrant_core::store::ApplyReport, podgrant_core::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        self.waiting.fetch_add(1, SeqCst);
+        let _ = self.open.clone().wait_for(|open| *open).await;
+        self.waiting.fetch_sub(1, SeqCst);
+        let report = self.inner.apply(actions).await;
+        self.running.fetch_sub(1, SeqCst);
+        report
+    }
+}
+
+/// Reconcile off the event loop (issue 11): while an apply hangs on a slow MySQL, watch events
+/// keep being ingested and coalesced; no second reconcile starts beside it; once it returns,
+/// the changes made meanwhile are applied by one more reconcile.
+async fn a_slow_apply_neither_blocks_ingestion_nor_overlaps_another_reconcile() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
+    pod(&sim, "web-1", "web");
+    let (gate, open) = tokio::sync::watch::channel(true);
+    let gated = Arc::new(Gated {
+        inner: store.clone(),
+        open,
+        running: Default::default(),
+        most: Default::default(),
+        waiting: Default::default(),
+    });
+    let engine = start(&sim, gated.clone(), config());
+    let ip1 = pod_ip(&sim, "web-1");
+    wait_until("initial grant", LONG, || {
+        account_keys(&store) == set(&[("apps_web_ro", ip1)])
+    })
+    .await;
+
+    gate.send_replace(false);
+    pod(&sim, "web-2", "web");
+    wait_until("an apply is waiting on the store", LONG, || {
+        gated.waiting.load(SeqCst) == 1
+    })
+    .await;
+    let m0 = engine.snapshot();
+    // Meanwhile: more pods, and a flood of pod events that change no membership.
+    for i in 3..=5 {
+        pod(&sim, &format!("web-{i}"), "web");
+    }
+    for round in 0..50 {
+        let churn = round.to_string();
+        sim.apply(&Step::relabel_pod(
+            NS,
+            "web-1",
+            [("app", "web"), ("churn", churn.as_str())],
+        ))
+        .unwrap();
+    }
+    wait_until("events ingested during the slow apply", LONG, || {
+        let m = engine.snapshot();
+        m.events.get("pods").copied().unwrap_or(0)
+            >= m0.events.get("pods").copied().unwrap_or(0) + 53
+    })
+    .await;
+    // Many debounce windows later, still one reconcile in flight and nothing else applied.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let m1 = engine.snapshot();
+    assert_eq!(gated.waiting.load(SeqCst), 1);
+    assert_eq!(
+        m1.reconciles, m0.reconciles,
+        "no second reconcile beside the slow one"
+    );
+    assert_eq!(account_keys(&store).len(), 1);
+
+    gate.send_replace(true);
+    let want: BTreeSet<_> = (1..=5)
+        .map(|i| ("apps_web_ro".to_string(), pod_ip(&sim, &format!("web-{i}"))))
+        .collect();
+    wait_until("all five granted", LONG, || account_keys(&store) == want).await;
+    assert_eq!(gated.most.load(SeqCst), 1, "applies never overlapped");
+    let m2 = engine.snapshot();
+    assert_eq!(
+        m2.reconciles,
+        m1.reconciles + 1,
+        "the changes made during the slow apply coalesced into one reconcile"
+    );
     engine.stop().await;
 }

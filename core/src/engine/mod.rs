@@ -8,6 +8,14 @@
 //! failed reconcile and at every periodic resync — recomputes the desired state from the whole
 //! index and plans every account, so drift (an account dropped or altered by hand) is repaired
 //! and a failed or interrupted reconcile loses nothing.
+//!
+//! The loop is a thin shell over two pure parts: `schedule` decides when a reconcile starts
+//! (debounce, resync, backoff, leadership) and `reconcile` decides, reply by reply, which
+//! store call comes next. Each store call runs in its own task, so watch events keep being
+//! ingested and coalesced while MySQL is slow; at most one reconcile runs at a time.
+
+mod reconcile;
+mod schedule;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -21,15 +29,15 @@ use kube::api::Api;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use crate::backoff::{Backoff, BackoffConfig};
-use crate::desired::{HolderIndex, ProblemKind, ServiceProblem};
+use self::reconcile::{Call, Reconcile, ReconcileError, Reply, World};
+use self::schedule::{ScheduleConfig, Scheduler, Start};
+use crate::backoff::BackoffConfig;
+use crate::desired::{HolderIndex, ServiceProblem};
 use crate::events::{EventConfig, ProblemFilter, Recorder, Report};
-use crate::grant::AccountKey;
 use crate::incremental::IncrementalDesired;
 use crate::index::{ClusterEvent, Index};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::{Metrics, Resource};
-use crate::planner::{plan_dirty, plan_with_report};
 use crate::rate::SharedStartFloor;
 use crate::store::{GrantStore, StoreError};
 use crate::validate::Policy;
@@ -123,9 +131,9 @@ async fn bounded<T>(
 }
 
 /// Aborts a background task when dropped (so a dropped engine leaves nothing running).
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         if let Some(h) = self.0.take() {
             h.abort();
@@ -133,13 +141,19 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Why a reconcile did not finish.
-#[derive(Debug)]
-enum ReconcileError {
-    Store(StoreError),
-    NotConverged(usize),
-    /// Leadership was lost during the reconcile: stop applying at once.
-    LostLeadership,
+/// A store call running in its own task.
+type StoreTask = AbortOnDrop<Result<Reply, StoreError>>;
+
+/// The reply of the store call in flight (pending while there is none).
+async fn join(in_flight: &mut Option<(Reconcile, StoreTask)>) -> Result<Reply, StoreError> {
+    let Some(handle) = in_flight.as_mut().and_then(|(_, task)| task.0.as_mut()) else {
+        return std::future::pending().await;
+    };
+    match handle.await {
+        Ok(reply) => reply,
+        // A panic in the store is a bug: surface it. (Nothing else cancels the task.)
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 impl<S: GrantStore> Engine<S> {
@@ -209,7 +223,8 @@ impl<S: GrantStore> Engine<S> {
     }
 
     /// Runs until `shutdown` completes. Watches always run (a follower keeps a warm index);
-    /// only the leader reconciles.
+    /// only the leader reconciles, one reconcile at a time, each store call in its own task
+    /// while watch events keep being ingested and coalesced.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
         let metrics = self.metrics.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -249,101 +264,95 @@ impl<S: GrantStore> Engine<S> {
 
         let mut events = self.cluster_events();
         let mut index = Index::new();
-        let mut backoff = Backoff::new(self.config.apply_backoff.clone(), self.config.seed ^ 0xa9);
         let mut desired = IncrementalDesired::new(self.config.policy.clone());
-        // Accounts whose desired value changed since the last reconcile that converged.
-        let mut pending: BTreeSet<AccountKey> = BTreeSet::new();
-        // The next reconcile recomputes and plans everything.
-        let mut full = true;
-        // Tenancy rule 3's ledger holders, kept from full and keyed observes alike.
+        // Tenancy rule 3's ledger holders, kept from whole and keyed observes alike.
         let mut holders = HolderIndex::default();
-        let mut due: Option<Instant> = None;
-        let mut next_resync: Option<Instant> = None;
-        let mut leading = *leading_rx.borrow();
+        let leading = *leading_rx.borrow();
+        let mut schedule = Scheduler::new(
+            ScheduleConfig {
+                debounce: self.config.debounce,
+                resync_interval: self.config.resync_interval,
+                backoff: self.config.apply_backoff.clone(),
+                seed: self.config.seed ^ 0xa9,
+            },
+            leading,
+        );
         metrics.set_leader(leading);
+        // The reconcile in flight and its pending store call.
+        let mut in_flight: Option<(Reconcile, StoreTask)> = None;
 
         tokio::pin!(shutdown);
         let result = loop {
-            let can_act = leading && index.synced();
+            let wake = schedule.wake_at();
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break Ok(()),
                 changed = leading_rx.changed(), if elector_alive => {
-                    if changed.is_err() {
+                    let leading = if changed.is_err() {
                         // The elector is gone: stop applying.
                         elector_alive = false;
-                        leading = false;
+                        false
                     } else {
-                        leading = *leading_rx.borrow_and_update();
-                    }
+                        *leading_rx.borrow_and_update()
+                    };
                     metrics.set_leader(leading);
-                    if leading {
-                        // A new leader trusts nothing: full reconcile from the ledger.
-                        full = true;
-                        due = Some(Instant::now());
+                    schedule.set_leading(leading, Instant::now());
+                }
+                reply = join(&mut in_flight), if in_flight.is_some() => {
+                    let (mut rec, _) = in_flight.take().expect("polled without a call in flight");
+                    let mut world = World {
+                        desired: &mut desired,
+                        holders: &mut holders,
+                        cluster: index.cluster(),
+                        tenancy: self.config.policy.tenancy.enforced,
+                        leading: *leading_rx.borrow(),
+                    };
+                    if let Ok(Reply::Applied(report)) = &reply {
+                        metrics.store_apply(report.statements);
+                        metrics.set_sessions_unmatched(self.store.sessions_unmatched());
+                        for a in rec.applying().iter().take(report.applied) {
+                            metrics.action(a.kind());
+                        }
+                    }
+                    let step = rec.step(reply, &mut world);
+                    metrics.set_ledger_size(holders.len() as u64);
+                    self.report(&step.foreign, &index, &mut filter, recorder.as_ref());
+                    if step.restaged {
+                        self.report_desired(&desired, &index, &mut filter, recorder.as_ref());
+                    }
+                    match step.next {
+                        Ok(Some(call)) => in_flight = Some((rec, self.spawn_call(call))),
+                        Ok(None) => schedule.succeeded(Instant::now()),
+                        Err(e) => self.failed(&mut schedule, &e),
                     }
                 }
                 ev = events.next() => {
                     let Some(ev) = ev else { break Err(EngineError::WatchesEnded) };
                     let was_synced = index.synced();
                     let delta = index.apply_delta(ev);
-                    if delta.changed() && due.is_none() {
-                        due = Some(Instant::now() + self.config.debounce);
+                    if delta.changed() {
+                        schedule.changed(Instant::now());
                     }
                     if !was_synced && index.synced() {
                         metrics.set_synced(true);
                         // Startup: reconcile the ledger against desired before anything else.
                         desired.rebuild(index.cluster());
-                        full = true;
-                        due = Some(Instant::now());
+                        schedule.synced(Instant::now());
                     } else if was_synced {
                         desired.apply(index.cluster(), &delta);
                     }
                 }
-                _ = sleep_until(due.unwrap_or_else(Instant::now)), if can_act && due.is_some() => {
-                    due = None;
-                    let force = next_resync.is_none_or(|t| Instant::now() >= t);
-                    let whole = full || force;
-                    if whole {
-                        full = false;
-                        // The reference recomputation: anything it changes, the incremental
-                        // updates missed (a bug, repaired here).
-                        pending.append(&mut desired.take_dirty());
-                        desired.rebuild(index.cluster());
-                        let missed = desired.take_dirty();
-                        if !missed.is_empty() {
-                            tracing::warn!(accounts = missed.len(), "incremental desired state had drifted from the full recomputation; repaired");
-                        }
-                        pending.extend(missed);
+                _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            }
+            // Checked after every input, not only on the timer: a flood that keeps the event
+            // branch ready never starves a due reconcile.
+            if in_flight.is_none() {
+                if let Some(start) = schedule.start(Instant::now()) {
+                    in_flight =
+                        self.begin(start, &index, &mut desired, &mut filter, recorder.as_ref());
+                    if in_flight.is_none() {
+                        schedule.succeeded(Instant::now());
                     }
-                    match self.reconcile(&index, &mut desired, &mut pending, &mut holders, whole, &mut filter, recorder.as_ref(), &leading_rx).await {
-                        Ok(()) => {
-                            backoff.reset();
-                            if force || next_resync.is_none() {
-                                next_resync = Some(Instant::now() + self.config.resync_interval);
-                            }
-                        }
-                        Err(e) => {
-                            let delay = backoff.next_delay();
-                            match &e {
-                                ReconcileError::Store(err) => {
-                                    metrics.store_error(err.is_transient());
-                                    tracing::warn!(error = %err, ?delay, "reconcile failed; will re-observe and re-plan");
-                                }
-                                ReconcileError::NotConverged(n) => {
-                                    tracing::warn!(remaining = n, ?delay, "store did not converge; retrying");
-                                }
-                                ReconcileError::LostLeadership => {
-                                    tracing::warn!("leadership lost during a reconcile; stopped applying");
-                                }
-                            }
-                            full = true;
-                            due = Some(Instant::now() + delay);
-                        }
-                    }
-                }
-                _ = sleep_until(next_resync.unwrap_or_else(Instant::now)), if can_act && due.is_none() && next_resync.is_some() => {
-                    due = Some(Instant::now());
                 }
             }
         };
@@ -356,6 +365,85 @@ impl<S: GrantStore> Engine<S> {
         }
         metrics.set_leader(false);
         result
+    }
+
+    /// Starts the reconcile the schedule asked for: its first store call, or `None` when there
+    /// is nothing to do (no account changed), which is a success.
+    fn begin(
+        &self,
+        start: Start,
+        index: &Index,
+        desired: &mut IncrementalDesired,
+        filter: &mut ProblemFilter,
+        recorder: Option<&Recorder>,
+    ) -> Option<(Reconcile, StoreTask)> {
+        let keys = if start.whole {
+            // The reference recomputation: anything it changes, the incremental updates
+            // missed (a bug, repaired here).
+            desired.take_dirty();
+            desired.rebuild(index.cluster());
+            let missed = desired.take_dirty();
+            if !missed.is_empty() {
+                tracing::warn!(
+                    accounts = missed.len(),
+                    "incremental desired state had drifted from the full recomputation; repaired"
+                );
+            }
+            BTreeSet::new()
+        } else {
+            desired.take_dirty()
+        };
+        self.report_desired(desired, index, filter, recorder);
+        let Some((rec, call)) =
+            Reconcile::start(start.whole, keys, self.config.max_rounds, desired)
+        else {
+            self.metrics.reconcile_skipped();
+            return None;
+        };
+        self.metrics.reconcile();
+        Some((rec, self.spawn_call(call)))
+    }
+
+    /// Runs one store call in its own task (bounded by `store_timeout`).
+    fn spawn_call(&self, call: Call) -> StoreTask {
+        let store = self.store.clone();
+        let limit = self.config.store_timeout;
+        if !matches!(call, Call::Apply(_)) {
+            self.metrics.store_observe();
+        }
+        AbortOnDrop(Some(tokio::spawn(async move {
+            match call {
+                Call::Observe(wanted) => bounded(limit, "observe", store.observe(&wanted))
+                    .await
+                    .map(Reply::Observed),
+                Call::ObserveKeys(keys) => bounded(limit, "observe", store.observe_keys(&keys))
+                    .await
+                    .map(Reply::Observed),
+                Call::Apply(actions) => {
+                    tracing::debug!(actions = actions.len(), "applying");
+                    bounded(limit, "apply", store.apply(&actions))
+                        .await
+                        .map(Reply::Applied)
+                }
+            }
+        })))
+    }
+
+    /// Counts and logs a failed reconcile and schedules its retry.
+    fn failed(&self, schedule: &mut Scheduler, e: &ReconcileError) {
+        let delay = schedule.failed(Instant::now());
+        match e {
+            ReconcileError::Store(err) => {
+                self.metrics.store_error(err.is_transient());
+                tracing::warn!(error = %err, ?delay, "reconcile failed; will re-observe and re-plan");
+            }
+            ReconcileError::NotConverged(n) => {
+                tracing::warn!(remaining = n, ?delay, "store did not converge; retrying");
+            }
+            ReconcileError::LostLeadership => {
+                tracing::warn!("leadership lost during a reconcile; stopped applying");
+            }
+        }
     }
 
     /// Logs and counts every new problem (never rate-limited) and posts an Event when the
@@ -410,137 +498,5 @@ impl<S: GrantStore> Engine<S> {
             self.metrics.service_problems(problems.len() as u64);
             self.report(&problems, index, filter, recorder);
         }
-    }
-
-    /// Tenancy rule 3 with the ledger holders as now known: `true` when that changed what is
-    /// wanted (the changed accounts join `pending`, the new problems are reported).
-    fn holders_moved(
-        &self,
-        desired: &mut IncrementalDesired,
-        holders: &HolderIndex,
-        pending: &mut BTreeSet<AccountKey>,
-        index: &Index,
-        filter: &mut ProblemFilter,
-        recorder: Option<&Recorder>,
-    ) -> bool {
-        if !self.config.policy.tenancy.enforced {
-            return false;
-        }
-        desired.set_held(index.cluster(), holders.holders());
-        let changed = desired.take_dirty();
-        if changed.is_empty() {
-            return false;
-        }
-        pending.extend(changed);
-        self.report_desired(desired, index, filter, recorder);
-        true
-    }
-
-    /// One level-triggered reconcile: of every account when `whole`, else of the `pending` ones
-    /// only — observed by key ([`GrantStore::observe_keys`]), so its cost follows their number.
-    /// `pending` is emptied only when the store converged.
-    #[allow(clippy::too_many_arguments)]
-    async fn reconcile(
-        &self,
-        index: &Index,
-        desired: &mut IncrementalDesired,
-        pending: &mut BTreeSet<AccountKey>,
-        holders: &mut HolderIndex,
-        whole: bool,
-        filter: &mut ProblemFilter,
-        recorder: Option<&Recorder>,
-        leading: &watch::Receiver<bool>,
-    ) -> Result<(), ReconcileError> {
-        let m = &self.metrics;
-        pending.append(&mut desired.take_dirty());
-        self.report_desired(desired, index, filter, recorder);
-        if !whole && pending.is_empty() {
-            m.reconcile_skipped();
-            return Ok(());
-        }
-        m.reconcile();
-        let mut remaining = 0;
-        for _ in 0..self.config.max_rounds.max(1) {
-            m.store_observe();
-            let wanted: BTreeSet<AccountKey> = if whole {
-                desired.accounts().keys().cloned().collect()
-            } else {
-                BTreeSet::new()
-            };
-            let observed = bounded(self.config.store_timeout, "observe", async {
-                if whole {
-                    self.store.observe(&wanted).await
-                } else {
-                    self.store.observe_keys(pending).await
-                }
-            })
-            .await
-            .map_err(ReconcileError::Store)?;
-            if whole {
-                holders.replace_all(&observed.owned);
-            } else {
-                holders.update(pending, &observed.owned);
-            }
-            m.set_ledger_size(holders.len() as u64);
-            if self.holders_moved(desired, holders, pending, index, filter, recorder) {
-                // Who owns a user name changed what is wanted: observe that instead.
-                continue;
-            }
-            let accounts = desired.accounts();
-            let planned = if whole {
-                plan_with_report(accounts, &observed)
-            } else {
-                plan_dirty(accounts, &observed, pending.iter())
-            };
-            let foreign: Vec<ServiceProblem> = planned
-                .foreign
-                .iter()
-                .map(|key| ServiceProblem {
-                    service: accounts[key].owner.clone(),
-                    reason: format!(
-                        "account {key} already exists in MySQL and is not podgrant's (no ledger row); left untouched"
-                    ),
-                    kind: ProblemKind::Foreign,
-                })
-                .collect();
-            self.report(&foreign, index, filter, recorder);
-            let actions = planned.actions;
-            if actions.is_empty() {
-                pending.clear();
-                return Ok(());
-            }
-            remaining = actions.len();
-            // The elector runs in its own task: if it stepped down meanwhile, apply nothing more.
-            if !*leading.borrow() {
-                return Err(ReconcileError::LostLeadership);
-            }
-            tracing::debug!(actions = actions.len(), "applying");
-            let report = bounded(
-                self.config.store_timeout,
-                "apply",
-                self.store.apply(&actions),
-            )
-            .await
-            .map_err(ReconcileError::Store)?;
-            m.store_apply(report.statements);
-            m.set_sessions_unmatched(self.store.sessions_unmatched());
-            for a in actions.iter().take(report.applied) {
-                m.action(a.kind());
-            }
-            holders.record(&actions[..report.applied.min(actions.len())]);
-            m.set_ledger_size(holders.len() as u64);
-            if !whole && report.applied == actions.len() {
-                // Every action applied: by the planner's contract a re-observe of these
-                // accounts would plan nothing, so don't pay for it. (A full reconcile still
-                // verifies; drift is repaired at the next resync.) Unless the applied claims
-                // and releases moved a user name to another namespace (tenancy rule 3).
-                if self.holders_moved(desired, holders, pending, index, filter, recorder) {
-                    continue;
-                }
-                pending.clear();
-                return Ok(());
-            }
-        }
-        Err(ReconcileError::NotConverged(remaining))
     }
 }
