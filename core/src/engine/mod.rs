@@ -41,9 +41,8 @@ use crate::metrics::{Metrics, Resource};
 use crate::rate::SharedStartFloor;
 use crate::store::{GrantStore, StoreError};
 use crate::validate::Policy;
-use crate::watch::{
-    api_for, guarded_watch, pod_facts, secret_facts, service_facts, ApiSource, WatchConfig,
-};
+use crate::watch::wire::{PodWire, SecretWire, ServiceWire, Wire, WireSource};
+use crate::watch::{api_for, guarded_watch, WatchConfig};
 
 /// Everything the engine can be told.
 #[derive(Debug, Clone)]
@@ -180,12 +179,22 @@ impl<S: GrantStore> Engine<S> {
         let m = &self.metrics;
         // One floor under the watch starts of all three loops (see `SharedStartFloor`).
         let starts = SharedStartFloor::new(c.watch.rewatch_rate);
+        // Decoded straight into facts (see `watch::wire`): no `k8s_openapi` objects on the way.
+        fn source<K, W>(
+            client: &kube::Client,
+            ns: Option<&str>,
+            selector: Option<String>,
+        ) -> WireSource<W>
+        where
+            K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+            <K as kube::Resource>::DynamicType: Default,
+        {
+            let url = api_for::<K>(client.clone(), ns).resource_url().to_string();
+            WireSource::new(client.clone(), url, selector)
+        }
         let services = guarded_watch(
-            ApiSource {
-                api: api_for::<Service>(self.client.clone(), ns),
-                label_selector: None,
-            },
-            service_facts,
+            source::<Service, ServiceWire>(&self.client, ns, None),
+            ServiceWire::into_facts,
             c.watch.clone(),
             c.seed ^ 0x5e,
             Resource::Services,
@@ -194,11 +203,8 @@ impl<S: GrantStore> Engine<S> {
         )
         .map(ClusterEvent::Services);
         let pods = guarded_watch(
-            ApiSource {
-                api: api_for::<Pod>(self.client.clone(), ns),
-                label_selector: c.watch.pod_label_selector.clone(),
-            },
-            pod_facts,
+            source::<Pod, PodWire>(&self.client, ns, c.watch.pod_label_selector.clone()),
+            PodWire::into_facts,
             c.watch.clone(),
             c.seed ^ 0x90d,
             Resource::Pods,
@@ -207,11 +213,8 @@ impl<S: GrantStore> Engine<S> {
         )
         .map(ClusterEvent::Pods);
         let secrets = guarded_watch(
-            ApiSource {
-                api: api_for::<Secret>(self.client.clone(), ns),
-                label_selector: None,
-            },
-            secret_facts,
+            source::<Secret, SecretWire>(&self.client, ns, None),
+            SecretWire::into_facts,
             c.watch.clone(),
             c.seed ^ 0x5ec,
             Resource::Secrets,

@@ -19,6 +19,7 @@ mod facts;
 mod guard;
 pub mod machine;
 mod source;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

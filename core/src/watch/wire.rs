@@ -1,0 +1,479 @@
+//! Watch and list bodies decoded straight into facts: only the fields granting reads, no `k8s_openapi` objects.
+//!
+//! The engine's ingest cost is dominated by JSON decoding. A `k8s_openapi::api::core::v1::Pod`
+//! is a deep tree of optional structs (every container, volume, env var and managed field is
+//! allocated) that [`super::facts`] then throws away but for a dozen values; kube's
+//! `ObjectList` also buffers a whole list through `#[serde(flatten)]`. The types here name only
+//! what [`crate::model`] keeps (serde skips everything else without allocating), so a pod event
+//! costs a fraction of a typed one. [`WireSource`] lists and watches with them over the same
+//! kube `Client` (same auth, TLS, timeouts and watch-stream framing as `Api`).
+//!
+//! The typed reduction in [`super::facts`] stays as the reference: a test checks that both give
+//! the same facts for the same objects.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::source::{ListWatchSource, Page, RawEvent, RawStream, SourceError};
+use crate::model::{ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
+use crate::validate::ANNOTATION_PREFIX;
+
+/// An object type decoded from the wire: its resourceVersion, and its facts.
+pub trait Wire: Clone + DeserializeOwned + Send + Sync + 'static {
+    type Facts;
+    fn resource_version(&self) -> &str;
+    fn into_facts(self) -> Self::Facts;
+}
+
+/// The metadata granting reads, of any kind (one struct, no `flatten`: serde would buffer the
+/// whole of `metadata`, managed fields included, to flatten it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    resource_version: String,
+    /// All of them (selectors read any).
+    #[serde(default, deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
+    /// Only podgrant's (a `kubectl apply` annotation can be the size of the object).
+    #[serde(default)]
+    annotations: Prefixed,
+    /// Present (any value): the object is being deleted.
+    #[serde(default)]
+    deletion_timestamp: Option<IgnoredAny>,
+}
+
+/// The entries of a string map whose key starts with [`ANNOTATION_PREFIX`]; others are skipped.
+#[derive(Debug, Clone, Default)]
+struct Prefixed(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Prefixed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Prefixed;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_unit<E>(self) -> Result<Prefixed, E> {
+                Ok(Prefixed::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Prefixed, A::Error> {
+                let mut kept = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key.starts_with(ANNOTATION_PREFIX) {
+                        kept.insert(key, map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Prefixed(kept))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A pod as granting reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PodWire {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: Option<PodSpecWire>,
+    #[serde(default)]
+    status: Option<PodStatusWire>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecWire {
+    #[serde(default)]
+    host_network: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodStatusWire {
+    #[serde(default, rename = "podIP")]
+    pod_ip: Option<String>,
+    #[serde(default)]
+    phase: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    conditions: Vec<ConditionWire>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ConditionWire {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+}
+
+impl Wire for PodWire {
+    type Facts = PodFacts;
+    fn resource_version(&self) -> &str {
+        &self.metadata.resource_version
+    }
+    fn into_facts(self) -> PodFacts {
+        let m = self.metadata;
+        let status = self.status;
+        let (ip, running, ready) = match &status {
+            Some(s) => (
+                s.pod_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()),
+                s.phase.as_deref() == Some("Running"),
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+            ),
+            None => (None, false, false),
+        };
+        PodFacts {
+            id: ObjectRef::new(m.namespace, m.name),
+            uid: m.uid,
+            labels: m.labels,
+            ip,
+            running,
+            ready,
+            terminating: m.deletion_timestamp.is_some(),
+            host_network: self.spec.and_then(|s| s.host_network).unwrap_or(false),
+        }
+    }
+}
+
+/// A Service as granting reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceWire {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: Option<ServiceSpecWire>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ServiceSpecWire {
+    #[serde(default)]
+    selector: Option<BTreeMap<String, String>>,
+}
+
+impl Wire for ServiceWire {
+    type Facts = ServiceFacts;
+    fn resource_version(&self) -> &str {
+        &self.metadata.resource_version
+    }
+    fn into_facts(self) -> ServiceFacts {
+        let m = self.metadata;
+        ServiceFacts {
+            id: ObjectRef::new(m.namespace, m.name),
+            uid: m.uid,
+            selector: self.spec.and_then(|s| s.selector),
+            annotations: m.annotations.0,
+        }
+    }
+}
+
+/// A Secret as granting reads it: its data, base64-decoded.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretWire {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default, deserialize_with = "null_as_default")]
+    data: BTreeMap<String, k8s_openapi::ByteString>,
+}
+
+impl Wire for SecretWire {
+    type Facts = SecretFacts;
+    fn resource_version(&self) -> &str {
+        &self.metadata.resource_version
+    }
+    /// Values that are not UTF-8 are left out (MySQL passwords are text).
+    fn into_facts(self) -> SecretFacts {
+        let data = self
+            .data
+            .into_iter()
+            .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|s| (k, Password::new(s))))
+            .collect();
+        SecretFacts {
+            id: ObjectRef::new(self.metadata.namespace, self.metadata.name),
+            data,
+        }
+    }
+}
+
+/// A list body: its version, continue token and items, without `ObjectList`'s flatten.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "W: Deserialize<'de>"))]
+struct ListWire<W> {
+    #[serde(default)]
+    metadata: ListMetaWire,
+    #[serde(default = "Vec::new", deserialize_with = "null_as_default")]
+    items: Vec<W>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMetaWire {
+    #[serde(default)]
+    resource_version: String,
+    #[serde(default, rename = "continue")]
+    continue_: Option<String>,
+}
+
+/// A [`ListWatchSource`] that lists and watches one resource's URL and decodes into `W`.
+pub struct WireSource<W> {
+    client: kube::Client,
+    /// The collection's path, e.g. `/api/v1/namespaces/apps/pods` (from `Api::resource_url`).
+    url: String,
+    label_selector: Option<String>,
+    _wire: PhantomData<fn() -> W>,
+}
+
+impl<W> WireSource<W> {
+    pub fn new(
+        client: kube::Client,
+        url: impl Into<String>,
+        label_selector: Option<String>,
+    ) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            label_selector,
+            _wire: PhantomData,
+        }
+    }
+}
+
+fn request_error(e: kube::core::request::Error) -> SourceError {
+    SourceError::Transport(e.to_string())
+}
+
+impl<W: Wire> ListWatchSource for WireSource<W> {
+    type Object = W;
+
+    fn list(
+        &self,
+        limit: Option<u32>,
+        continue_token: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<W>, SourceError>> {
+        Box::pin(async move {
+            let lp = ListParams {
+                label_selector: self.label_selector.clone(),
+                limit,
+                continue_token,
+                ..ListParams::default()
+            };
+            let req = kube::core::Request::new(&self.url)
+                .list(&lp)
+                .map_err(request_error)?;
+            let list: ListWire<W> = self.client.request(req).await?;
+            Ok(Page {
+                items: list.items,
+                resource_version: list.metadata.resource_version,
+                continue_token: list.metadata.continue_.filter(|c| !c.is_empty()),
+            })
+        })
+    }
+
+    fn watch(
+        &self,
+        resource_version: String,
+        timeout_secs: u32,
+    ) -> BoxFuture<'_, Result<RawStream<W>, SourceError>> {
+        Box::pin(async move {
+            let mut wp = WatchParams::default().timeout(timeout_secs);
+            wp.label_selector = self.label_selector.clone();
+            wp.bookmarks = true;
+            let req = kube::core::Request::new(&self.url)
+                .watch(&wp, &resource_version)
+                .map_err(request_error)?;
+            let stream = self.client.request_events::<W>(req).await?;
+            Ok(stream
+                .map(|item| match item {
+                    Ok(WatchEvent::Added(o)) => {
+                        let rv = o.resource_version().to_string();
+                        Ok(RawEvent::Added(o, rv))
+                    }
+                    Ok(WatchEvent::Modified(o)) => {
+                        let rv = o.resource_version().to_string();
+                        Ok(RawEvent::Modified(o, rv))
+                    }
+                    Ok(WatchEvent::Deleted(o)) => {
+                        let rv = o.resource_version().to_string();
+                        Ok(RawEvent::Deleted(o, rv))
+                    }
+                    Ok(WatchEvent::Bookmark(b)) => {
+                        Ok(RawEvent::Bookmark(b.metadata.resource_version))
+                    }
+                    Ok(WatchEvent::Error(s)) => Ok(RawEvent::Error {
+                        code: s.code,
+                        message: s.message,
+                    }),
+                    Err(e) => Err(SourceError::from(e)),
+                })
+                .boxed())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+    use serde_json::json;
+
+    use super::*;
+    use crate::watch::{pod_facts, secret_facts, service_facts};
+
+    fn wire<W: Wire>(v: &serde_json::Value) -> W {
+        serde_json::from_value(v.clone()).expect("wire decode")
+    }
+
+    fn typed<K: DeserializeOwned>(v: &serde_json::Value) -> K {
+        serde_json::from_value(v.clone()).expect("typed decode")
+    }
+
+    /// A pod with everything a real one carries, most of which granting ignores.
+    fn busy_pod() -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "web-1", "namespace": "apps", "uid": "u-1", "resourceVersion": "42",
+                "labels": {"app": "web", "pod-template-hash": "abc"},
+                "annotations": {"podgrant.io/x": "kept?", "kubectl.kubernetes.io/last-applied-configuration": "{\"big\":1}"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "r", "controller": true}],
+                "managedFields": [{"manager": "kubelet", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]
+            },
+            "spec": {
+                "hostNetwork": false,
+                "containers": [{"name": "c", "image": "nginx", "env": [{"name": "A", "value": "1"}],
+                                "ports": [{"containerPort": 80}], "resources": {"limits": {"cpu": "1"}}}],
+                "volumes": [{"name": "v", "emptyDir": {}}]
+            },
+            "status": {
+                "phase": "Running", "podIP": "10.1.2.3", "podIPs": [{"ip": "10.1.2.3"}],
+                "conditions": [
+                    {"type": "Initialized", "status": "True"},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}
+                ],
+                "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "image": "nginx", "imageID": "", "state": {"running": {}}}]
+            }
+        })
+    }
+
+    #[test]
+    fn pods_decode_to_the_same_facts_as_the_typed_path() {
+        let mut cases = vec![busy_pod()];
+        let mut v = busy_pod();
+        v["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        v["spec"]["hostNetwork"] = json!(true);
+        cases.push(v);
+        let mut v = busy_pod();
+        v["status"]["conditions"][1]["status"] = json!("False");
+        v["status"]["phase"] = json!("Pending");
+        v["status"]["podIP"] = json!("not-an-ip");
+        cases.push(v);
+        let mut v = busy_pod();
+        v["metadata"]["labels"] = json!(null);
+        v["status"]["conditions"] = json!(null);
+        cases.push(v);
+        cases.push(json!({"metadata": {"name": "bare", "namespace": "apps"}}));
+        cases.push(json!({"metadata": {"name": "v6", "namespace": "apps"},
+                          "status": {"podIP": "fd00::7", "phase": "Running",
+                                     "conditions": [{"type": "Ready", "status": "True"}]}}));
+        for case in &cases {
+            let w: PodWire = wire(case);
+            assert_eq!(
+                w.resource_version(),
+                case["metadata"]["resourceVersion"].as_str().unwrap_or("")
+            );
+            assert_eq!(w.into_facts(), pod_facts(typed::<Pod>(case)), "{case}");
+        }
+    }
+
+    #[test]
+    fn services_keep_only_podgrants_annotations_like_the_typed_path() {
+        let cases = [
+            json!({"metadata": {"name": "s", "namespace": "apps", "uid": "u", "resourceVersion": "7",
+                                "annotations": {"podgrant.io/mysql-user": "app", "other/x": "y",
+                                                "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}],
+                            "clusterIP": "10.96.0.1", "type": "ClusterIP"}}),
+            json!({"metadata": {"name": "headless", "namespace": "apps", "annotations": null},
+                   "spec": {"clusterIP": "None"}}),
+            json!({"metadata": {"name": "nospec", "namespace": "apps"}}),
+        ];
+        for case in &cases {
+            let w: ServiceWire = wire(case);
+            assert_eq!(
+                w.into_facts(),
+                service_facts(typed::<Service>(case)),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_decode_base64_and_drop_non_text_values_like_the_typed_path() {
+        let cases = [
+            json!({"metadata": {"name": "db", "namespace": "apps", "resourceVersion": "3"},
+                   "type": "Opaque", "data": {"password": "aHVudGVyMg==", "bin": "/w=="}}),
+            json!({"metadata": {"name": "empty", "namespace": "apps"}, "data": null}),
+            json!({"metadata": {"name": "none", "namespace": "apps"}}),
+        ];
+        for case in &cases {
+            let w: SecretWire = wire(case);
+            let (a, b) = (w.into_facts(), secret_facts(typed::<Secret>(case)));
+            assert_eq!(a.id, b.id);
+            let expose = |f: &SecretFacts| -> Vec<(String, String)> {
+                f.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                    .collect()
+            };
+            assert_eq!(expose(&a), expose(&b), "{case}");
+        }
+    }
+
+    #[test]
+    fn a_list_body_gives_its_version_token_and_items() {
+        let body = json!({"kind": "PodList", "apiVersion": "v1",
+                          "metadata": {"resourceVersion": "99", "continue": "next"},
+                          "items": [busy_pod(), busy_pod()]});
+        let list: ListWire<PodWire> = serde_json::from_value(body).unwrap();
+        assert_eq!(list.metadata.resource_version, "99");
+        assert_eq!(list.metadata.continue_.as_deref(), Some("next"));
+        assert_eq!(list.items.len(), 2);
+        let empty: ListWire<PodWire> =
+            serde_json::from_value(json!({"metadata": {"resourceVersion": "1"}, "items": null}))
+                .unwrap();
+        assert!(empty.items.is_empty());
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_a_decode_error_not_a_default() {
+        let mut v = busy_pod();
+        v["metadata"]["labels"] = json!(["not", "a", "map"]);
+        assert!(serde_json::from_value::<PodWire>(v).is_err());
+    }
+}
