@@ -217,7 +217,7 @@ impl<S: GrantStore + Clone> EngineRig<S> {
         let (tx, rx) = oneshot::channel::<()>();
         let metrics = {
             let _enter = runtime.enter();
-            let client = kube::Client::new(sim.service(), "default");
+            let client = podgrant_core::retry_after::client(sim.service(), "default");
             let engine = Engine::new(client, Arc::new(store.clone()), config);
             let metrics = engine.metrics();
             runtime.spawn(engine.run(async {

@@ -28,6 +28,7 @@ mod native; // the mysql_native_password hash (re-exported as `sql::native_hash`
 pub mod planner;
 pub mod profile; // bounded-memory CPU sampler → pprof protobuf
 pub mod rate; // pure token bucket: a floor under watch starts
+pub mod retry_after; // tower layer: the API server's Retry-After kept through kube's errors
 pub mod sql;
 pub mod store;
 pub mod tenancy; // pure: which namespace may use which user and database names

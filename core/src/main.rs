@@ -235,7 +235,7 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn kube_client(args: &RunArgs) -> anyhow::Result<kube::Client> {
-    let client = match &args.kubeconfig {
+    let cfg = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
@@ -246,12 +246,17 @@ async fn kube_client(args: &RunArgs) -> anyhow::Result<kube::Client> {
             let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
                 .await
                 .with_context(|| format!("bad kubeconfig {}", path.display()))?;
-            kube::Client::try_from(cfg).context("cannot build a Kubernetes client")?
+            cfg
         }
-        None => kube::Client::try_default()
+        None => kube::Config::infer()
             .await
             .context("no Kubernetes config (in-cluster or ~/.kube/config); pass --kubeconfig")?,
     };
+    // The API server's Retry-After on 429/503 is kept through kube's error path.
+    let client = kube::client::ClientBuilder::try_from(cfg)
+        .context("cannot build a Kubernetes client")?
+        .with_layer(&podgrant_core::retry_after::RetryAfterLayer)
+        .build();
     let v = tokio::time::timeout(args.connect_timeout, client.apiserver_version())
         .await
         .map_err(|_| {

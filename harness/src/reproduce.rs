@@ -414,8 +414,18 @@ pub fn seed_fault(seed: u64) -> FaultPlan {
     )
 }
 
-/// A `kube::Client` for a URL; must be called inside the runtime that will drive it.
+/// A plain `kube::Client` for a URL (the field's default); must be called inside the runtime
+/// that will drive it.
 pub fn tcp_client(url: &str) -> Result<kube::Client, ReproduceError> {
+    tcp_client_with(url, false)
+}
+
+/// [`tcp_client`] as podgrant's binary builds it: with the Retry-After layer.
+pub fn engine_tcp_client(url: &str) -> Result<kube::Client, ReproduceError> {
+    tcp_client_with(url, true)
+}
+
+fn tcp_client_with(url: &str, retry_after: bool) -> Result<kube::Client, ReproduceError> {
     let err = |message: String| ReproduceError::Client {
         url: url.to_string(),
         message,
@@ -425,7 +435,14 @@ pub fn tcp_client(url: &str) -> Result<kube::Client, ReproduceError> {
         .map_err(|e: http::uri::InvalidUri| err(e.to_string()))?;
     let mut config = kube::Config::new(uri);
     config.default_namespace = NAMESPACE.into();
-    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| err(e.to_string()))?;
+    Ok(if retry_after {
+        builder
+            .with_layer(&podgrant_core::retry_after::RetryAfterLayer)
+            .build()
+    } else {
+        builder.build()
+    })
 }
 
 /// Progress lines go here (the CLI prints them; tests may collect them).
@@ -736,7 +753,7 @@ fn run_engine_phase(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let capture = Capture::start(DEFAULT_FREQUENCY)?;
     let interval = meter.interval()?;
-    let client = rt.block_on(async { tcp_client(url) })?;
+    let client = rt.block_on(async { engine_tcp_client(url) })?;
     let shutdown = async move {
         let _ = stop_rx.await;
     };

@@ -1142,7 +1142,7 @@ async fn drive_on(
     }
     let config = scenario.engine.config(scenario.seed);
     let repair_bound = config.resync_interval + config.debounce + scenario.safety_grace;
-    let client = kube::Client::new(sim.service(), "default");
+    let client = podgrant_core::retry_after::client(sim.service(), "default");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (handle, task) = spawn_subject(opts.subject, &sim, client, &store, config, async move {
         let _ = stop_rx.await;

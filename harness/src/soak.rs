@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::cpu::{mem_stats, named_runtime, CpuMeter};
 use crate::generate::{case_strategy, realize};
 use crate::invariants::{check_convergence, Violation};
-use crate::reproduce::{tcp_client, ENGINE_THREADS, SIM_THREADS};
+use crate::reproduce::{engine_tcp_client, ENGINE_THREADS, SIM_THREADS};
 
 /// Errors that stop a soak run.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +207,7 @@ pub fn run(
         seed: opts.seed,
         ..EngineConfig::default()
     };
-    let client = rt.block_on(async { tcp_client(&server.url()) })?;
+    let client = rt.block_on(async { engine_tcp_client(&server.url()) })?;
     let engine = Engine::new(client, Arc::new(store.clone()), config);
     let metrics = engine.metrics();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

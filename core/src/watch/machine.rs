@@ -48,12 +48,16 @@ pub enum Input<'a> {
         resource_version: &'a str,
         continue_token: Option<String>,
     },
-    /// The list request failed or timed out.
-    ListFailed,
+    /// The list request failed or timed out; the server may have asked to wait (`Retry-After`).
+    ListFailed { retry_after: Option<Duration> },
     /// The watch request was answered with a stream.
     Opened,
-    /// The watch request was refused (`gone`: with 410) or timed out.
-    Refused { gone: bool },
+    /// The watch request was refused (`gone`: with 410) or timed out; the server may have
+    /// asked to wait (`Retry-After`).
+    Refused {
+        gone: bool,
+        retry_after: Option<Duration>,
+    },
     /// The open watch delivered an event (`object`: an object, not a bookmark) at this version.
     Event {
         resource_version: &'a str,
@@ -123,6 +127,8 @@ impl Step {
 pub struct Machine {
     state: State,
     guard: WatchGuard,
+    /// A server's `Retry-After` is honoured up to this long.
+    max_retry_after: Duration,
     /// The last watch ended with 410, so the current version is a relist's answer to it.
     expired_last: bool,
 }
@@ -143,12 +149,14 @@ fn relist(after: Duration) -> Action {
 }
 
 impl Machine {
-    pub fn new(guard: WatchGuard) -> Self {
+    /// A loop judged by `guard`, waiting at most `max_retry_after` when a server asks to.
+    pub fn new(guard: WatchGuard, max_retry_after: Duration) -> Self {
         Self {
             state: State::Listing {
                 continue_token: None,
             },
             guard,
+            max_retry_after,
             expired_last: false,
         }
     }
@@ -216,8 +224,8 @@ impl Machine {
                 };
                 (State::Starting { from }, step)
             }
-            (State::Listing { .. }, Input::ListFailed) => {
-                let delay = self.guard.request_failed();
+            (State::Listing { .. }, Input::ListFailed { retry_after }) => {
+                let delay = self.failed(retry_after);
                 (
                     State::Listing {
                         continue_token: None,
@@ -233,11 +241,17 @@ impl Machine {
                 },
                 Step::act(Action::Read),
             ),
-            (State::Starting { .. }, Input::Refused { gone: true }) => {
+            (State::Starting { .. }, Input::Refused { gone: true, .. }) => {
                 self.expired(Duration::ZERO, 0)
             }
-            (State::Starting { from }, Input::Refused { gone: false }) => {
-                let delay = self.guard.request_failed();
+            (
+                State::Starting { from },
+                Input::Refused {
+                    gone: false,
+                    retry_after,
+                },
+            ) => {
+                let delay = self.failed(retry_after);
                 (
                     State::Starting { from: from.clone() },
                     Step::restart(
@@ -306,6 +320,14 @@ impl Machine {
         }
     }
 
+    /// A request failed: the backoff's delay, or the server's `Retry-After` (bounded) if longer.
+    fn failed(&mut self, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.guard.request_failed();
+        retry_after.map_or(backoff, |asked| {
+            backoff.max(asked.min(self.max_retry_after))
+        })
+    }
+
     /// The version is gone (410): relist — at once the first time, by the guard's rule after
     /// a relist's own version was refused too.
     fn expired(&mut self, lived: Duration, progress: u64) -> (State, Step) {
@@ -337,7 +359,7 @@ mod tests {
             factor: 2.0,
             jitter: 0.0,
         };
-        Machine::new(WatchGuard::new(SEC, Backoff::new(backoff, 7)))
+        Machine::new(WatchGuard::new(SEC, Backoff::new(backoff, 7)), 10 * SEC)
     }
 
     fn watch(from: &str, after_ms: u64) -> Action {
@@ -355,6 +377,13 @@ mod tests {
         Input::Page {
             resource_version: rv,
             continue_token: next.map(String::from),
+        }
+    }
+
+    fn refused(retry_after: Option<Duration>) -> Input<'static> {
+        Input::Refused {
+            gone: false,
+            retry_after,
         }
     }
 
@@ -399,10 +428,13 @@ mod tests {
         let t = Instant::now();
         let mut m = machine();
         m.step(page("10", Some("c1")), t);
-        let s = m.step(Input::ListFailed, t);
+        let s = m.step(Input::ListFailed { retry_after: None }, t);
         assert_eq!(s.action, list(100));
         assert_eq!(s.restart, Some(RestartReason::ListFailed));
-        assert_eq!(m.step(Input::ListFailed, t).action, list(200));
+        assert_eq!(
+            m.step(Input::ListFailed { retry_after: None }, t).action,
+            list(200)
+        );
     }
 
     #[test]
@@ -468,13 +500,42 @@ mod tests {
         let t = Instant::now();
         let mut m = machine();
         m.step(page("10", None), t);
-        let s = m.step(Input::Refused { gone: false }, t);
+        let s = m.step(refused(None), t);
         assert_eq!(s.restart, Some(RestartReason::WatchFailed));
         assert_eq!(s.action, watch("10", 100));
+        assert_eq!(m.step(refused(None), t).action, watch("10", 200));
+    }
+
+    #[test]
+    fn a_servers_retry_after_is_waited_out_when_longer_than_the_backoff_and_bounded() {
+        let t = Instant::now();
+        let mut m = machine();
+        m.step(page("10", None), t);
+        // 429 with Retry-After: 5 s — longer than the 100 ms backoff: wait 5 s.
+        let s = m.step(refused(Some(5 * SEC)), t);
         assert_eq!(
-            m.step(Input::Refused { gone: false }, t).action,
+            (s.action, s.restart),
+            (watch("10", 5000), Some(RestartReason::WatchFailed))
+        );
+        // Shorter than the backoff (now 200 ms): the backoff stands.
+        assert_eq!(
+            m.step(refused(Some(Duration::from_millis(50))), t).action,
             watch("10", 200)
         );
+        // An hour is bounded by `max_retry_after` (10 s here).
+        assert_eq!(
+            m.step(refused(Some(3600 * SEC)), t).action,
+            watch("10", 10_000)
+        );
+        // A list refused with Retry-After too.
+        let mut m = machine();
+        let s = m.step(
+            Input::ListFailed {
+                retry_after: Some(2 * SEC),
+            },
+            t,
+        );
+        assert_eq!(s.action, list(2000));
     }
 
     #[test]
@@ -485,14 +546,30 @@ mod tests {
         m.step(Input::Opened, t);
         // Backed off once already; the stale version's 410 still relists at once.
         m.step(Input::Ended(End::Closed), t);
-        let s = m.step(Input::Refused { gone: true }, t);
+        let s = m.step(
+            Input::Refused {
+                gone: true,
+                retry_after: None,
+            },
+            t,
+        );
         assert_eq!(
             (s.action, s.restart),
             (list(0), Some(RestartReason::Expired))
         );
         m.step(page("20", None), t);
         // The fresh list's version refused too: the server misbehaves; back off.
-        assert_eq!(m.step(Input::Refused { gone: true }, t).action, list(400));
+        assert_eq!(
+            m.step(
+                Input::Refused {
+                    gone: true,
+                    retry_after: None
+                },
+                t
+            )
+            .action,
+            list(400)
+        );
         m.step(page("30", None), t);
         m.step(Input::Opened, t);
         // An in-stream 410 after a healthy stretch is a first 410 again.

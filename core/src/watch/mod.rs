@@ -57,6 +57,8 @@ pub struct WatchConfig {
     /// A floor under watch starts, even when every watch made progress (see [`crate::rate`]):
     /// the rate of one [`SharedStartFloor`], shared by all of a client's watch loops.
     pub rewatch_rate: StartRate,
+    /// A 429/503's `Retry-After` is waited out up to this long (longer asks are cut to it).
+    pub max_retry_after: Duration,
 }
 
 impl Default for WatchConfig {
@@ -75,6 +77,7 @@ impl Default for WatchConfig {
             page_size: Some(500),
             pod_label_selector: None,
             rewatch_rate: StartRate::default(),
+            max_retry_after: Duration::from_secs(60),
         }
     }
 }
@@ -114,7 +117,7 @@ where
 {
     async_stream::stream! {
         let guard = WatchGuard::new(config.min_healthy, Backoff::new(config.backoff.clone(), seed));
-        let mut machine = Machine::new(guard);
+        let mut machine = Machine::new(guard, config.max_retry_after);
         let mut action = machine.first();
         // The pages of the list in progress.
         let mut items: Vec<F> = Vec::new();
@@ -144,11 +147,11 @@ where
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(resource = resource.as_str(), error = %e, failures = machine.failures(), "list failed; backing off");
-                            machine.step(Input::ListFailed, Instant::now())
+                            machine.step(Input::ListFailed { retry_after: e.retry_after() }, Instant::now())
                         }
                         Err(_) => {
                             tracing::warn!(resource = resource.as_str(), failures = machine.failures(), "list request timed out; backing off");
-                            machine.step(Input::ListFailed, Instant::now())
+                            machine.step(Input::ListFailed { retry_after: None }, Instant::now())
                         }
                     }
                 }
@@ -177,11 +180,11 @@ where
                             if !gone {
                                 tracing::warn!(resource = resource.as_str(), error = %e, failures = machine.failures(), "watch request failed; backing off");
                             }
-                            machine.step(Input::Refused { gone }, Instant::now())
+                            machine.step(Input::Refused { gone, retry_after: e.retry_after() }, Instant::now())
                         }
                         Err(_) => {
                             tracing::warn!(resource = resource.as_str(), failures = machine.failures(), "watch request timed out; backing off");
-                            machine.step(Input::Refused { gone: false }, Instant::now())
+                            machine.step(Input::Refused { gone: false, retry_after: None }, Instant::now())
                         }
                     }
                 }
@@ -484,6 +487,7 @@ mod tests {
         Script::Fail(SourceError::Status {
             code: 410,
             message: "too old resource version".into(),
+            retry_after: None,
         })
     }
 
@@ -594,10 +598,12 @@ mod tests {
                 Script::Fail(SourceError::Status {
                     code: 429,
                     message: "slow down".into(),
+                    retry_after: None,
                 }),
                 Script::Fail(SourceError::Status {
                     code: 503,
                     message: "unavailable".into(),
+                    retry_after: None,
                 }),
                 Script::Events(vec![RawEvent::Added(9, "6".into())]),
             ],

@@ -1,5 +1,7 @@
 //! Where a watch loop lists and watches from: the [`ListWatchSource`] trait and its kube `Api` adapter.
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -33,7 +35,13 @@ pub enum RawEvent<K> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
     #[error("API server answered {code}: {message}")]
-    Status { code: u16, message: String },
+    Status {
+        code: u16,
+        message: String,
+        /// The server asked to wait this long first (`Retry-After`, kept by
+        /// [`crate::retry_after::RetryAfterLayer`]).
+        retry_after: Option<Duration>,
+    },
     #[error("transport: {0}")]
     Transport(String),
 }
@@ -43,6 +51,14 @@ impl SourceError {
     pub fn is_gone(&self) -> bool {
         matches!(self, SourceError::Status { code: 410, .. })
     }
+
+    /// How long the server asked us to wait before the next request, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::Status { retry_after, .. } => *retry_after,
+            SourceError::Transport(_) => None,
+        }
+    }
 }
 
 impl From<kube::Error> for SourceError {
@@ -50,6 +66,11 @@ impl From<kube::Error> for SourceError {
         match e {
             kube::Error::Api(s) => SourceError::Status {
                 code: s.code,
+                retry_after: s
+                    .details
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|secs| *secs > 0)
+                    .map(|secs| Duration::from_secs(secs.into())),
                 message: s.message,
             },
             other => SourceError::Transport(other.to_string()),
@@ -157,6 +178,7 @@ mod tests {
         let status = |code| SourceError::Status {
             code,
             message: String::new(),
+            retry_after: None,
         };
         assert!(status(410).is_gone());
         assert!(!status(404).is_gone());

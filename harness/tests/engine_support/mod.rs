@@ -26,7 +26,7 @@ pub fn sim() -> Sim {
 }
 
 pub fn client(sim: &Sim) -> kube::Client {
-    kube::Client::new(sim.service(), "default")
+    podgrant_core::retry_after::client(sim.service(), "default")
 }
 
 /// Engine settings for tests: short debounce, no resync during a test unless asked.
