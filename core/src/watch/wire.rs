@@ -117,19 +117,66 @@ struct PodSpecWire {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PodStatusWire {
-    #[serde(default, rename = "podIP")]
-    pod_ip: Option<String>,
+    /// Parsed from the JSON string in place; not an IP (or absent): `None`.
+    #[serde(default, rename = "podIP", deserialize_with = "ip_or_none")]
+    pod_ip: Option<IpAddr>,
     #[serde(default)]
-    phase: Option<String>,
+    phase: Option<Phase>,
     #[serde(default, deserialize_with = "null_as_default")]
     conditions: Vec<ConditionWire>,
+}
+
+/// Only `Running` matters; other phases are compared, not allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+enum Phase {
+    Running,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 struct ConditionWire {
     #[serde(rename = "type")]
-    type_: String,
-    status: String,
+    type_: ConditionType,
+    status: ConditionStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+enum ConditionType {
+    Ready,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+enum ConditionStatus {
+    True,
+    #[serde(other)]
+    Other,
+}
+
+/// An IP address from a JSON string without allocating it; anything else is `None`.
+fn ip_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<IpAddr>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an IP address string")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Option<IpAddr>, E> {
+            Ok(v.parse().ok())
+        }
+        fn visit_unit<E>(self) -> Result<Option<IpAddr>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<IpAddr>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<IpAddr>, D::Error> {
+            d.deserialize_str(V)
+        }
+    }
+    d.deserialize_option(V)
 }
 
 impl Wire for PodWire {
@@ -142,11 +189,11 @@ impl Wire for PodWire {
         let status = self.status;
         let (ip, running, ready) = match &status {
             Some(s) => (
-                s.pod_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()),
-                s.phase.as_deref() == Some("Running"),
+                s.pod_ip,
+                s.phase == Some(Phase::Running),
                 s.conditions
                     .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                    .any(|c| c.type_ == ConditionType::Ready && c.status == ConditionStatus::True),
             ),
             None => (None, false, false),
         };
