@@ -1,10 +1,11 @@
 //! The sync index: a [`Cluster`] kept level-correct from watch [`Change`]s. No I/O, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::metrics::Resource;
 use crate::model::{Cluster, ObjectRef, PodFacts, SecretFacts, ServiceFacts};
+use crate::validate::{grant_spec, Policy};
 use crate::watch::Change;
 
 /// A change to one of the three watched resources.
@@ -12,7 +13,11 @@ use crate::watch::Change;
 pub enum ClusterEvent {
     Services(Change<ServiceFacts>),
     Pods(Change<PodFacts>),
+    /// From a watch of every Secret (a relist replaces them all).
     Secrets(Change<SecretFacts>),
+    /// From the watch of this one Secret (`fieldSelector=metadata.name=…`; a relist of zero
+    /// items means it does not exist). See [`Index::expect_secret`].
+    Secret(ObjectRef, Change<SecretFacts>),
 }
 
 impl ClusterEvent {
@@ -20,9 +25,20 @@ impl ClusterEvent {
         match self {
             ClusterEvent::Services(_) => Resource::Services,
             ClusterEvent::Pods(_) => Resource::Pods,
-            ClusterEvent::Secrets(_) => Resource::Secrets,
+            ClusterEvent::Secrets(_) | ClusterEvent::Secret(..) => Resource::Secrets,
         }
     }
+}
+
+/// The Secrets that opted-in Services name for their passwords (valid annotations only): what
+/// the engine watches, one Secret each, instead of every Secret in the namespace.
+pub fn referenced_secrets(cluster: &Cluster, policy: &Policy) -> BTreeSet<ObjectRef> {
+    cluster
+        .services
+        .values()
+        .filter_map(|svc| grant_spec(svc, policy).ok().flatten())
+        .map(|spec| spec.password_secret)
+        .collect()
 }
 
 /// The engine's view of the cluster. Level-triggered: a relist replaces a resource's whole
@@ -32,6 +48,8 @@ impl ClusterEvent {
 pub struct Index {
     cluster: Cluster,
     synced: [bool; 3],
+    /// Secrets watched one by one whose watch has not listed yet: the view is incomplete.
+    pending_secrets: BTreeSet<ObjectRef>,
 }
 
 /// What one applied event changed, for consumers that update incrementally
@@ -117,6 +135,28 @@ impl Index {
         self.apply_delta(event).changed()
     }
 
+    /// Secrets are watched one by one ([`ClusterEvent::Secret`]), not listed as a whole: the
+    /// Secrets half of the view is complete whenever no expected Secret is pending.
+    pub fn secrets_by_name(&mut self) {
+        self.synced[Resource::Secrets as usize] = true;
+    }
+
+    /// A watch of Secret `id` started: the view is incomplete until its first list arrives.
+    pub fn expect_secret(&mut self, id: ObjectRef) {
+        if !self.cluster.secrets.contains_key(&id) {
+            self.pending_secrets.insert(id);
+        }
+    }
+
+    /// The watch of Secret `id` stopped (no Service names it any more): forget it.
+    pub fn forget_secret(&mut self, id: &ObjectRef) -> Delta {
+        self.pending_secrets.remove(id);
+        match self.cluster.secrets.remove(id) {
+            Some(_) => Delta::Secrets,
+            None => Delta::None,
+        }
+    }
+
     /// Applies one change and says what it changed.
     pub fn apply_delta(&mut self, event: ClusterEvent) -> Delta {
         let r = event.resource() as usize;
@@ -128,6 +168,30 @@ impl Index {
         }
         let mut any = false;
         match event {
+            ClusterEvent::Secret(id, c) => {
+                let change = match c {
+                    Change::Relisted(items) => {
+                        self.pending_secrets.remove(&id);
+                        match items.into_iter().find(|f| f.id == id) {
+                            Some(f) => Change::Applied(f),
+                            None => match self.cluster.secrets.get(&id) {
+                                Some(old) => Change::Deleted(old.clone()),
+                                None => return Delta::None,
+                            },
+                        }
+                    }
+                    other => other,
+                };
+                apply_change(
+                    &mut self.cluster.secrets,
+                    change,
+                    |f| &f.id,
+                    |_, _, _| any = true,
+                );
+                if any {
+                    return Delta::Secrets;
+                }
+            }
             ClusterEvent::Services(c) => {
                 apply_change(
                     &mut self.cluster.services,
@@ -174,7 +238,7 @@ impl Index {
 
     /// Every resource has been listed at least once: the view is complete enough to act on.
     pub fn synced(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        self.synced.iter().all(|s| *s) && self.pending_secrets.is_empty()
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -197,6 +261,92 @@ mod tests {
             terminating: false,
             host_network: false,
         }
+    }
+
+    fn secret(name: &str, pw: &str) -> SecretFacts {
+        SecretFacts {
+            id: ObjectRef::new("ns", name),
+            data: BTreeMap::from([("password".to_string(), crate::model::Password::new(pw))]),
+        }
+    }
+
+    #[test]
+    fn secrets_watched_one_by_one_complete_the_view_when_each_has_listed() {
+        let mut ix = Index::new();
+        ix.secrets_by_name();
+        ix.apply(ClusterEvent::Pods(Change::Relisted(vec![])));
+        ix.apply(ClusterEvent::Services(Change::Relisted(vec![])));
+        assert!(ix.synced(), "no Secret named: nothing to wait for");
+        let (a, b) = (ObjectRef::new("ns", "a"), ObjectRef::new("ns", "b"));
+        ix.expect_secret(a.clone());
+        ix.expect_secret(b.clone());
+        assert!(!ix.synced());
+        let d = ix.apply_delta(ClusterEvent::Secret(
+            a.clone(),
+            Change::Relisted(vec![secret("a", "x")]),
+        ));
+        assert_eq!(d, Delta::Secrets);
+        assert!(!ix.synced(), "b still pending");
+        // b does not exist: an empty list completes it all the same.
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Secret(b.clone(), Change::Relisted(vec![]))),
+            Delta::None
+        );
+        assert!(ix.synced());
+        // A later relist of a without it: a was deleted.
+        assert_eq!(
+            ix.apply_delta(ClusterEvent::Secret(a.clone(), Change::Relisted(vec![]))),
+            Delta::Secrets
+        );
+        assert!(ix.cluster().secrets.is_empty());
+        ix.apply(ClusterEvent::Secret(
+            a.clone(),
+            Change::Applied(secret("a", "y")),
+        ));
+        // A relist by one Secret's watch touches no other Secret.
+        ix.apply(ClusterEvent::Secret(
+            b.clone(),
+            Change::Relisted(vec![secret("b", "z")]),
+        ));
+        assert_eq!(ix.cluster().secrets.len(), 2);
+        assert_eq!(ix.forget_secret(&a), Delta::Secrets);
+        assert_eq!(ix.forget_secret(&a), Delta::None);
+        assert_eq!(ix.cluster().secrets.len(), 1);
+        // Expecting one already held does not make the view incomplete.
+        ix.expect_secret(b);
+        assert!(ix.synced());
+    }
+
+    #[test]
+    fn referenced_secrets_are_the_valid_opted_in_services_password_secrets() {
+        use crate::validate::{ANN_DATABASE, ANN_PASSWORD_SECRET, ANN_PRIVILEGES, ANN_USER};
+        let svc = |name: &str, secret: &str, user: Option<&str>| {
+            let mut annotations = BTreeMap::from([
+                (ANN_DATABASE.to_string(), "appdb".to_string()),
+                (ANN_PRIVILEGES.to_string(), "SELECT".to_string()),
+                (ANN_PASSWORD_SECRET.to_string(), secret.to_string()),
+            ]);
+            if let Some(u) = user {
+                annotations.insert(ANN_USER.to_string(), u.to_string());
+            }
+            ServiceFacts {
+                id: ObjectRef::new("ns", name),
+                uid: String::new(),
+                selector: None,
+                annotations,
+            }
+        };
+        let mut ix = Index::new();
+        ix.apply(ClusterEvent::Services(Change::Relisted(vec![
+            svc("a", "db/password", Some("ns_a")),
+            svc("b", "db/other", Some("ns_b")),
+            svc("c", "cache/password", Some("ns_c")),
+            svc("not-opted-in", "x/password", None),
+            svc("hostile", "../etc/password", Some("ns_d")),
+        ])));
+        let got = referenced_secrets(ix.cluster(), &Policy::default());
+        let want: BTreeSet<_> = [ObjectRef::new("ns", "cache"), ObjectRef::new("ns", "db")].into();
+        assert_eq!(got, want);
     }
 
     #[test]

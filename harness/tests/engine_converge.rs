@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use engine_support::*;
 use podgrant_core::store::memory::MemoryStore;
-use podgrant_sim::Step;
+use podgrant_sim::{Fault, FaultPlan, FaultRule, Step};
 
 paused_tests! {
     converges_on_create_delete_relabel_readiness_terminating_and_host_network,
     ip_reuse_across_services_moves_the_grant,
     restarted_engine_drops_accounts_of_a_service_deleted_while_it_was_down,
     bad_annotations_post_an_event_and_leave_other_services_alone,
+    only_the_secrets_services_name_are_watched_and_switching_secrets_revokes_nothing,
 }
 
 async fn converges_on_create_delete_relabel_readiness_terminating_and_host_network() {
@@ -213,5 +214,107 @@ async fn bad_annotations_post_an_event_and_leave_other_services_alone() {
     assert_eq!(events, 1);
     let m = engine.snapshot();
     assert!(m.service_problems >= 2 && m.k8s_events_posted == 1, "{m:?}");
+    engine.stop().await;
+}
+
+/// The password of the one account of `user` in the store.
+fn password_of(store: &MemoryStore, user: &str) -> Option<String> {
+    store
+        .accounts()
+        .into_iter()
+        .find(|(k, _)| k.user == user)
+        .map(|(_, a)| a.password.expose().to_string())
+}
+
+fn secret_doc(name: &str, password: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS}, "stringData": {"password": password}})
+}
+
+/// Issue 11: the engine watches each Secret a Service names (`fieldSelector=metadata.name=…`),
+/// not every Secret in the namespace. Fifty unrelated Secrets (with data) cost it no event; a
+/// rotation of the named one is applied; a Service switched to another Secret takes its
+/// password without a revoke in between, even when that Secret's first list is slow (nothing
+/// reconciles until the new watch has listed).
+async fn only_the_secrets_services_name_are_watched_and_switching_secrets_revokes_nothing() {
+    let sim = sim();
+    let store = MemoryStore::new();
+    opt_in(&sim, "web", "web", "apps_web_ro", "apps", "SELECT");
+    pod(&sim, "web-1", "web");
+    let engine = start(&sim, Arc::new(store.clone()), config());
+    wait_until("granted with the first password", LONG, || {
+        password_of(&store, "apps_web_ro").as_deref() == Some("pw-web")
+    })
+    .await;
+    let secret_events = |e: &Running| e.snapshot().events.get("secrets").copied().unwrap_or(0);
+    let e0 = secret_events(&engine);
+    assert_eq!(e0, 1, "the one named Secret was listed");
+    for i in 0..50 {
+        sim.apply(&Step::create_secret(
+            NS,
+            &format!("unrelated-{i}"),
+            [("password", "x")],
+        ))
+        .unwrap();
+    }
+    sim.replace("secrets", Some(NS), secret_doc("web-db", "rotated"))
+        .unwrap();
+    wait_until("rotation applied", LONG, || {
+        password_of(&store, "apps_web_ro").as_deref() == Some("rotated")
+    })
+    .await;
+    assert_eq!(
+        secret_events(&engine),
+        e0 + 1,
+        "only the named Secret's change arrived"
+    );
+
+    // Switch to another Secret, whose first list is slow (5 s): no reconcile may run on a view
+    // without it (that view would have no password for the Service and drop its account).
+    sim.create("secrets", Some(NS), secret_doc("web-db-v2", "second"))
+        .unwrap();
+    sim.set_faults(
+        FaultPlan::new(2).rule(
+            FaultRule::new(Fault::Latency {
+                delay: std::time::Duration::from_secs(5),
+            })
+            .resource("secrets")
+            .verb("list"),
+        ),
+    );
+    let r0 = engine.snapshot().reconciles;
+    sim.apply(&Step::annotate_service(
+        NS,
+        "web",
+        [(
+            "podgrant.io/mysql-password-secret",
+            Some("web-db-v2/password"),
+        )],
+    ))
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        engine.snapshot().reconciles,
+        r0,
+        "waiting for the new Secret's list"
+    );
+    assert_eq!(
+        password_of(&store, "apps_web_ro").as_deref(),
+        Some("rotated")
+    );
+    wait_until("the new Secret's password applied", LONG, || {
+        password_of(&store, "apps_web_ro").as_deref() == Some("second")
+    })
+    .await;
+    sim.set_faults(FaultPlan::default());
+    let m = engine.snapshot();
+    assert_eq!(
+        m.actions.get("drop").copied().unwrap_or(0),
+        0,
+        "{:?}",
+        m.actions
+    );
+    let watches = sim.stats().requests("watch", "secrets");
+    assert!(watches >= 2, "one watch per named Secret: {watches}");
     engine.stop().await;
 }

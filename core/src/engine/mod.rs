@@ -17,12 +17,13 @@
 mod reconcile;
 mod schedule;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::stream::{AbortHandle, SelectAll};
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::Api;
@@ -35,9 +36,10 @@ use crate::backoff::BackoffConfig;
 use crate::desired::{HolderIndex, ServiceProblem};
 use crate::events::{EventConfig, ProblemFilter, Recorder, Report};
 use crate::incremental::IncrementalDesired;
-use crate::index::{ClusterEvent, Index};
+use crate::index::{referenced_secrets, ClusterEvent, Delta, Index};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::{Metrics, Resource};
+use crate::model::ObjectRef;
 use crate::rate::SharedStartFloor;
 use crate::store::{GrantStore, StoreError};
 use crate::validate::Policy;
@@ -113,6 +115,19 @@ pub struct Engine<S: GrantStore> {
     metrics: Arc<Metrics>,
 }
 
+/// A merged watch stream.
+type EventStream = futures::stream::BoxStream<'static, ClusterEvent>;
+
+/// Decoded straight into facts (see `watch::wire`): no `k8s_openapi` objects on the way.
+fn source<K, W>(client: &kube::Client, ns: Option<&str>, selector: Option<String>) -> WireSource<W>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let url = api_for::<K>(client.clone(), ns).resource_url().to_string();
+    WireSource::new(client.clone(), url, selector)
+}
+
 /// Runs a store call with an optional time limit; running out is a transient error.
 async fn bounded<T>(
     limit: Option<Duration>,
@@ -172,26 +187,12 @@ impl<S: GrantStore> Engine<S> {
         self.metrics.clone()
     }
 
-    /// The merged, guarded watch streams of Services, Pods and Secrets.
-    fn cluster_events(&self) -> impl Stream<Item = ClusterEvent> + Send + 'static {
+    /// The guarded watch streams of Services and Pods (Secrets are watched one by one, see
+    /// [`Engine::secret_watch`]).
+    fn cluster_watches(&self, starts: &SharedStartFloor) -> Vec<EventStream> {
         let ns = self.config.namespace.as_deref();
         let c = &self.config;
         let m = &self.metrics;
-        // One floor under the watch starts of all three loops (see `SharedStartFloor`).
-        let starts = SharedStartFloor::new(c.watch.rewatch_rate);
-        // Decoded straight into facts (see `watch::wire`): no `k8s_openapi` objects on the way.
-        fn source<K, W>(
-            client: &kube::Client,
-            ns: Option<&str>,
-            selector: Option<String>,
-        ) -> WireSource<W>
-        where
-            K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-            <K as kube::Resource>::DynamicType: Default,
-        {
-            let url = api_for::<K>(client.clone(), ns).resource_url().to_string();
-            WireSource::new(client.clone(), url, selector)
-        }
         let services = guarded_watch(
             source::<Service, ServiceWire>(&self.client, ns, None),
             ServiceWire::into_facts,
@@ -212,17 +213,69 @@ impl<S: GrantStore> Engine<S> {
             starts.clone(),
         )
         .map(ClusterEvent::Pods);
-        let secrets = guarded_watch(
-            source::<Secret, SecretWire>(&self.client, ns, None),
+        vec![services.boxed(), pods.boxed()]
+    }
+
+    /// The guarded watch of one Secret (`fieldSelector=metadata.name=…` in its namespace), so
+    /// the engine holds only the Secrets Services name — and RBAC can grant `get, list, watch`
+    /// on exactly those (`resourceNames`). Stopped with the returned handle.
+    fn secret_watch(
+        &self,
+        id: &ObjectRef,
+        starts: &SharedStartFloor,
+    ) -> (EventStream, AbortHandle) {
+        let c = &self.config;
+        let src = source::<Secret, SecretWire>(&self.client, Some(&id.namespace), None)
+            .with_field_selector(format!("metadata.name={}", id.name));
+        let seed = id
+            .namespace
+            .bytes()
+            .chain([b'/'])
+            .chain(id.name.bytes())
+            .fold(c.seed ^ 0x5ec, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let key = id.clone();
+        let stream = guarded_watch(
+            src,
             SecretWire::into_facts,
             c.watch.clone(),
-            c.seed ^ 0x5ec,
+            seed,
             Resource::Secrets,
-            m.clone(),
+            self.metrics.clone(),
             starts.clone(),
         )
-        .map(ClusterEvent::Secrets);
-        futures::stream::select_all([services.boxed(), pods.boxed(), secrets.boxed()])
+        .map(move |change| ClusterEvent::Secret(key.clone(), change));
+        let (stream, handle) = futures::stream::abortable(stream);
+        (stream.boxed(), handle)
+    }
+
+    /// Starts a watch for every Secret the Services now name and stops those no longer named;
+    /// what forgetting the stopped ones changed.
+    fn sync_secret_watches(
+        &self,
+        index: &mut Index,
+        watches: &mut BTreeMap<ObjectRef, AbortHandle>,
+        events: &mut SelectAll<EventStream>,
+        starts: &SharedStartFloor,
+    ) -> Vec<Delta> {
+        let wanted = referenced_secrets(index.cluster(), &self.config.policy);
+        let mut deltas = Vec::new();
+        watches.retain(|id, handle| {
+            let keep = wanted.contains(id);
+            if !keep {
+                handle.abort();
+                deltas.push(index.forget_secret(id));
+            }
+            keep
+        });
+        for id in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = watches.entry(id) {
+                let (stream, handle) = self.secret_watch(slot.key(), starts);
+                index.expect_secret(slot.key().clone());
+                events.push(stream);
+                slot.insert(handle);
+            }
+        }
+        deltas
     }
 
     /// Runs until `shutdown` completes. Watches always run (a follower keeps a warm index);
@@ -265,8 +318,15 @@ impl<S: GrantStore> Engine<S> {
         });
         let mut filter = ProblemFilter::new(self.config.events.clone());
 
-        let mut events = self.cluster_events();
+        // One floor under the watch starts of all loops (see `SharedStartFloor`).
+        let starts = SharedStartFloor::new(self.config.watch.rewatch_rate);
+        let mut events: SelectAll<EventStream> =
+            futures::stream::select_all(self.cluster_watches(&starts));
+        let mut secret_watches: BTreeMap<ObjectRef, AbortHandle> = BTreeMap::new();
         let mut index = Index::new();
+        index.secrets_by_name();
+        // The desired state has been built (from the first complete view).
+        let mut built = false;
         let mut desired = IncrementalDesired::new(self.config.policy.clone());
         // Tenancy rule 3's ledger holders, kept from whole and keyed observes alike.
         let mut holders = HolderIndex::default();
@@ -331,19 +391,26 @@ impl<S: GrantStore> Engine<S> {
                 }
                 ev = events.next() => {
                     let Some(ev) = ev else { break Err(EngineError::WatchesEnded) };
-                    let was_synced = index.synced();
-                    let delta = index.apply_delta(ev);
-                    if delta.changed() {
-                        schedule.changed(Instant::now());
+                    let services = matches!(ev, ClusterEvent::Services(_));
+                    let mut deltas = vec![index.apply_delta(ev)];
+                    if services {
+                        deltas.extend(self.sync_secret_watches(&mut index, &mut secret_watches, &mut events, &starts));
                     }
-                    if !was_synced && index.synced() {
+                    let now = Instant::now();
+                    if deltas.iter().any(Delta::changed) {
+                        schedule.changed(now);
+                    }
+                    if built {
+                        for delta in &deltas {
+                            desired.apply(index.cluster(), delta);
+                        }
+                    } else if index.synced() {
+                        built = true;
                         metrics.set_synced(true);
                         // Startup: reconcile the ledger against desired before anything else.
                         desired.rebuild(index.cluster());
-                        schedule.synced(Instant::now());
-                    } else if was_synced {
-                        desired.apply(index.cluster(), &delta);
                     }
+                    schedule.set_synced(index.synced(), now);
                 }
                 _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }

@@ -41,7 +41,10 @@ pub(crate) struct Scheduler {
     /// The next reconcile must be whole (startup, new leader, after a failure).
     full: bool,
     leading: bool,
+    /// The view is complete (every watch has listed).
     synced: bool,
+    /// It was complete once (the first time starts a whole reconcile at once).
+    ever_synced: bool,
     /// The reconcile in flight, if any.
     running: Option<Start>,
 }
@@ -56,6 +59,7 @@ impl Scheduler {
             full: true,
             leading,
             synced: false,
+            ever_synced: false,
             running: None,
         }
     }
@@ -68,11 +72,16 @@ impl Scheduler {
         }
     }
 
-    /// The initial lists are in: a whole reconcile at once, before anything else.
-    pub fn synced(&mut self, now: Instant) {
-        self.synced = true;
-        self.full = true;
-        self.due = Some(now);
+    /// The view is complete (`true`) or not: nothing starts while it is incomplete (a watch of a
+    /// newly named Secret has not listed yet). The first time it is complete: a whole reconcile
+    /// at once, before anything else.
+    pub fn set_synced(&mut self, synced: bool, now: Instant) {
+        self.synced = synced;
+        if synced && !self.ever_synced {
+            self.ever_synced = true;
+            self.full = true;
+            self.due = Some(now);
+        }
     }
 
     /// Leadership is now `leading`. A new leader trusts nothing: a whole reconcile at once.
@@ -183,17 +192,39 @@ mod tests {
         s.changed(t0);
         assert_eq!(s.wake_at(), None);
         assert_eq!(s.start(t0 + RESYNC), None);
-        s.synced(t0);
+        s.set_synced(true, t0);
         assert_eq!(s.wake_at(), Some(t0));
         // The first reconcile is whole and counts as the first resync.
         assert_eq!(s.start(t0), whole(true));
     }
 
     #[test]
+    fn nothing_starts_while_the_view_is_incomplete_and_changes_wait_for_it() {
+        let t0 = Instant::now();
+        let mut s = scheduler(true);
+        s.set_synced(true, t0);
+        s.start(t0).unwrap();
+        s.succeeded(t0);
+        let t1 = t0 + Duration::from_secs(1);
+        // A Service names a new Secret: its watch has not listed yet.
+        s.changed(t1);
+        s.set_synced(false, t1);
+        assert_eq!(
+            s.wake_at(),
+            None,
+            "no wake-up (and no spin) while incomplete"
+        );
+        assert_eq!(s.start(t1 + RESYNC), None);
+        let t2 = t1 + Duration::from_secs(2);
+        s.set_synced(true, t2);
+        assert_eq!(s.start(t2), KEYED, "not whole: only the first sync is");
+    }
+
+    #[test]
     fn changes_debounce_into_one_keyed_reconcile_per_window() {
         let t0 = Instant::now();
         let mut s = scheduler(true);
-        s.synced(t0);
+        s.set_synced(true, t0);
         s.start(t0).unwrap();
         s.succeeded(t0);
         assert_eq!(s.wake_at(), Some(t0 + RESYNC), "idle: only the resync");
@@ -213,7 +244,7 @@ mod tests {
     fn one_reconcile_at_a_time_and_changes_meanwhile_coalesce() {
         let t0 = Instant::now();
         let mut s = scheduler(true);
-        s.synced(t0);
+        s.set_synced(true, t0);
         s.start(t0).unwrap();
         assert!(s.running());
         let t1 = t0 + Duration::from_secs(1);
@@ -238,7 +269,7 @@ mod tests {
     fn failures_back_off_exponentially_and_retry_whole_even_under_changes() {
         let t0 = Instant::now();
         let mut s = scheduler(true);
-        s.synced(t0);
+        s.set_synced(true, t0);
         s.start(t0).unwrap();
         s.succeeded(t0);
         let mut now = t0 + Duration::from_secs(1);
@@ -267,7 +298,7 @@ mod tests {
     fn the_periodic_resync_is_whole_and_reschedules_itself() {
         let t0 = Instant::now();
         let mut s = scheduler(true);
-        s.synced(t0);
+        s.set_synced(true, t0);
         s.start(t0).unwrap();
         s.succeeded(t0);
         assert_eq!(s.start(t0 + RESYNC - Duration::from_millis(1)), None);
@@ -286,7 +317,7 @@ mod tests {
     fn only_a_leader_reconciles_and_a_new_leader_starts_whole() {
         let t0 = Instant::now();
         let mut s = scheduler(false);
-        s.synced(t0);
+        s.set_synced(true, t0);
         s.changed(t0);
         assert_eq!(
             s.wake_at(),

@@ -294,6 +294,7 @@ pub struct WireSource<W> {
     /// The collection's path, e.g. `/api/v1/namespaces/apps/pods` (from `Api::resource_url`).
     url: String,
     label_selector: Option<String>,
+    field_selector: Option<String>,
     _wire: PhantomData<fn() -> W>,
 }
 
@@ -307,8 +308,15 @@ impl<W> WireSource<W> {
             client,
             url: url.into(),
             label_selector,
+            field_selector: None,
             _wire: PhantomData,
         }
+    }
+
+    /// Lists and watches only the objects matching `selector` (e.g. `metadata.name=db`).
+    pub fn with_field_selector(mut self, selector: impl Into<String>) -> Self {
+        self.field_selector = Some(selector.into());
+        self
     }
 }
 
@@ -327,6 +335,7 @@ impl<W: Wire> ListWatchSource for WireSource<W> {
         Box::pin(async move {
             let lp = ListParams {
                 label_selector: self.label_selector.clone(),
+                field_selector: self.field_selector.clone(),
                 limit,
                 continue_token,
                 ..ListParams::default()
@@ -351,6 +360,7 @@ impl<W: Wire> ListWatchSource for WireSource<W> {
         Box::pin(async move {
             let mut wp = WatchParams::default().timeout(timeout_secs);
             wp.label_selector = self.label_selector.clone();
+            wp.field_selector = self.field_selector.clone();
             wp.bookmarks = true;
             let req = kube::core::Request::new(&self.url)
                 .watch(&wp, &resource_version)
