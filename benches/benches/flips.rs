@@ -14,7 +14,10 @@
 //! - `flips/per_flip/20000_pods_5000_accounts`
 //!
 //! Issue 11's target: the second within 2x of the first (the engine's cost follows the change,
-//! not the cluster). MySQL comes from the harness's provider as in the `mysql_apply` bench;
+//! not the cluster). Before them, once: 10,000 pods over 10 services granted from cold (an
+//! empty ledger) — the wall time from the engine's start until MariaDB holds every account,
+//! and the statements it took (target ≤ 5 s, ≤ 60 statements; a `GRANT` names one database
+//! and privilege set, so N distinct services need at least N of them). MySQL comes from the harness's provider as in the `mysql_apply` bench;
 //! users and the ledger schema are this run's own and are dropped at the end.
 //!
 //! Run: `cargo bench -p podgrant-benches --bench flips`.
@@ -32,6 +35,62 @@ const FLIPS: usize = 40;
 const RATE: f64 = 20.0;
 const WITHIN: Duration = Duration::from_secs(300);
 const SIZES: [(usize, usize); 2] = [(1_000, 500), (20_000, 5_000)];
+/// The cold grant: pods (all granted) and the services they are spread over.
+const COLD: (usize, usize) = (10_000, 10);
+
+fn engine_config() -> podgrant_core::engine::EngineConfig {
+    podgrant_core::engine::EngineConfig {
+        // tenancy enforced, as the binary runs by default
+        policy: Policy::default(),
+        // the binary's default debounce (the other live benches use 50 ms)
+        debounce: podgrant_core::engine::EngineConfig::default().debounce,
+        ..live::engine_config()
+    }
+}
+
+/// Grants `COLD` from an empty ledger once and prints how long it took and how many statements.
+fn cold(driver: &tokio::runtime::Runtime, mysql_url: &str, tag: u32) {
+    let (pods, services) = COLD;
+    let scope = driver
+        .block_on(podgrant_harness::run_scope::RunScope::claim(
+            mysql_url,
+            "pgbench_ledger",
+        ))
+        .expect("claim a run scope on MySQL");
+    let store = driver
+        .block_on(MysqlStore::connect(mysql_url, scope.schema()))
+        .expect("connect to MySQL");
+    let sim = live::populated_sim_with(&SimLayout {
+        pods,
+        granted: pods,
+        services,
+        user_prefix: &format!("c{tag}_"),
+        pod_cidr: Some(scope.pod_cidr()),
+    })
+    .expect("sim");
+    let t0 = Instant::now();
+    let engine =
+        EngineRig::start_with(&sim, "pgb-cold", 1, engine_config(), store.clone()).expect("engine");
+    live::wait(driver, "the cold grant", WITHIN, || {
+        let m = engine.metrics.snapshot();
+        m.ledger_size == pods as u64 && m.desired_accounts == pods as u64 && !m.reconciling
+    })
+    .expect("engine converged");
+    let took = t0.elapsed();
+    let m = engine.metrics.snapshot();
+    eprintln!(
+        "flips/cold: {pods} pods over {services} services granted from cold in {took:?} \
+         ({:.2} s of engine CPU), {} statements ({} reconciles)",
+        engine.cpu().expect("cpu").as_secs_f64(),
+        store.statements(),
+        m.reconciles,
+    );
+    drop(engine);
+    let _ = driver.block_on(store.disconnect());
+    driver
+        .block_on(scope.cleanup())
+        .expect("drop the cold run's accounts and schema");
+}
 
 fn flips(c: &mut Criterion) {
     let driver = live::driver().expect("driver runtime");
@@ -50,6 +109,7 @@ fn flips(c: &mut Criterion) {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let tag = (nanos ^ std::process::id().rotate_left(16)) % 100_000;
+    cold(&driver, mysql.url(), tag);
 
     let mut g = c.benchmark_group("flips/per_flip");
     g.sample_size(10)
@@ -76,18 +136,14 @@ fn flips(c: &mut Criterion) {
             pod_cidr: Some(scope.pod_cidr()),
         })
         .expect("sim");
-        let config = podgrant_core::engine::EngineConfig {
-            // tenancy enforced, as the binary runs by default
-            policy: Policy::default(),
-            // the binary's default debounce (the other live benches use 50 ms)
-            debounce: podgrant_core::engine::EngineConfig::default().debounce,
-            ..live::engine_config()
-        };
-        let engine =
-            EngineRig::start_with(&sim, "pgb-flips", 1, config, store.clone()).expect("engine");
+        let engine = EngineRig::start_with(&sim, "pgb-flips", 1, engine_config(), store.clone())
+            .expect("engine");
+        // ... and idle: the whole reconcile's verifying observe has ended too.
         let converged = || {
             let m = engine.metrics.snapshot();
-            m.ledger_size == accounts as u64 && m.desired_accounts == accounts as u64
+            m.ledger_size == accounts as u64
+                && m.desired_accounts == accounts as u64
+                && !m.reconciling
         };
         let t0 = Instant::now();
         live::wait(

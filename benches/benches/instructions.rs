@@ -11,8 +11,10 @@
 //! - `planner::full_diff::n1000` / `n10000` — the steady-state resync: `desired_state` +
 //!   `plan` of the same clusters against their converged store (no action comes out).
 //! - `decode::pod_modified` — one watch line (`{"type":"MODIFIED","object":{…pod…}}`) parsed
-//!   into `kube::core::WatchEvent<Pod>` with serde_json, then reduced to `PodFacts` by
-//!   `podgrant_core::watch::pod_facts`: the engine's per-event decode path.
+//!   into `kube::core::WatchEvent<PodWire>` with serde_json and reduced to `PodFacts` by
+//!   `Wire::into_facts`: the engine's per-event decode path (`podgrant_core::watch::wire`).
+//! - `decode_typed::pod_modified` — the same line through `WatchEvent<k8s_openapi Pod>` and
+//!   `podgrant_core::watch::pod_facts`: the typed reference (and what a kube-rs watcher decodes).
 //! - `watch_guard::watch_ended::mixed1000` — 1,000 `WatchGuard::watch_ended` decisions (one
 //!   watch end in four short with no progress: a backoff delay; the others healthy: a reset).
 //! - `sim_encode::line::pod_modified` — the sim's watch encode path: the same pod object as a
@@ -184,6 +186,17 @@ fn encode(pod: serde_json::Value) -> usize {
 #[library_benchmark]
 #[bench::pod_modified(pod_line())]
 fn decode(line: String) -> Option<podgrant_core::model::PodFacts> {
+    use podgrant_core::watch::wire::{PodWire, Wire};
+    match serde_json::from_str::<kube::core::WatchEvent<PodWire>>(black_box(&line)) {
+        Ok(kube::core::WatchEvent::Modified(pod)) => Some(black_box(pod.into_facts())),
+        _ => None,
+    }
+}
+
+library_benchmark_group!(name = planner; benchmarks = one_event, full_diff);
+#[library_benchmark]
+#[bench::pod_modified(pod_line())]
+fn decode_typed(line: String) -> Option<podgrant_core::model::PodFacts> {
     match serde_json::from_str::<kube::core::WatchEvent<Pod>>(black_box(&line)) {
         Ok(kube::core::WatchEvent::Modified(pod)) => {
             Some(black_box(podgrant_core::watch::pod_facts(pod)))
@@ -192,8 +205,7 @@ fn decode(line: String) -> Option<podgrant_core::model::PodFacts> {
     }
 }
 
-library_benchmark_group!(name = planner; benchmarks = one_event, full_diff);
-library_benchmark_group!(name = event_decode; benchmarks = decode);
+library_benchmark_group!(name = event_decode; benchmarks = decode, decode_typed);
 library_benchmark_group!(name = watch_guard; benchmarks = watch_ended);
 library_benchmark_group!(name = sim_encode; benchmarks = encode);
 main!(

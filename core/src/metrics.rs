@@ -118,6 +118,7 @@ pub struct Metrics {
     desired_accounts: AtomicU64,
     is_leader: AtomicU64,
     synced: AtomicU64,
+    reconciling: AtomicU64,
     refusals: [AtomicU64; 6],
     tenancy_enforced: AtomicU64,
     sessions_unmatched: AtomicU64,
@@ -160,6 +161,8 @@ pub struct MetricsSnapshot {
     pub is_leader: bool,
     /// Every watcher has completed its initial list.
     pub synced: bool,
+    /// A reconcile is in flight (its store calls run beside the watch loop).
+    pub reconciling: bool,
     /// Services (or accounts) skipped, by reason; each (service, reason) counted once per
     /// dedup window, like its log line.
     pub refusals: BTreeMap<&'static str, u64>,
@@ -277,6 +280,9 @@ impl Metrics {
     pub fn set_sessions_unmatched(&self, total: u64) {
         self.sessions_unmatched.fetch_max(total, Ordering::Relaxed);
     }
+    pub fn set_reconciling(&self, running: bool) {
+        self.reconciling.store(running as u64, Ordering::Relaxed);
+    }
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Relaxed) != 0
     }
@@ -314,6 +320,7 @@ impl Metrics {
         s.desired_accounts = ld(&self.desired_accounts);
         s.is_leader = ld(&self.is_leader) != 0;
         s.synced = ld(&self.synced) != 0;
+        s.reconciling = ld(&self.reconciling) != 0;
         for (i, k) in REFUSAL_REASONS.iter().enumerate() {
             s.refusals.insert(k, ld(&self.refusals[i]));
         }
@@ -467,6 +474,12 @@ impl Metrics {
             "gauge",
             "1 when every watcher completed its initial list.",
             vec![(String::new(), s.synced as u64)],
+        );
+        family(
+            "reconciling",
+            "gauge",
+            "1 while a reconcile is in flight.",
+            vec![(String::new(), s.reconciling as u64)],
         );
         family(
             "grant_refusals_total",

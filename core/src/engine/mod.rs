@@ -425,6 +425,7 @@ impl<S: GrantStore> Engine<S> {
                     }
                 }
             }
+            metrics.set_reconciling(in_flight.is_some());
         };
         let _ = stop_tx.send(true);
         if let Some(mut guard) = elector {
