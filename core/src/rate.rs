@@ -80,6 +80,25 @@ impl StartFloor {
     }
 }
 
+impl StartFloor {
+    /// A start that never waits (a loop's first watch: a new loop is not a storm, and must not
+    /// queue behind other loops' re-watches): takes a token if one is there; `false` if none was.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let at = *self.at.get_or_insert(now);
+        if now > at {
+            let refill = (now - at).as_secs_f64() * self.rate.per_second;
+            self.tokens = (self.tokens + refill).min(f64::from(self.rate.burst));
+            self.at = Some(now);
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// One [`StartFloor`] shared by every watch loop of a client. The API server sees the client's
 /// total, not each loop's: three loops with a floor each may start three times as often (the
 /// fuzzer's find: 22 watch starts in 10 s across pods, services and secrets). client-go's REST
@@ -96,6 +115,11 @@ impl SharedStartFloor {
     pub fn admit(&self, now: Instant) -> Duration {
         self.0.lock().expect("start floor lock poisoned").admit(now)
     }
+
+    /// [`StartFloor::take`] on the shared bucket.
+    pub fn take(&self, now: Instant) -> bool {
+        self.0.lock().expect("start floor lock poisoned").take(now)
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +128,19 @@ mod tests {
 
     fn floor(burst: u32, per_second: f64) -> StartFloor {
         StartFloor::new(StartRate { burst, per_second })
+    }
+
+    #[test]
+    fn a_first_start_takes_a_token_when_there_is_one_and_never_waits() {
+        let t = Instant::now();
+        let mut f = floor(2, 1.0);
+        assert!(f.take(t));
+        assert!(f.take(t));
+        assert!(!f.take(t), "bucket empty: started anyway, nothing taken");
+        // The re-watches after them still wait for the refill.
+        assert_eq!(f.admit(t), Duration::from_secs(1));
+        assert!(!f.take(t), "the refill is reserved");
+        assert!(f.take(t + Duration::from_secs(2)));
     }
 
     #[test]

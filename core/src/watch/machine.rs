@@ -88,8 +88,13 @@ pub enum Action {
         continue_token: Option<String>,
         after: Duration,
     },
-    /// Wait `after` (and for the shared start floor), then request a watch from `from`.
-    Watch { from: String, after: Duration },
+    /// Wait `after` (and, unless this is the loop's `first` watch, for the shared start
+    /// floor), then request a watch from `from`.
+    Watch {
+        from: String,
+        after: Duration,
+        first: bool,
+    },
     /// Read the next event of the open watch.
     Read,
 }
@@ -129,6 +134,8 @@ pub struct Machine {
     guard: WatchGuard,
     /// A server's `Retry-After` is honoured up to this long.
     max_retry_after: Duration,
+    /// A watch has opened before (later watches are re-watches, held to the start floor).
+    opened: bool,
     /// The last watch ended with 410, so the current version is a relist's answer to it.
     expired_last: bool,
 }
@@ -157,6 +164,7 @@ impl Machine {
             },
             guard,
             max_retry_after,
+            opened: false,
             expired_last: false,
         }
     }
@@ -218,6 +226,7 @@ impl Machine {
                     action: Action::Watch {
                         from: from.clone(),
                         after: Duration::ZERO,
+                        first: !self.opened,
                     },
                     relisted: true,
                     restart: None,
@@ -233,14 +242,17 @@ impl Machine {
                     Step::restart(relist(delay), RestartReason::ListFailed),
                 )
             }
-            (State::Starting { from }, Input::Opened) => (
-                State::Watching {
-                    last_rv: from,
-                    started: now,
-                    progress: 0,
-                },
-                Step::act(Action::Read),
-            ),
+            (State::Starting { from }, Input::Opened) => {
+                self.opened = true;
+                (
+                    State::Watching {
+                        last_rv: from,
+                        started: now,
+                        progress: 0,
+                    },
+                    Step::act(Action::Read),
+                )
+            }
             (State::Starting { .. }, Input::Refused { gone: true, .. }) => {
                 self.expired(Duration::ZERO, 0)
             }
@@ -255,7 +267,11 @@ impl Machine {
                 (
                     State::Starting { from: from.clone() },
                     Step::restart(
-                        Action::Watch { from, after: delay },
+                        Action::Watch {
+                            from,
+                            after: delay,
+                            first: !self.opened,
+                        },
                         RestartReason::WatchFailed,
                     ),
                 )
@@ -308,6 +324,7 @@ impl Machine {
                 let action = Action::Watch {
                     from: last_rv.clone(),
                     after: delay.unwrap_or_default(),
+                    first: false,
                 };
                 (
                     State::Starting { from: last_rv },
@@ -362,10 +379,21 @@ mod tests {
         Machine::new(WatchGuard::new(SEC, Backoff::new(backoff, 7)), 10 * SEC)
     }
 
+    /// A re-watch (held to the start floor).
     fn watch(from: &str, after_ms: u64) -> Action {
         Action::Watch {
             from: from.into(),
             after: Duration::from_millis(after_ms),
+            first: false,
+        }
+    }
+
+    /// The loop's first watch (not held to the floor).
+    fn first_watch(from: &str, after_ms: u64) -> Action {
+        Action::Watch {
+            from: from.into(),
+            after: Duration::from_millis(after_ms),
+            first: true,
         }
     }
 
@@ -418,7 +446,7 @@ mod tests {
         assert!(!s.relisted);
         let s = m.step(page("10", None), t);
         assert!(s.relisted, "the last page completes the list");
-        assert_eq!(s.action, watch("10", 0));
+        assert_eq!(s.action, first_watch("10", 0));
         assert_eq!(m.state(), &State::Starting { from: "10".into() });
         assert_eq!(m.step(Input::Opened, t).action, Action::Read);
     }
@@ -502,8 +530,18 @@ mod tests {
         m.step(page("10", None), t);
         let s = m.step(refused(None), t);
         assert_eq!(s.restart, Some(RestartReason::WatchFailed));
-        assert_eq!(s.action, watch("10", 100));
-        assert_eq!(m.step(refused(None), t).action, watch("10", 200));
+        assert_eq!(
+            s.action,
+            first_watch("10", 100),
+            "never opened: still the first"
+        );
+        m.step(Input::Opened, t);
+        m.step(Input::Ended(End::Closed), t + SEC);
+        assert_eq!(
+            m.step(refused(None), t).action,
+            watch("10", 100),
+            "reset by the healthy watch"
+        );
     }
 
     #[test]
@@ -515,17 +553,17 @@ mod tests {
         let s = m.step(refused(Some(5 * SEC)), t);
         assert_eq!(
             (s.action, s.restart),
-            (watch("10", 5000), Some(RestartReason::WatchFailed))
+            (first_watch("10", 5000), Some(RestartReason::WatchFailed))
         );
         // Shorter than the backoff (now 200 ms): the backoff stands.
         assert_eq!(
             m.step(refused(Some(Duration::from_millis(50))), t).action,
-            watch("10", 200)
+            first_watch("10", 200)
         );
         // An hour is bounded by `max_retry_after` (10 s here).
         assert_eq!(
             m.step(refused(Some(3600 * SEC)), t).action,
-            watch("10", 10_000)
+            first_watch("10", 10_000)
         );
         // A list refused with Retry-After too.
         let mut m = machine();

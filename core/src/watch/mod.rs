@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffConfig};
@@ -92,6 +94,14 @@ pub enum Change<F> {
     Deleted(F),
 }
 
+/// A watch's `timeoutSeconds`: uniform in `[base / 2, base]`, so that loops started together
+/// (one per named Secret, at startup) do not all re-watch at the same moment, as client-go's
+/// reflector spreads its own. Never above `base`, which stays under the idle timeout.
+fn jittered(base: u32, rng: &mut StdRng) -> u32 {
+    let half = base / 2;
+    half + rng.random_range(0..=base - half)
+}
+
 /// Waits `d` (no timer at all when it is zero).
 async fn pause(d: Duration) {
     if !d.is_zero() {
@@ -118,6 +128,7 @@ where
     async_stream::stream! {
         let guard = WatchGuard::new(config.min_healthy, Backoff::new(config.backoff.clone(), seed));
         let mut machine = Machine::new(guard, config.max_retry_after);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x7137);
         let mut action = machine.first();
         // The pages of the list in progress.
         let mut items: Vec<F> = Vec::new();
@@ -155,19 +166,24 @@ where
                         }
                     }
                 }
-                Action::Watch { from, after } => {
+                Action::Watch { from, after, first } => {
                     stream = None;
                     pause(after).await;
-                    let wait = floor.admit(Instant::now());
-                    if !wait.is_zero() {
-                        tracing::debug!(resource = resource.as_str(), ?wait, "re-watch rate floor");
-                        tokio::time::sleep(wait).await;
+                    if first {
+                        // A new loop is not a storm: it never queues behind re-watches.
+                        floor.take(Instant::now());
+                    } else {
+                        let wait = floor.admit(Instant::now());
+                        if !wait.is_zero() {
+                            tracing::debug!(resource = resource.as_str(), ?wait, "re-watch rate floor");
+                            tokio::time::sleep(wait).await;
+                        }
                     }
                     metrics.watch_request(resource);
                     let started = Instant::now();
                     let opened = tokio::time::timeout(
                         config.request_timeout,
-                        source.watch(from, config.server_timeout_secs),
+                        source.watch(from, jittered(config.server_timeout_secs, &mut rng)),
                     )
                     .await;
                     match opened {
