@@ -137,6 +137,7 @@ mod tests {
             "instructions::planner::full_diff::n1000",
             "instructions::planner::full_diff::n10000",
             "instructions::event_decode::decode::pod_modified",
+            "instructions::event_decode::decode_typed::pod_modified",
             "instructions::watch_guard::watch_ended::mixed1000",
             "instructions::sim_encode::encode::pod_modified",
         ];

@@ -165,8 +165,13 @@ async fn join(in_flight: &mut Option<(Reconcile, StoreTask)>) -> Result<Reply, S
     };
     match handle.await {
         Ok(reply) => reply,
-        // A panic in the store is a bug: surface it. (Nothing else cancels the task.)
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        // A panic in the store is a bug: surface it.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled (the runtime is shutting down): the call's outcome is unknown, as after a
+        // lost connection; the reconcile fails and is retried whole.
+        Err(e) => Err(StoreError::Transient(format!(
+            "store call did not finish: {e}"
+        ))),
     }
 }
 
