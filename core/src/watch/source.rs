@@ -96,6 +96,62 @@ pub trait ListWatchSource: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<RawStream<Self::Object>, SourceError>>;
 }
 
+/// The list request of a page: these selectors, page size and continue token.
+pub(crate) fn list_params(
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    limit: Option<u32>,
+    continue_token: Option<String>,
+) -> ListParams {
+    ListParams {
+        label_selector,
+        field_selector,
+        limit,
+        continue_token,
+        ..ListParams::default()
+    }
+}
+
+/// The watch request: these selectors, the server-side timeout, bookmarks on.
+pub(crate) fn watch_params(
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    timeout_secs: u32,
+) -> WatchParams {
+    let mut wp = WatchParams::default().timeout(timeout_secs);
+    wp.label_selector = label_selector;
+    wp.field_selector = field_selector;
+    wp.bookmarks = true;
+    wp
+}
+
+/// One kube watch item as the loop needs it; `rv` reads an object's resourceVersion.
+pub(crate) fn raw_event<K>(
+    item: Result<WatchEvent<K>, kube::Error>,
+    rv: impl Fn(&K) -> String,
+) -> Result<RawEvent<K>, SourceError> {
+    match item {
+        Ok(WatchEvent::Added(o)) => {
+            let v = rv(&o);
+            Ok(RawEvent::Added(o, v))
+        }
+        Ok(WatchEvent::Modified(o)) => {
+            let v = rv(&o);
+            Ok(RawEvent::Modified(o, v))
+        }
+        Ok(WatchEvent::Deleted(o)) => {
+            let v = rv(&o);
+            Ok(RawEvent::Deleted(o, v))
+        }
+        Ok(WatchEvent::Bookmark(b)) => Ok(RawEvent::Bookmark(b.metadata.resource_version)),
+        Ok(WatchEvent::Error(s)) => Ok(RawEvent::Error {
+            code: s.code,
+            message: s.message,
+        }),
+        Err(e) => Err(SourceError::from(e)),
+    }
+}
+
 /// A [`ListWatchSource`] over a kube `Api`, with an optional label selector.
 pub struct ApiSource<K> {
     pub api: Api<K>,
@@ -114,12 +170,7 @@ where
         continue_token: Option<String>,
     ) -> BoxFuture<'_, Result<Page<K>, SourceError>> {
         Box::pin(async move {
-            let lp = ListParams {
-                label_selector: self.label_selector.clone(),
-                limit,
-                continue_token,
-                ..ListParams::default()
-            };
+            let lp = list_params(self.label_selector.clone(), None, limit, continue_token);
             let list = self.api.list(&lp).await?;
             Ok(Page {
                 items: list.items,
@@ -135,33 +186,10 @@ where
         timeout_secs: u32,
     ) -> BoxFuture<'_, Result<RawStream<K>, SourceError>> {
         Box::pin(async move {
-            let mut wp = WatchParams::default().timeout(timeout_secs);
-            wp.label_selector = self.label_selector.clone();
-            wp.bookmarks = true;
+            let wp = watch_params(self.label_selector.clone(), None, timeout_secs);
             let stream = self.api.watch(&wp, &resource_version).await?;
             Ok(stream
-                .map(|item| match item {
-                    Ok(WatchEvent::Added(o)) => {
-                        let rv = o.resource_version().unwrap_or_default();
-                        Ok(RawEvent::Added(o, rv))
-                    }
-                    Ok(WatchEvent::Modified(o)) => {
-                        let rv = o.resource_version().unwrap_or_default();
-                        Ok(RawEvent::Modified(o, rv))
-                    }
-                    Ok(WatchEvent::Deleted(o)) => {
-                        let rv = o.resource_version().unwrap_or_default();
-                        Ok(RawEvent::Deleted(o, rv))
-                    }
-                    Ok(WatchEvent::Bookmark(b)) => {
-                        Ok(RawEvent::Bookmark(b.metadata.resource_version))
-                    }
-                    Ok(WatchEvent::Error(s)) => Ok(RawEvent::Error {
-                        code: s.code,
-                        message: s.message,
-                    }),
-                    Err(e) => Err(SourceError::from(e)),
-                })
+                .map(|item| raw_event(item, |o: &K| o.resource_version().unwrap_or_default()))
                 .boxed())
         })
     }

@@ -18,11 +18,12 @@ use std::net::IpAddr;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use kube::api::{ListParams, WatchEvent, WatchParams};
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::source::{ListWatchSource, Page, RawEvent, RawStream, SourceError};
+use super::source::{
+    list_params, raw_event, watch_params, ListWatchSource, Page, RawStream, SourceError,
+};
 use crate::model::{ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
 use crate::validate::ANNOTATION_PREFIX;
 
@@ -333,13 +334,12 @@ impl<W: Wire> ListWatchSource for WireSource<W> {
         continue_token: Option<String>,
     ) -> BoxFuture<'_, Result<Page<W>, SourceError>> {
         Box::pin(async move {
-            let lp = ListParams {
-                label_selector: self.label_selector.clone(),
-                field_selector: self.field_selector.clone(),
+            let lp = list_params(
+                self.label_selector.clone(),
+                self.field_selector.clone(),
                 limit,
                 continue_token,
-                ..ListParams::default()
-            };
+            );
             let req = kube::core::Request::new(&self.url)
                 .list(&lp)
                 .map_err(request_error)?;
@@ -358,37 +358,17 @@ impl<W: Wire> ListWatchSource for WireSource<W> {
         timeout_secs: u32,
     ) -> BoxFuture<'_, Result<RawStream<W>, SourceError>> {
         Box::pin(async move {
-            let mut wp = WatchParams::default().timeout(timeout_secs);
-            wp.label_selector = self.label_selector.clone();
-            wp.field_selector = self.field_selector.clone();
-            wp.bookmarks = true;
+            let wp = watch_params(
+                self.label_selector.clone(),
+                self.field_selector.clone(),
+                timeout_secs,
+            );
             let req = kube::core::Request::new(&self.url)
                 .watch(&wp, &resource_version)
                 .map_err(request_error)?;
             let stream = self.client.request_events::<W>(req).await?;
             Ok(stream
-                .map(|item| match item {
-                    Ok(WatchEvent::Added(o)) => {
-                        let rv = o.resource_version().to_string();
-                        Ok(RawEvent::Added(o, rv))
-                    }
-                    Ok(WatchEvent::Modified(o)) => {
-                        let rv = o.resource_version().to_string();
-                        Ok(RawEvent::Modified(o, rv))
-                    }
-                    Ok(WatchEvent::Deleted(o)) => {
-                        let rv = o.resource_version().to_string();
-                        Ok(RawEvent::Deleted(o, rv))
-                    }
-                    Ok(WatchEvent::Bookmark(b)) => {
-                        Ok(RawEvent::Bookmark(b.metadata.resource_version))
-                    }
-                    Ok(WatchEvent::Error(s)) => Ok(RawEvent::Error {
-                        code: s.code,
-                        message: s.message,
-                    }),
-                    Err(e) => Err(SourceError::from(e)),
-                })
+                .map(|item| raw_event(item, |o: &W| o.resource_version().to_string()))
                 .boxed())
         })
     }
