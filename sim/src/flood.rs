@@ -1,6 +1,6 @@
-//! Churn generator: MODIFIED events with changing labels, annotations and status, at a rate or as a burst, re-encoded by patching bytes.
+//! Churn generator: MODIFIED events with changing labels, annotations and status, at a rate or as a burst, re-encoded by patching bytes; floods started by steps are kept by id so a `stop_flood` step can end them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
+use crate::error::SimError;
 use crate::encoded::{extract_fields, extract_labels, Fields, Labels, Obj, LINE_SUFFIX};
 use crate::lifecycle::{self, UpdateMode};
 use crate::resource::ResourceInfo;
@@ -22,6 +23,10 @@ use crate::store::Key;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FloodSpec {
+    /// A name for a flood started by a step, for a later `stop_flood` step (default: `flood-N`,
+    /// reported by `/_sim/steps`). [`Sim::flood`] ignores it: its caller holds the handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Resource plural to churn (default `pods`).
     #[serde(default = "pods")]
     pub resource: String,
@@ -69,6 +74,11 @@ impl FloodSpec {
     /// Stop a rate flood after `d`.
     pub fn for_duration(mut self, d: Duration) -> Self {
         self.duration = Some(d);
+        self
+    }
+    /// Name the flood, for a later `stop_flood` step.
+    pub fn named(mut self, id: &str) -> Self {
+        self.id = Some(id.into());
         self
     }
 }
@@ -263,22 +273,29 @@ struct Churner {
     info: &'static ResourceInfo,
     namespace: Option<String>,
     keys: Vec<Key>,
+    /// Set by a stop; read under the store lock, so no event follows a stop that took that lock.
+    stop: Arc<AtomicBool>,
 }
 
 impl Churner {
-    fn new(sim: &Sim, spec: &FloodSpec) -> Option<Self> {
+    fn new(sim: &Sim, spec: &FloodSpec, stop: Arc<AtomicBool>) -> Option<Self> {
         let info = sim.resolve(&spec.resource).ok()?;
         Some(Self {
             info,
             namespace: spec.namespace.clone(),
             keys: Vec::new(),
+            stop,
         })
     }
 
-    /// Emit one churn event on the `counter % n`-th of the `n` objects; false if there is nothing to churn.
+    /// Emit one churn event on the `counter % n`-th of the `n` objects; false if there is
+    /// nothing to churn or the flood was stopped.
     fn churn(&mut self, sim: &Sim, counter: u64) -> bool {
         let plural = self.info.plural;
         let mut store = lock(&sim.inner.store);
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
         // Go round the objects as they are; re-read them when one has gone or a round is done.
         let mut key = self.pick(counter);
         let mut templates = lock(&sim.inner.flood_templates);
@@ -348,7 +365,7 @@ impl Churner {
 pub(crate) fn start(sim: Sim, spec: FloodSpec) -> FloodHandle {
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut churner = Churner::new(&sim, &spec);
+    let mut churner = Churner::new(&sim, &spec, stop.clone());
     if let (Some(n), Some(c)) = (spec.burst, churner.as_mut()) {
         let done = (0..n).filter(|i| c.churn(&sim, *i)).count() as u64;
         sent.fetch_add(done, Ordering::Relaxed);
@@ -380,6 +397,86 @@ pub(crate) fn start(sim: Sim, spec: FloodSpec) -> FloodHandle {
         _ => None,
     };
     FloodHandle { sent, stop, task }
+}
+
+/// A flood a step started that may still be running.
+struct Running {
+    stop: Arc<AtomicBool>,
+    task: AbortHandle,
+}
+
+/// The floods steps started, by id (lock before `store`; finished ones are dropped on each use).
+#[derive(Default)]
+pub(crate) struct Floods {
+    running: BTreeMap<String, Running>,
+    /// The last `flood-N` given to a flood without an id.
+    last_auto: u64,
+}
+
+impl Floods {
+    fn prune(&mut self) {
+        self.running.retain(|_, r| !r.task.is_finished());
+    }
+
+    fn auto_id(&mut self) -> String {
+        loop {
+            self.last_auto += 1;
+            let id = format!("flood-{}", self.last_auto);
+            if !self.running.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// Start a flood for a step (a burst is emitted before this returns). A rate flood is kept
+/// under its id, or `flood-N`, which is returned; a flood with nothing left to run after the
+/// burst is not kept (`None`). An id already running is 409 `AlreadyExists`, and nothing starts.
+pub(crate) fn start_for_step(sim: &Sim, spec: &FloodSpec) -> Result<Option<String>, SimError> {
+    let mut floods = lock(&sim.inner.floods);
+    floods.prune();
+    if let Some(id) = spec.id.as_ref().filter(|id| floods.running.contains_key(*id)) {
+        return Err(SimError::AlreadyExists {
+            resource: "floods".into(),
+            name: id.clone(),
+        });
+    }
+    let handle = start(sim.clone(), spec.clone());
+    let Some(task) = handle.task.as_ref().map(JoinHandle::abort_handle) else {
+        return Ok(None);
+    };
+    let id = match &spec.id {
+        Some(id) => id.clone(),
+        None => floods.auto_id(),
+    };
+    let stop = handle.stop.clone();
+    floods.running.insert(id.clone(), Running { stop, task });
+    Ok(Some(id))
+}
+
+/// Stop the step-started flood `id`, or with `None` every one; returns the ids that were
+/// running (none is not an error: a flood that ended or never started is already stopped).
+/// When this returns, the stopped floods emit no more events.
+pub(crate) fn stop_for_step(sim: &Sim, id: Option<&str>) -> Vec<String> {
+    let stopped: Vec<(String, Running)> = {
+        let mut floods = lock(&sim.inner.floods);
+        floods.prune();
+        match id {
+            Some(id) => floods
+                .running
+                .remove_entry(id)
+                .into_iter()
+                .collect(),
+            None => std::mem::take(&mut floods.running).into_iter().collect(),
+        }
+    };
+    for (_, r) in &stopped {
+        r.stop.store(true, Ordering::Relaxed);
+        r.task.abort();
+    }
+    // A churn already past its stop check holds the store lock: wait for it to commit.
+    drop(lock(&sim.inner.store));
+    stopped.into_iter().map(|(id, _)| id).collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Scenario steps (JSON `{"op": …}` or Rust builders) that drive the simulated cluster, and timed scenario files.
 
+mod check; // steps parsed and validated as a whole before any is applied
+
+pub(crate) use check::parse_steps;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -114,7 +118,14 @@ pub enum Step {
     SetFaults {
         plan: FaultPlan,
     },
+    /// Start a churn generator; a rate flood is kept under `id` (default `flood-N`).
     Flood(FloodSpec),
+    /// Stop the step-started flood `id`, or every one when `id` is absent. Stopping a flood
+    /// that is not running (ended, never started) does nothing and is not an error.
+    StopFlood {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     Compact,
 }
 
@@ -245,6 +256,16 @@ impl Step {
     pub fn set_faults(plan: FaultPlan) -> Self {
         Step::SetFaults { plan }
     }
+    /// Start a flood (name it with [`FloodSpec::named`] to stop it later).
+    pub fn flood(spec: FloodSpec) -> Self {
+        Step::Flood(spec)
+    }
+    /// Stop the step-started flood `id`, or every one (`None`).
+    pub fn stop_flood(id: Option<&str>) -> Self {
+        Step::StopFlood {
+            id: id.map(str::to_string),
+        }
+    }
 
     /// Labels (create_pod, relabel_pod, recycle_ip); ignored by other steps.
     pub fn labels<K: Into<String>, V: Into<String>>(
@@ -337,12 +358,20 @@ impl Scenario {
         })
     }
 
-    /// Parse from JSON text.
+    /// Parse from JSON text; a step with a bad value (name, label, IP, flood rate, fault plan…)
+    /// is refused with its index and field (`steps[2].step.name: …`), as `/_sim/steps` does.
     pub fn from_json(text: &str) -> Result<Self, SimError> {
-        serde_json::from_str(text).map_err(|e| SimError::File {
+        let file_error = |message: String| SimError::File {
             path: "<scenario>".into(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let sc: Self = serde_json::from_str(text).map_err(|e| file_error(e.to_string()))?;
+        let causes = check::check_timed(&sc.steps);
+        if causes.is_empty() {
+            Ok(sc)
+        } else {
+            Err(file_error(check::invalid(causes).to_string()))
+        }
     }
 
     /// A `Sim` builder with this scenario's seed and CIDR.
@@ -465,9 +494,25 @@ fn modify(
     sim.replace(resource, Some(namespace), obj).map(|_| ())
 }
 
+/// What applying one step did besides writing the store (`/_sim/steps` reports it).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Outcome {
+    /// The id a rate flood was started under.
+    pub flood_started: Option<String>,
+    /// The floods a `stop_flood` stopped.
+    pub floods_stopped: Vec<String>,
+}
+
 /// Apply one step to a simulator (bypasses HTTP and faults).
 pub fn apply(sim: &Sim, step: &Step) -> Result<(), SimError> {
-    match step {
+    run_step(sim, step).map(drop)
+}
+
+/// Apply one step and say what it started or stopped: the one executor behind
+/// [`Sim::apply`], [`Scenario::run`] and `POST /_sim/steps`.
+pub(crate) fn run_step(sim: &Sim, step: &Step) -> Result<Outcome, SimError> {
+    let done = Outcome::default();
+    let written = match step {
         Step::CreateNamespace { name } => sim
             .create("namespaces", None, json!({"metadata": {"name": name}}))
             .map(|_| ()),
@@ -658,14 +703,23 @@ pub fn apply(sim: &Sim, step: &Step) -> Result<(), SimError> {
             Ok(())
         }
         Step::Flood(spec) => {
-            sim.flood(spec.clone());
-            Ok(())
+            return crate::flood::start_for_step(sim, spec).map(|id| Outcome {
+                flood_started: id,
+                ..done
+            })
+        }
+        Step::StopFlood { id } => {
+            return Ok(Outcome {
+                floods_stopped: crate::flood::stop_for_step(sim, id.as_deref()),
+                ..done
+            })
         }
         Step::Compact => {
             sim.compact();
             Ok(())
         }
-    }
+    };
+    written.map(|()| done)
 }
 
 #[cfg(test)]

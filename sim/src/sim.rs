@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     service_ips: AtomicU32,
     /// The flood generator's per-object byte templates (locked after `store`).
     pub flood_templates: Mutex<crate::flood::Templates>,
+    /// Floods started by steps, by id, for `stop_flood` (locked before `store`).
+    pub floods: Mutex<crate::flood::Floods>,
 }
 
 /// Builder for [`Sim`].
@@ -147,6 +149,7 @@ impl SimBuilder {
             },
             service_ips: AtomicU32::new(1),
             flood_templates: Mutex::default(),
+            floods: Mutex::default(),
         });
         let sim = Sim { inner };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
