@@ -62,7 +62,12 @@ where
                 Err(e) => Err(e),
             };
             match steps {
-                Ok(steps) => apply_steps(&Sim { inner: inner.clone() }, &steps),
+                Ok(steps) => apply_steps(
+                    &Sim {
+                        inner: inner.clone(),
+                    },
+                    &steps,
+                ),
                 Err(e) => error_response(&e),
             }
         }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::error::SimError;
 use crate::encoded::{extract_fields, extract_labels, Fields, Labels, Obj, LINE_SUFFIX};
+use crate::error::SimError;
 use crate::lifecycle::{self, UpdateMode};
 use crate::resource::ResourceInfo;
 use crate::sim::{lock, Sim};
@@ -435,7 +435,11 @@ impl Floods {
 pub(crate) fn start_for_step(sim: &Sim, spec: &FloodSpec) -> Result<Option<String>, SimError> {
     let mut floods = lock(&sim.inner.floods);
     floods.prune();
-    if let Some(id) = spec.id.as_ref().filter(|id| floods.running.contains_key(*id)) {
+    if let Some(id) = spec
+        .id
+        .as_ref()
+        .filter(|id| floods.running.contains_key(*id))
+    {
         return Err(SimError::AlreadyExists {
             resource: "floods".into(),
             name: id.clone(),
@@ -462,11 +466,7 @@ pub(crate) fn stop_for_step(sim: &Sim, id: Option<&str>) -> Vec<String> {
         let mut floods = lock(&sim.inner.floods);
         floods.prune();
         match id {
-            Some(id) => floods
-                .running
-                .remove_entry(id)
-                .into_iter()
-                .collect(),
+            Some(id) => floods.running.remove_entry(id).into_iter().collect(),
             None => std::mem::take(&mut floods.running).into_iter().collect(),
         }
     };

@@ -183,7 +183,10 @@ async fn a_bad_list_is_refused_whole_naming_index_and_field() {
         ]),
     )
     .await;
-    assert_eq!((code, status["reason"].as_str()), (409, Some("AlreadyExists")));
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
     assert_eq!(cause_fields(&status), ["steps[1]"]);
     assert!(
         status["message"]
@@ -209,8 +212,7 @@ async fn a_flood_started_by_a_step_ends_at_its_stop_step() {
         .await
         .unwrap()
         .boxed();
-    let flood =
-        json!({"op": "flood", "id": "churn", "namespace": "shop", "rate_per_second": 200});
+    let flood = json!({"op": "flood", "id": "churn", "namespace": "shop", "rate_per_second": 200});
     let (code, summary) = post_steps(&sim, &flood).await;
     assert_eq!(code, 200, "{summary}");
     assert_eq!(summary["floodsStarted"], json!(["churn"]));
@@ -223,12 +225,19 @@ async fn a_flood_started_by_a_step_ends_at_its_stop_step() {
     }
     // The id is taken while the flood runs.
     let (code, status) = post_steps(&sim, &flood).await;
-    assert_eq!((code, status["reason"].as_str()), (409, Some("AlreadyExists")));
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
 
     let (code, summary) = post_steps(&sim, &json!({"op": "stop_flood", "id": "churn"})).await;
     assert_eq!(code, 200, "{summary}");
     assert_eq!(summary["floodsStopped"], json!(["churn"]));
-    let stopped_at: u64 = summary["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let stopped_at: u64 = summary["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     // Events up to the stop may still be in flight to the watch; none after it, across a quiet
     // window of 10 s on the paused clock (the flood would have sent 2,000).
     while let Some(ev) = next_within(&mut watch, Duration::from_secs(10)).await {
@@ -295,7 +304,10 @@ async fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, 
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("a status line");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -349,7 +361,10 @@ async fn steps_over_tcp_from_a_plain_http_client() {
 
     let flood = json!({"op": "flood", "id": "f", "rate_per_second": 500});
     let (code, summary) = http_post(addr, "/_sim/steps", &flood.to_string()).await;
-    assert_eq!((code, summary["floodsStarted"].clone()), (200, json!(["f"])));
+    assert_eq!(
+        (code, summary["floodsStarted"].clone()),
+        (200, json!(["f"]))
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while sim.stats().faults("flood_event") < 10 {
         assert!(tokio::time::Instant::now() < deadline, "the flood emits");
@@ -357,7 +372,10 @@ async fn steps_over_tcp_from_a_plain_http_client() {
     }
     let stop = json!({"op": "stop_flood", "id": "f"}).to_string();
     let (code, summary) = http_post(addr, "/_sim/steps", &stop).await;
-    assert_eq!((code, summary["floodsStopped"].clone()), (200, json!(["f"])));
+    assert_eq!(
+        (code, summary["floodsStopped"].clone()),
+        (200, json!(["f"]))
+    );
     let (events, rv) = (sim.stats().faults("flood_event"), sim.resource_version());
     assert_eq!(summary["resourceVersion"], rv.to_string());
     // The stop is synchronous: at 500/s, a 200 ms window would hold ~100 more events.

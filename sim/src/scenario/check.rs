@@ -212,7 +212,8 @@ fn decode_step(obj: &JsonMap<String, Value>) -> Result<Step, FieldCause> {
             let mut alone = JsonMap::new();
             alone.insert("op".into(), obj["op"].clone());
             alone.insert((*k).clone(), (*v).clone());
-            serde_json::from_value::<Step>(Value::Object(alone)).is_err_and(|e| e.to_string() == err)
+            serde_json::from_value::<Step>(Value::Object(alone))
+                .is_err_and(|e| e.to_string() == err)
         })
         .map(|(k, _)| k.as_str())
         .unwrap_or("");
@@ -288,9 +289,9 @@ impl Causes {
             self.namespace(ns);
         }
         let r = spec.resource.as_str();
-        let known = crate::resource::RESOURCES.iter().any(|i| {
-            i.plural == r || i.singular == r || i.kind == r || i.short_names.contains(&r)
-        });
+        let known = crate::resource::RESOURCES
+            .iter()
+            .any(|i| i.plural == r || i.singular == r || i.kind == r || i.short_names.contains(&r));
         if !known {
             self.each("resource", r, vec!["not a resource the sim serves".into()]);
         }
@@ -449,7 +450,10 @@ mod tests {
 
     /// (body, expected `(field, reason)` of every cause), in the style of core's validate tests.
     const REFUSED: &[(&str, &[(&str, &str)])] = &[
-        (r#"{"op": "explode"}"#, &[("steps[0].op", "FieldValueNotSupported")]),
+        (
+            r#"{"op": "explode"}"#,
+            &[("steps[0].op", "FieldValueNotSupported")],
+        ),
         (r#"{"name": "x"}"#, &[("steps[0].op", "FieldValueRequired")]),
         (r#"[1]"#, &[("steps[0]", "FieldValueInvalid")]),
         (
@@ -502,7 +506,10 @@ mod tests {
             r#"{"op": "set_faults", "plan": {"rules": [{"fault": {"kind": "http_error", "code": 200}}]}}"#,
             &[("steps[0].plan", "FieldValueInvalid")],
         ),
-        (r#"{"op": "flood"}"#, &[("steps[0].rate_per_second", "FieldValueRequired")]),
+        (
+            r#"{"op": "flood"}"#,
+            &[("steps[0].rate_per_second", "FieldValueRequired")],
+        ),
         (
             r#"{"op": "flood", "rate_per_second": 0, "burst": 1000000, "duration": "2days", "resource": "widgets", "id": "Big"}"#,
             &[
@@ -517,7 +524,10 @@ mod tests {
             r#"{"op": "flood", "burst": 1, "speed": 3}"#,
             &[("steps[0].speed", "FieldValueForbidden")],
         ),
-        (r#"{"op": "stop_flood", "id": "a_b"}"#, &[("steps[0].id", "FieldValueInvalid")]),
+        (
+            r#"{"op": "stop_flood", "id": "a_b"}"#,
+            &[("steps[0].id", "FieldValueInvalid")],
+        ),
         (
             r#"{"at": "1s", "step": {"op": "compact"}}"#,
             &[("steps[0].at", "FieldValueForbidden")],
@@ -602,6 +612,9 @@ mod tests {
             panic!()
         };
         assert_eq!(causes.len(), MAX_CAUSES);
-        assert!(causes[MAX_CAUSES - 1].message.contains("401 more"), "{causes:?}");
+        assert!(
+            causes[MAX_CAUSES - 1].message.contains("401 more"),
+            "{causes:?}"
+        );
     }
 }
