@@ -8,6 +8,10 @@
 //!   (the steady-state resync, no action comes out).
 //! - `planner/cold_start/{1000,10000,100000}` — the same against an empty store: the first
 //!   reconcile after start, planning every Claim/Create/Grant.
+//! - `planner/full_resync/{1000,10000,100000}` — what the engine's periodic resync pays in
+//!   pure CPU: `IncrementalDesired::rebuild` of an already warm incremental state (the drift
+//!   check against the full recomputation; nothing changed, so nothing comes out dirty) and
+//!   `plan` of every account against a converged store (the "full resync" target).
 //! - `planner/one_event/{1000,10000,100000}` — the cost of one pod event as the engine pays
 //!   it: `Index::apply_delta` of one pod's readiness flip, `IncrementalDesired::apply` (only
 //!   the accounts at that pod's IP are recomputed), `take_dirty`, and `plan_dirty` of the dirty
@@ -160,6 +164,41 @@ fn one_event(c: &mut Criterion) {
     g.finish();
 }
 
+fn full_resync(c: &mut Criterion) {
+    let extra = slowdown::extra_runs();
+    let policy = fixtures::policy();
+    let mut g = c.benchmark_group("planner/full_resync");
+    for pods in SIZES {
+        let cluster = fixtures::cluster(pods, SERVICES);
+        let observed = fixtures::converged(&desired_state(&cluster, &policy).accounts);
+        let index = fixtures::index(&cluster);
+        drop(cluster);
+        let mut desired = IncrementalDesired::new(policy.clone());
+        desired.rebuild(index.cluster());
+        desired.take_dirty();
+        configure(&mut g, pods);
+        g.throughput(Throughput::Elements(pods as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(pods), &pods, |b, _| {
+            b.iter_custom(|iters| {
+                measure_thread_cpu(iters, || {
+                    let mut n = 0;
+                    for _ in 0..=extra {
+                        desired.rebuild(black_box(index.cluster()));
+                        assert!(
+                            desired.take_dirty().is_empty(),
+                            "a warm rebuild changes nothing"
+                        );
+                        n += plan(desired.accounts(), black_box(&observed)).len();
+                    }
+                    assert_eq!(n, 0, "converged: nothing to do");
+                    n
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 fn one_event_full(c: &mut Criterion) {
     let extra = slowdown::extra_runs();
     let policy = fixtures::policy();
@@ -190,6 +229,6 @@ fn one_event_full(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = podgrant_benches::criterion();
-    targets = full_diff, one_event, one_event_full
+    targets = full_diff, full_resync, one_event, one_event_full
 }
 criterion_main!(benches);

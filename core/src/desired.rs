@@ -292,6 +292,21 @@ impl NsServices {
         out.sort_unstable();
         out
     }
+
+    /// The Services that select a pod with these labels, in no particular order and without
+    /// allocating (each Service is indexed under one pair, and a pod has one value per label,
+    /// so each is yielded at most once).
+    pub(crate) fn selecting_any<'a>(
+        &'a self,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a ReadyService> + 'a {
+        labels
+            .iter()
+            .filter_map(|(k, v)| self.by_pair.get(k)?.get(v))
+            .flatten()
+            .map(|&i| &self.services[i])
+            .filter(|r| r.selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
 }
 
 /// The Service half of the desired state: validation, tenancy rules 1–3 and passwords, per
@@ -487,18 +502,47 @@ pub(crate) fn match_pod(
             }
             Entry::Vacant(slot) => {
                 let key = slot.key().clone();
-                slot.insert(DesiredAccount {
-                    key,
-                    owner: ready.id.clone(),
-                    pod: pod.id.clone(),
-                    database: ready.spec.database.clone(),
-                    privileges: ready.spec.privileges.clone(),
-                    password: ready.password.clone(),
-                    fingerprint: ready.fingerprint.clone(),
-                });
+                slot.insert(account_for(key, ready, pod));
             }
         }
     }
+}
+
+/// The account `ready` grants `pod` at `key` (whose user is `ready`'s).
+fn account_for(key: AccountKey, ready: &ReadyService, pod: &PodFacts) -> DesiredAccount {
+    DesiredAccount {
+        key,
+        owner: ready.id.clone(),
+        pod: pod.id.clone(),
+        database: ready.spec.database.clone(),
+        privileges: ready.spec.privileges.clone(),
+        password: ready.password.clone(),
+        fingerprint: ready.fingerprint.clone(),
+    }
+}
+
+/// Whether `account` is exactly what [`account_for`] would build for `ready` and `pod` (its
+/// key aside), compared field by field without building anything.
+pub(crate) fn is_account_for(
+    account: &DesiredAccount,
+    ready: &ReadyService,
+    pod: &PodFacts,
+) -> bool {
+    let DesiredAccount {
+        key: _,
+        owner,
+        pod: pod_id,
+        database,
+        privileges,
+        password,
+        fingerprint,
+    } = account;
+    *owner == ready.id
+        && *pod_id == pod.id
+        && *database == ready.spec.database
+        && *privileges == ready.spec.privileges
+        && *password == ready.password
+        && *fingerprint == ready.fingerprint
 }
 
 /// The names of the pods claiming one IP, as a problem names them.

@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::desired::{
-    claimant_names, into_service_problems, match_pod, pods_in_namespace, DesiredState, Problem,
-    ServiceProblem, ServiceStage, UserHolders,
+    claimant_names, into_service_problems, is_account_for, match_pod, pods_in_namespace,
+    DesiredState, NsServices, Problem, ServiceProblem, ServiceStage, UserHolders,
 };
 use crate::grant::{AccountKey, Desired};
 use crate::index::Delta;
-use crate::model::{Cluster, ObjectRef};
+use crate::model::{Cluster, ObjectRef, PodFacts};
 use crate::validate::Policy;
 
 /// The desired state, maintained incrementally. Feed it every [`Delta`] the
@@ -91,24 +91,111 @@ impl IncrementalDesired {
     }
 
     /// Recomputes everything from `cluster`; accounts that differ from before become dirty.
+    ///
+    /// This is the engine's drift check at every full reconcile, so it is cheap when nothing
+    /// drifted: the Service half is rebuilt (O(services)); the claimants are verified against
+    /// the pods in place and rebuilt only if they differ; each IP with one claimant and no
+    /// problems is compared with the accounts held there without building anything
+    /// ([`IncrementalDesired::unchanged_at`]); only the IPs that fail the comparison, or that
+    /// hold accounts or problems but no claimant, are recomputed. The result is exactly the
+    /// full recomputation's (the property tests compare them after any sequence of changes).
     pub fn rebuild(&mut self, cluster: &Cluster) {
         self.stage = ServiceStage::build(cluster, &self.policy, &self.held);
-        self.claimants.clear();
-        for pod in cluster.pods.values() {
-            if let Some(ip) = pod.grantable_ip() {
-                self.claimants.entry(ip).or_default().insert(pod.id.clone());
+        if !self.claimants_match(cluster) {
+            self.claimants.clear();
+            for pod in cluster.pods.values() {
+                if let Some(ip) = pod.grantable_ip() {
+                    self.claimants.entry(ip).or_default().insert(pod.id.clone());
+                }
             }
         }
-        let ips: BTreeSet<IpAddr> = self
-            .users_at
-            .keys()
-            .chain(self.problems_at.keys())
-            .chain(self.claimants.keys())
-            .copied()
-            .collect();
-        for ip in ips {
+        let mut stale: Vec<IpAddr> = Vec::new();
+        let mut probe = AccountKey {
+            user: String::new(),
+            host: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        // Pods come in namespace order: look each namespace's Services up once.
+        let mut namespace: Option<(&str, Option<&NsServices>)> = None;
+        for pod in cluster.pods.values() {
+            let Some(ip) = pod.grantable_ip() else {
+                continue;
+            };
+            let services = match namespace {
+                Some((ns, services)) if ns == pod.id.namespace => services,
+                _ => {
+                    let services = self.stage.namespaces.get(&pod.id.namespace);
+                    namespace = Some((&pod.id.namespace, services));
+                    services
+                }
+            };
+            if !self.unchanged_at(pod, ip, services, &mut probe) {
+                stale.push(ip);
+            }
+        }
+        stale.extend(
+            self.users_at
+                .keys()
+                .chain(self.problems_at.keys())
+                .filter(|ip| !self.claimants.contains_key(ip))
+                .copied(),
+        );
+        stale.sort_unstable();
+        stale.dedup();
+        for ip in stale {
             self.recompute_ip(cluster, ip);
         }
+    }
+
+    /// Whether the claimants are exactly the grantable pods of `cluster`, by IP.
+    fn claimants_match(&self, cluster: &Cluster) -> bool {
+        let mut grantable = 0usize;
+        for pod in cluster.pods.values() {
+            if let Some(ip) = pod.grantable_ip() {
+                grantable += 1;
+                if !self.claimants.get(&ip).is_some_and(|c| c.contains(&pod.id)) {
+                    return false;
+                }
+            }
+        }
+        grantable == self.claimants.values().map(BTreeSet::len).sum::<usize>()
+    }
+
+    /// Whether recomputing `ip`, claimed by `pod` (a grantable pod, among the claimants), would
+    /// change nothing: it is `pod`'s alone, has no problems, and the accounts held there are
+    /// exactly those its namespace's ready `services` grant it. `false` means "recompute" (a
+    /// shared IP or a problem is always recomputed), never a wrong "unchanged". `probe` is a
+    /// reused key, so the check allocates nothing.
+    fn unchanged_at(
+        &self,
+        pod: &PodFacts,
+        ip: IpAddr,
+        services: Option<&NsServices>,
+        probe: &mut AccountKey,
+    ) -> bool {
+        if self.claimants.get(&ip).is_none_or(|c| c.len() != 1)
+            || self.problems_at.contains_key(&ip)
+        {
+            return false;
+        }
+        let held: &[String] = self.users_at.get(&ip).map_or(&[], Vec::as_slice);
+        let Some(services) = services else {
+            return held.is_empty();
+        };
+        let mut matched = 0;
+        for ready in services.selecting_any(&pod.labels) {
+            let user = &ready.spec.user;
+            if self.policy.tenancy.account_reserved(user, ip) || !held.contains(user) {
+                return false;
+            }
+            probe.user.clear();
+            probe.user.push_str(user);
+            probe.host = ip;
+            match self.accounts.get(probe) {
+                Some(account) if is_account_for(account, ready, pod) => matched += 1,
+                _ => return false,
+            }
+        }
+        matched == held.len()
     }
 
     /// Takes in one change; `cluster` is the view after it.

@@ -26,7 +26,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::grant::{AccountKey, Action, Desired, DesiredAccount, Observed, Privilege};
+use crate::grant::{
+    AccountKey, Action, Desired, DesiredAccount, Observed, ObservedAccount, Privilege,
+};
 
 /// A plan: the actions, plus what the planner refused to touch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,13 +49,19 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Action> {
 
 /// [`plan`], also reporting the desired accounts left alone because they are foreign.
 pub fn plan_with_report(desired: &Desired, observed: &Observed) -> Plan {
+    // Both maps are ordered by key: one merge walk visits every key of desired ∪ owned once,
+    // in order, with no lookup (a full resync at 100,000 accounts is this loop).
     let mut phases = Phases::default();
-    // Owned accounts no longer desired, then every desired account.
-    for key in observed.owned.keys().filter(|k| !desired.contains_key(*k)) {
-        phases.plan_key(key, None, observed);
-    }
+    let mut owned = observed.owned.iter().peekable();
     for (key, want) in desired {
-        phases.plan_key(key, Some(want), observed);
+        while let Some((gone, have)) = owned.next_if(|(k, _)| *k < key) {
+            phases.plan_key(gone, None, Some(have), observed);
+        }
+        let have = owned.next_if(|(k, _)| *k == key).map(|(_, have)| have);
+        phases.plan_key(key, Some(want), have, observed);
+    }
+    for (gone, have) in owned {
+        phases.plan_key(gone, None, Some(have), observed);
     }
     phases.into_plan()
 }
@@ -69,8 +77,9 @@ pub fn plan_dirty<'a>(
     let mut phases = Phases::default();
     for key in keys {
         let want = desired.get(key);
-        if want.is_some() || observed.owned.contains_key(key) {
-            phases.plan_key(key, want, observed);
+        let have = observed.owned.get(key);
+        if want.is_some() || have.is_some() {
+            phases.plan_key(key, want, have, observed);
         }
     }
     phases.into_plan()
@@ -91,15 +100,22 @@ struct Phases {
 
 impl Phases {
     /// Plans one account: `want` is its desired value (`None`: not desired).
-    fn plan_key(&mut self, key: &AccountKey, want: Option<&DesiredAccount>, observed: &Observed) {
+    /// `have` is `observed.owned.get(key)`, looked up (or walked to) by the caller.
+    fn plan_key(
+        &mut self,
+        key: &AccountKey,
+        want: Option<&DesiredAccount>,
+        have: Option<&ObservedAccount>,
+        observed: &Observed,
+    ) {
         let Some(want) = want else {
-            if observed.owned.contains_key(key) {
+            if have.is_some() {
                 self.drops.push(Action::Drop { key: key.clone() });
                 self.releases.push(Action::Release { key: key.clone() });
             }
             return;
         };
-        let have = match observed.owned.get(key) {
+        let have = match have {
             Some(have) if have.owner == want.owner => have,
             owned => {
                 match owned {

@@ -174,6 +174,44 @@ proptest! {
         check(Policy::default(), steps)?;
     }
 
+    /// A rebuild repairs any drift: changes the incremental state never saw (a bug that
+    /// skipped its updates) are found by the resync's rebuild, which then equals the full
+    /// recomputation and marks exactly the accounts that differ as dirty.
+    #[test]
+    fn a_rebuild_repairs_changes_the_incremental_state_missed(
+        seen in prop::collection::vec(step_strategy(), 1..30),
+        missed in prop::collection::vec(step_strategy(), 1..15),
+        enforced in any::<bool>(),
+    ) {
+        let policy = if enforced { Policy::default() } else { Policy::default().with_tenancy(Tenancy::off()) };
+        let mut index = Index::new();
+        let mut inc = IncrementalDesired::new(policy.clone());
+        let mut holders = UserHolders::new();
+        for step in seen {
+            match step {
+                Step::Event(ev) => {
+                    let delta = index.apply_delta(ev);
+                    inc.apply(index.cluster(), &delta);
+                }
+                Step::Held(n) => {
+                    holders = held(n);
+                    inc.set_held(index.cluster(), holders.clone());
+                }
+            }
+        }
+        inc.take_dirty();
+        let before = inc.accounts().clone();
+        for step in missed {
+            if let Step::Event(ev) = step {
+                index.apply(ev);
+            }
+        }
+        inc.rebuild(index.cluster());
+        let full = desired_state_with(index.cluster(), &policy, &holders);
+        prop_assert_eq!(&inc.state(), &full);
+        prop_assert_eq!(inc.take_dirty(), changed(&before, &full.accounts));
+    }
+
     /// Planning a subset of keys gives the full plan's actions for those keys, in order.
     #[test]
     fn dirty_plan_is_the_full_plan_restricted_to_its_keys(
