@@ -53,6 +53,8 @@ pub enum ReproduceError {
     Store(String),
     #[error(transparent)]
     Mysql(#[from] crate::mysql::MysqlError),
+    #[error("the specimen never reached the closed channel within {waited:?} ({events} watch events received): the fault did not close its watch")]
+    SpecimenNeverSpun { waited: Duration, events: u64 },
     #[error("--mysql: no MySQL available (MYSQL_URL unset, no mariadbd/mysqld, no Docker)")]
     NoMysql,
     #[error(transparent)]
@@ -576,6 +578,21 @@ impl MysqlRun {
     }
 }
 
+/// How long the specimen may take to connect, list and reach the closed channel.
+const SPECIMEN_START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `done` every few milliseconds until it holds; `Err(waited)` past `deadline`.
+fn wait_for(deadline: Duration, mut done: impl FnMut() -> bool) -> Result<(), Duration> {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() >= deadline {
+            return Err(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
 /// Waits `duration` of wall time, printing a progress line about once a second.
 fn tick(duration: Duration, progress: Progress<'_>, mut line: impl FnMut(Duration) -> String) {
     let start = Instant::now();
@@ -601,7 +618,6 @@ fn run_specimen_phase(
     let stats = Arc::new(SpecimenStats::default());
     let watches_before = sim.stats().watch_starts("pods");
     let capture = Capture::start(DEFAULT_FREQUENCY)?;
-    let interval = meter.interval()?;
     // The client's connection tasks must live on the specimen's runtime: build it there.
     let client = rt.block_on(async { tcp_client(url) })?;
     // Spawn the seed's function itself, so that it is the outermost podgrant frame on the profile.
@@ -611,6 +627,17 @@ fn run_specimen_phase(
         SELECTOR.into(),
         stats.clone(),
     ));
+    // Measure the loop from its first empty receive: connecting and listing wait on the sim
+    // (slow on a loaded machine) and are not the bug; from the closed channel on it never sleeps.
+    if let Err(e) = wait_for(SPECIMEN_START_DEADLINE, || stats.empty_receives() > 0) {
+        task.abort();
+        rt.shutdown_timeout(Duration::from_secs(2));
+        return Err(ReproduceError::SpecimenNeverSpun {
+            waited: e,
+            events: stats.events(),
+        });
+    }
+    let interval = meter.interval()?;
     tick(opts.duration, progress, |t| {
         format!(
             "  [{:>4.1}s] specimen: CPU {:.2} core so far, {} events, {} empty receives from the closed channel",
