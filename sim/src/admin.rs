@@ -78,10 +78,15 @@ where
     }
 }
 
-/// Apply checked steps in order with the scenario executor; answer with what they did, or with
-/// the Status of the first step that failed against the cluster's state (the ones before it
-/// stay applied: the message and `details.causes` say which).
+/// Apply checked steps, all or nothing: the list is first rehearsed against the cluster's
+/// state (`scenario::rehearse`), and the first step that would fail is answered with its
+/// Status and nothing applied; then the steps run in order with the scenario executor. One
+/// list at a time, so two lists cannot invalidate each other's rehearsal.
 fn apply_steps(sim: &Sim, steps: &[Step]) -> Response<SimBody> {
+    let _one_list = lock(&sim.inner.steps);
+    if let Err((i, e)) = scenario::rehearse(sim, steps) {
+        return json_response(e.code(), &step_failure(i, &steps[i], &e, Applied::Nothing));
+    }
     let mut started = Vec::new();
     let mut stopped = Vec::new();
     for (i, step) in steps.iter().enumerate() {
@@ -90,7 +95,10 @@ fn apply_steps(sim: &Sim, steps: &[Step]) -> Response<SimBody> {
                 started.extend(done.flood_started);
                 stopped.extend(done.floods_stopped);
             }
-            Err(e) => return json_response(e.code(), &step_failure(i, step, &e)),
+            // Only when another client wrote the same objects since the rehearsal.
+            Err(e) => {
+                return json_response(e.code(), &step_failure(i, step, &e, Applied::Before(i)))
+            }
         }
     }
     json_response(
@@ -105,17 +113,28 @@ fn apply_steps(sim: &Sim, steps: &[Step]) -> Response<SimBody> {
     )
 }
 
-/// The Status for step `i` failing when applied, steps `0..i` having been applied.
-fn step_failure(i: usize, step: &Step, e: &SimError) -> Value {
+/// What of a failed list was applied.
+enum Applied {
+    Nothing,
+    /// Steps `0..i`: the cluster changed between the rehearsal and the apply.
+    Before(usize),
+}
+
+/// The Status for step `i` failing.
+fn step_failure(i: usize, step: &Step, e: &SimError, applied: Applied) -> Value {
     let op = serde_json::to_value(step)
         .ok()
         .and_then(|v| v.get("op").cloned())
         .unwrap_or_default();
     let op = op.as_str().unwrap_or_default();
     let mut status = e.to_status();
-    status["message"] = json!(format!(
-        "steps[{i}] ({op}): {e} (steps before it were applied: {i})"
-    ));
+    let applied = match applied {
+        Applied::Nothing => "nothing was applied".to_string(),
+        Applied::Before(n) => format!(
+            "the cluster changed after the steps were checked: the {n} before it were applied"
+        ),
+    };
+    status["message"] = json!(format!("steps[{i}] ({op}): {e} ({applied})"));
     if !status.get("details").is_some_and(Value::is_object) {
         status["details"] = json!({});
     }

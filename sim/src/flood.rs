@@ -458,6 +458,13 @@ pub(crate) fn start_for_step(sim: &Sim, spec: &FloodSpec) -> Result<Option<Strin
     Ok(Some(id))
 }
 
+/// Whether a step-started rate flood runs under `id`.
+pub(crate) fn step_flood_running(sim: &Sim, id: &str) -> bool {
+    let mut floods = lock(&sim.inner.floods);
+    floods.prune();
+    floods.running.contains_key(id)
+}
+
 /// Stop the step-started flood `id`, or with `None` every one; returns the ids that were
 /// running (none is not an error: a flood that ended or never started is already stopped).
 /// When this returns, the stopped floods emit no more events.

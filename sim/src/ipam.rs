@@ -9,7 +9,7 @@ use crate::store::Key;
 const REMEMBERED: usize = 1024;
 
 /// An IPv4 pool.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ipam {
     base: u32,
     size: u32,

@@ -1,6 +1,7 @@
 //! Scenario steps (JSON `{"op": …}` or Rust builders) that drive the simulated cluster, and timed scenario files.
 
 mod check; // steps parsed and validated as a whole before any is applied
+mod rehearse; // a list walked over the cluster's state before any step is applied
 
 pub(crate) use check::parse_steps;
 
@@ -502,6 +503,8 @@ pub(crate) struct Outcome {
     /// The floods a `stop_flood` stopped.
     pub floods_stopped: Vec<String>,
 }
+
+pub(crate) use rehearse::rehearse;
 
 /// Apply one step to a simulator (bypasses HTTP and faults).
 pub fn apply(sim: &Sim, step: &Step) -> Result<(), SimError> {

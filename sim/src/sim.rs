@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub flood_templates: Mutex<crate::flood::Templates>,
     /// Floods started by steps, by id, for `stop_flood` (locked before `store`).
     pub floods: Mutex<crate::flood::Floods>,
+    /// Held while one `/_sim/steps` list is rehearsed and applied (locked before everything).
+    pub steps: Mutex<()>,
 }
 
 /// Builder for [`Sim`].
@@ -150,6 +152,7 @@ impl SimBuilder {
             service_ips: AtomicU32::new(1),
             flood_templates: Mutex::default(),
             floods: Mutex::default(),
+            steps: Mutex::default(),
         });
         let sim = Sim { inner };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {

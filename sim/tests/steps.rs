@@ -171,8 +171,8 @@ async fn a_bad_list_is_refused_whole_naming_index_and_field() {
         "only POST"
     );
 
-    // A step the cluster's state refuses stops the list there; the Status says which, and how
-    // many before it were applied.
+    // A step the cluster's state refuses fails the whole list: the list is rehearsed first,
+    // so the Status names the step and nothing of the list is applied.
     let rv = sim.resource_version();
     let (code, status) = post_steps(
         &sim,
@@ -191,11 +191,113 @@ async fn a_bad_list_is_refused_whole_naming_index_and_field() {
     assert!(
         status["message"]
             .as_str()
-            .is_some_and(|m| m.contains("applied: 1")),
+            .is_some_and(|m| m.contains("nothing was applied")),
         "{status}"
     );
-    assert_eq!(sim.resource_version(), rv + 1);
+    assert_eq!(sim.resource_version(), rv, "no write, no event");
+    assert!(sim.get("pods", Some("default"), "twice").is_err());
     assert!(sim.get("pods", Some("default"), "never").is_err());
+}
+
+/// Every way a step can meet the cluster's state, rehearsed: the list that would fail at step
+/// `i` answers that step's own error and leaves the store, the IP pool and the floods as they
+/// were; a list whose steps depend on the ones before them passes the rehearsal.
+#[tokio::test(start_paused = true)]
+async fn a_list_that_would_fail_midway_applies_nothing() {
+    let sim = Sim::builder().build();
+    let setup = json!([
+        {"op": "create_pod", "namespace": "shop", "name": "a", "ip": "10.244.0.10"},
+        {"op": "create_service", "namespace": "shop", "name": "orders", "selector": {"app": "x"}},
+        {"op": "flood", "id": "churn", "namespace": "quiet", "rate_per_second": 5},
+    ]);
+    assert_eq!(post_steps(&sim, &setup).await.0, 200);
+    let ips = sim.ips_in_use();
+
+    let failing: Vec<(Value, u16, &str)> = vec![
+        // Not found: a pod the list itself deleted.
+        (
+            json!([{"op": "create_pod", "namespace": "shop", "name": "b"},
+                   {"op": "delete_pod", "namespace": "shop", "name": "a"},
+                   {"op": "set_pod_ready", "namespace": "shop", "name": "a", "ready": false}]),
+            404,
+            "steps[2]",
+        ),
+        // An IP taken by a pod that exists.
+        (
+            json!([{"op": "create_pod", "namespace": "shop", "name": "b"},
+                   {"op": "create_pod", "namespace": "shop", "name": "c", "ip": "10.244.0.10"}]),
+            400,
+            "steps[1]",
+        ),
+        // An IP an earlier step of the same list allocated (the lowest free address).
+        (
+            json!([{"op": "create_pod", "namespace": "shop", "name": "b"},
+                   {"op": "create_pod", "namespace": "shop", "name": "c", "ip": "10.244.0.1"}]),
+            400,
+            "steps[1]",
+        ),
+        // A Service that exists; a Secret that does not.
+        (
+            json!([{"op": "create_secret", "namespace": "shop", "name": "s"},
+                   {"op": "create_service", "namespace": "shop", "name": "orders"}]),
+            409,
+            "steps[1]",
+        ),
+        (
+            json!([{"op": "create_pod", "namespace": "shop", "name": "b"},
+                   {"op": "delete_secret", "namespace": "shop", "name": "nope"}]),
+            404,
+            "steps[1]",
+        ),
+        // A flood id that runs.
+        (
+            json!([{"op": "create_pod", "namespace": "shop", "name": "b"},
+                   {"op": "flood", "id": "churn", "namespace": "quiet", "rate_per_second": 5}]),
+            409,
+            "steps[1]",
+        ),
+        // A recycle from a pod with no known IP.
+        (
+            json!([{"op": "create_pod", "namespace": "shop", "name": "b"},
+                   {"op": "recycle_ip", "namespace": "shop", "from": "ghost", "to": "c"}]),
+            400,
+            "steps[1]",
+        ),
+    ];
+    for (list, want, field) in failing {
+        let rv = sim.resource_version();
+        let (code, status) = post_steps(&sim, &list).await;
+        assert_eq!(code, want, "{list}: {status}");
+        assert_eq!(cause_fields(&status), [field], "{status}");
+        assert_eq!(sim.resource_version(), rv, "{list} wrote something");
+        assert_eq!(sim.ips_in_use(), ips, "{list} moved the IP pool");
+        assert!(sim.get("pods", Some("shop"), "b").is_err(), "{list}");
+        assert!(sim.get("pods", Some("shop"), "a").is_ok(), "{list}");
+    }
+
+    // Steps that depend on earlier ones in the list pass: delete and recreate under the same
+    // name, recycle the IP of a pod created in the list, stop the running flood and start it
+    // again under the same id, a pod in a namespace the list creates implicitly.
+    let (code, summary) = post_steps(
+        &sim,
+        &json!([
+            {"op": "delete_pod", "namespace": "shop", "name": "a"},
+            {"op": "create_pod", "namespace": "shop", "name": "a", "ip": "10.244.0.10"},
+            {"op": "create_pod", "namespace": "shop", "name": "b", "ip": "10.244.0.20"},
+            {"op": "recycle_ip", "namespace": "shop", "from": "b", "to": "b2"},
+            {"op": "stop_flood", "id": "churn"},
+            {"op": "flood", "id": "churn", "namespace": "quiet", "rate_per_second": 5},
+            {"op": "create_pod", "namespace": "new-ns", "name": "p"},
+            {"op": "set_pod_ip", "namespace": "new-ns", "name": "p", "ip": "10.244.0.30"},
+            {"op": "stop_flood"},
+        ]),
+    )
+    .await;
+    assert_eq!(code, 200, "{summary}");
+    assert_eq!(summary["applied"], 9);
+    let b2 = sim.get("pods", Some("shop"), "b2").expect("b2");
+    assert_eq!(b2["status"]["podIP"], "10.244.0.20");
+    assert!(sim.get("pods", Some("shop"), "b").is_err());
 }
 
 #[tokio::test(start_paused = true)]

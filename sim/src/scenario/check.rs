@@ -14,8 +14,8 @@
 //! | a fault plan `validate` refuses | `FieldValueInvalid` | `steps[i].plan` |
 //! | a non-zero `at` in the `{"at", "step"}` form (`/_sim/steps` only) | `FieldValueForbidden` | `steps[i].at` |
 //!
-//! What a step meets only when applied (an object that exists already or not at all, an IP
-//! outside the pod CIDR or taken, a running flood id) is not checked here.
+//! What a step meets only against the cluster's state (an object that exists already or not at
+//! all, an IP taken, a running flood id) is checked by `rehearse.rs`, not here.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
