@@ -323,6 +323,8 @@ where
                 }
                 "watch" => Ok(start_watch(inner, rr, params, selectors, decision, table)),
                 _ => {
+                    let opts = read_body(body, inner.config.max_body).await?;
+                    let dry_run = query.delete_dry_run(&opts)?;
                     let mut deleted = Vec::new();
                     for obj in inner.selected(info, ns, &selectors) {
                         let n = obj
@@ -330,7 +332,7 @@ where
                             .and_then(Value::as_str)
                             .unwrap_or("");
                         let onns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-                        if let Ok(d) = inner.delete(info, onns.or(ns), n) {
+                        if let Ok(d) = inner.delete(info, onns.or(ns), n, dry_run) {
                             deleted.push(d);
                         }
                     }
@@ -347,10 +349,16 @@ where
             }
         }
         "create" | "update" | "patch" => {
+            let dry_run = query.dry_run(match verb {
+                "create" => "CreateOptions",
+                "update" => "UpdateOptions",
+                _ => "PatchOptions",
+            })?;
             let bytes = read_body(body, inner.config.max_body).await?;
             if verb == "patch" {
                 let kind = PatchType::from_content_type(content_type)?;
-                let obj = guaranteed_patch(inner, info, ns, &name, kind, &bytes, mode)?;
+                let write = Write { mode, dry_run };
+                let obj = guaranteed_patch(inner, info, ns, &name, kind, &bytes, write)?;
                 return Ok(json_response(200, &obj));
             }
             if !is_json(content_type) {
@@ -368,12 +376,12 @@ where
                 if rr.subresource.is_some() {
                     return Err(SimError::MethodNotAllowed);
                 }
-                let created = inner.create(info, ns, obj, true)?;
+                let created = inner.create(info, ns, obj, true, dry_run)?;
                 Ok(json_response(201, &created))
             } else {
                 Ok(json_response(
                     200,
-                    &inner.update(info, ns, &name, obj, mode)?,
+                    &inner.update(info, ns, &name, obj, mode, dry_run)?,
                 ))
             }
         }
@@ -381,9 +389,10 @@ where
             if rr.subresource.is_some() {
                 return Err(SimError::MethodNotAllowed);
             }
-            // DeleteOptions bodies are accepted and ignored (deletion is immediate).
-            let _ = read_body(body, inner.config.max_body).await?;
-            let obj = inner.delete(info, ns, &name)?;
+            // Of DeleteOptions only `dryRun` is honoured (deletion is immediate).
+            let opts = read_body(body, inner.config.max_body).await?;
+            let dry_run = query.delete_dry_run(&opts)?;
+            let obj = inner.delete(info, ns, &name, dry_run)?;
             Ok(json_response(200, &obj))
         }
         _ => Err(SimError::MethodNotAllowed),
@@ -394,6 +403,12 @@ where
 /// patch with no lock held (so a costly patch stalls nobody else), then commit only if the
 /// object still has the resourceVersion it was read at; if it changed, start again, at most
 /// [`crate::limits::MAX_PATCH_ATTEMPTS`] times, then 409 Conflict.
+/// How a patch writes: to the main resource or `/status`, and for real or as a dry run.
+struct Write {
+    mode: UpdateMode,
+    dry_run: bool,
+}
+
 fn guaranteed_patch(
     inner: &Inner,
     info: &'static crate::resource::ResourceInfo,
@@ -401,7 +416,7 @@ fn guaranteed_patch(
     name: &str,
     kind: PatchType,
     body: &[u8],
-    mode: UpdateMode,
+    Write { mode, dry_run }: Write,
 ) -> Result<Value, SimError> {
     let key = match (info.namespaced, ns) {
         (true, Some(ns)) => (ns.to_string(), name.to_string()),
@@ -431,6 +446,7 @@ fn guaranteed_patch(
         }
         return Ok(match new {
             None => current.clone(),
+            Some(new) if dry_run => crate::sim::dry_run_result(current, new),
             Some(new) => store.commit(info.plural, key, Some(new)),
         });
     }

@@ -58,10 +58,65 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a key, in order (`dryRun=All&dryRun=All`).
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `dryRun` on a write: absent = a real write, every value `All` = a dry run, anything
+    /// else 422 against `{verb}Options` (apiserver `ValidateDryRun`: the only supported value is
+    /// `All`). `options` is `CreateOptions`, `UpdateOptions`, `PatchOptions` or `DeleteOptions`.
+    pub fn dry_run(&self, options: &str) -> Result<bool, SimError> {
+        dry_run_values(self.all("dryRun").collect(), options)
+    }
+
+    /// `dryRun` of a delete: in the query or, as kubectl sends it, in the `DeleteOptions` body
+    /// (`{"dryRun": ["All"]}`); a body that is not DeleteOptions JSON is 400.
+    pub fn delete_dry_run(&self, body: &[u8]) -> Result<bool, SimError> {
+        let mut values: Vec<String> = self.all("dryRun").map(str::to_string).collect();
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            #[derive(serde::Deserialize)]
+            struct DeleteOptions {
+                #[serde(default, rename = "dryRun")]
+                dry_run: Vec<String>,
+            }
+            let opts: DeleteOptions = serde_json::from_slice(body).map_err(|e| {
+                SimError::BadRequest(format!("error decoding DeleteOptions body: {e}"))
+            })?;
+            values.extend(opts.dry_run);
+        }
+        dry_run_values(values.iter().map(String::as_str).collect(), "DeleteOptions")
+    }
+
     /// A boolean flag (`true`/`1`).
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1"))
     }
+}
+
+fn dry_run_values(values: Vec<&str>, options: &str) -> Result<bool, SimError> {
+    if values.is_empty() {
+        return Ok(false);
+    }
+    if values.iter().all(|v| *v == "All") {
+        return Ok(true);
+    }
+    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    Err(SimError::InvalidFields {
+        kind: format!("{options}.meta.k8s.io"),
+        name: String::new(),
+        causes: vec![crate::error::FieldCause {
+            reason: "FieldValueNotSupported",
+            field: "dryRun".into(),
+            message: format!(
+                "Unsupported value: []string{{{}}}: supported values: \"All\"",
+                quoted.join(", ")
+            ),
+        }],
+    })
 }
 
 /// A parsed `resourceVersion` parameter.

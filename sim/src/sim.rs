@@ -198,6 +198,15 @@ fn info_for(resource: &str) -> Result<&'static ResourceInfo, SimError> {
         .ok_or_else(|| SimError::UnknownResource(resource.to_string()))
 }
 
+/// What a dry-run update or patch answers: the object it would store, at the stored object's
+/// resourceVersion (nothing was written, so no new one exists).
+pub(crate) fn dry_run_result(old: &Value, mut new: Value) -> Value {
+    if let Some(rv) = old.pointer("/metadata/resourceVersion").cloned() {
+        new["metadata"]["resourceVersion"] = rv;
+    }
+    new
+}
+
 fn key_for(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Key, SimError> {
     match (info.namespaced, namespace) {
         (true, Some(ns)) => Ok((ns.to_string(), name.to_string())),
@@ -286,7 +295,7 @@ impl Sim {
         obj: Value,
     ) -> Result<Value, SimError> {
         self.inner
-            .create(info_for(resource)?, namespace, obj, false)
+            .create(info_for(resource)?, namespace, obj, false, false)
     }
 
     /// Replace an object wholesale, status and deletionTimestamp included (RV precondition honoured if set).
@@ -303,7 +312,7 @@ impl Sim {
             .unwrap_or("")
             .to_string();
         self.inner
-            .update(info, namespace, &name, obj, UpdateMode::Whole)
+            .update(info, namespace, &name, obj, UpdateMode::Whole, false)
     }
 
     /// Delete an object.
@@ -314,7 +323,7 @@ impl Sim {
         name: &str,
     ) -> Result<(), SimError> {
         self.inner
-            .delete(info_for(resource)?, namespace, name)
+            .delete(info_for(resource)?, namespace, name, false)
             .map(|_| ())
     }
 
@@ -405,13 +414,16 @@ impl Inner {
             })
     }
 
-    /// Create; `require_namespace` enforces that the namespace exists (HTTP path).
+    /// Create; `require_namespace` enforces that the namespace exists (HTTP path). A dry run
+    /// checks everything a create checks and answers what would be stored, with no
+    /// resourceVersion, writing nothing (no event, no RV, no cluster IP taken).
     pub(crate) fn create(
         &self,
         info: &'static ResourceInfo,
         namespace: Option<&str>,
         obj: Value,
         require_namespace: bool,
+        dry_run: bool,
     ) -> Result<Value, SimError> {
         let meta = self.new_meta();
         let (ns, name, mut obj) = lifecycle::prepare_create(info, namespace, obj, meta)?;
@@ -441,6 +453,19 @@ impl Inner {
                 name,
             });
         }
+        if dry_run {
+            if needs_ip {
+                // The address a real create would take next, not taken.
+                let n = self.service_ips.load(Ordering::Relaxed);
+                let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
+                obj["spec"]["clusterIP"] = json!(ip);
+                obj["spec"]["clusterIPs"] = json!([ip]);
+            }
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            return Ok(obj);
+        }
         if let Some(pending) = pending {
             return Ok(store.commit_pending(info.plural, key, pending, obj));
         }
@@ -460,6 +485,7 @@ impl Inner {
         name: &str,
         obj: Value,
         mode: UpdateMode,
+        dry_run: bool,
     ) -> Result<Value, SimError> {
         if let Some(body_name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
             if !body_name.is_empty() && body_name != name {
@@ -478,25 +504,31 @@ impl Inner {
             })?;
         match lifecycle::prepare_update(info, old, obj, mode)? {
             None => Ok(old.clone()),
+            Some(new) if dry_run => Ok(dry_run_result(old, new)),
             Some(new) => Ok(store.commit(info.plural, key, Some(new))),
         }
     }
 
+    /// Delete; a dry run answers the object as a delete would, removing nothing.
     pub(crate) fn delete(
         &self,
         info: &'static ResourceInfo,
         namespace: Option<&str>,
         name: &str,
+        dry_run: bool,
     ) -> Result<Value, SimError> {
         let key = key_for(info, namespace, name)?;
         let mut released = Vec::new();
         let deleted = {
             let mut store = lock(&self.store);
-            if !store.contains(info.plural, &key) {
+            let Some(current) = store.get(info.plural, &key) else {
                 return Err(SimError::NotFound {
                     resource: info.qualified(),
                     name: name.to_string(),
                 });
+            };
+            if dry_run {
+                return Ok(current.clone());
             }
             if info.plural == "namespaces" {
                 for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
