@@ -38,7 +38,12 @@ pub fn render_with(server_url: &str, creds: &Credentials<'_>) -> String {
     let user = creds
         .token
         .map(|t| format!("\n    token: \"{}\"", t.expose()))
-        .unwrap_or_else(|| " {}".to_string());
+        .unwrap_or_else(|| match creds.ca_pem {
+            // kubectl prompts for a username on an HTTPS server when the user has no credential
+            // at all; a server without a configured token accepts any, so name a dummy one.
+            Some(_) => "\n    token: \"podgrant-sim-no-auth\"".to_string(),
+            None => " {}".to_string(),
+        });
     format!(
         "apiVersion: v1
 kind: Config
