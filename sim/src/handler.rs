@@ -69,7 +69,6 @@ where
     }
 }
 
-/// Handle one request.
 /// Why a resource request did not produce a normal response.
 enum Failure {
     /// Answer with this Status.
@@ -84,7 +83,8 @@ impl From<SimError> for Failure {
     }
 }
 
-/// Handle one request; `Err` means: drop the connection without a response.
+/// Handle one request (the bearer-token check first, for every path); `Err` means: drop the
+/// connection without a response.
 pub(crate) async fn handle<B>(
     inner: Arc<Inner>,
     req: Request<B>,
@@ -93,6 +93,9 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if !crate::auth::authorized(inner.config.token.as_ref(), req.headers()) {
+        return Ok(json_response(401, &crate::auth::unauthorized_status()));
+    }
     Ok(match handle_inner(inner, req).await {
         Ok(resp) => resp,
         Err(Failure::Status(e)) => error_response(&e),

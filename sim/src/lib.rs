@@ -1,8 +1,9 @@
 //! podgrant-sim: a simulated Kubernetes API server that speaks the real wire protocol and misbehaves on purpose.
 //!
-//! Start with [`Sim::builder`]; use [`Sim::service`] for an in-process `kube::Client`, or [`Sim::serve_tcp`] for kubectl.
+//! Start with [`Sim::builder`]; use [`Sim::service`] for an in-process `kube::Client`, or [`Sim::serve_https`] / [`Sim::serve_tcp`] (plain HTTP) for kubectl and other processes.
 
 pub mod admin; // the /_sim admin endpoint (faults, stats, compact)
+pub mod auth; // optional bearer-token auth, checked first on every request
 pub mod body; // SimBody: full or streamed response bodies
 pub mod clock; // simulated wall clock over tokio time
 pub mod discovery; // /version, /api, /apis discovery documents
@@ -30,19 +31,22 @@ pub mod stats; // request/fault/watch counters
 pub mod status; // metav1.Status builders
 pub mod store; // object store, RV, event history, broadcast
 pub mod table; // meta.k8s.io/v1 Table responses for kubectl get
+pub mod tls; // the CA and serving certificate made at start
 pub mod validation; // names and labels, as the apiserver validates them
 pub mod watch; // watch streams
 
+pub use auth::BearerToken;
 pub use body::SimBody;
 pub use error::SimError;
 pub use fault::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule};
 pub use flood::{FloodHandle, FloodSpec};
 pub use scenario::{Scenario, Step, TimedStep};
-pub use server::SimServer;
+pub use server::{Scheme, ServerLimits, SimServer};
 pub use service::SimService;
 pub use sim::{Sim, SimBuilder};
 pub use stats::Stats;
 pub use store::StoreSizes;
+pub use tls::TlsIdentity;
 
 /// Where this crate was compiled from. Tests compare it with the tree cargo runs them for, so a
 /// binary another worktree built into a shared target dir fails loudly instead of testing

@@ -1,4 +1,11 @@
-//! TCP serving (HTTP/1.1 on a loopback port) of the same handler the in-process service uses, with connection limits.
+//! TCP serving (HTTP/1.1 on a loopback port, over TLS or plain) of the same handler the in-process service uses, with connection and handshake limits.
+//!
+//! One accept loop for both schemes. A plain connection goes straight to [`serve_http1`]; a TLS
+//! one first waits for a handshake slot and completes its handshake, both within
+//! [`ServerLimits::tls_handshake_timeout`] from accept (a client that connects and never speaks
+//! is dropped then, and at most [`ServerLimits::max_tls_handshakes`] handshakes run at once), and
+//! then goes to the same [`serve_http1`]. Everything after the handshake — hyper, the header and
+//! body deadlines, the handler with its auth check — is shared, line for line.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +18,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -20,6 +27,7 @@ use tower::ServiceExt;
 use crate::error::SimError;
 use crate::limits::Backoff;
 use crate::sim::Sim;
+use crate::tls::TlsIdentity;
 
 /// What one TCP client may hold. Long-running watch responses are not timed by any of these
 /// (the server's watch timeout ends them): the header timeout only runs while the server waits
@@ -31,8 +39,14 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// The whole request body must arrive within this (then 408 and the connection closes).
     pub body_read_timeout: Duration,
-    /// Open connections at most; one more gets a 503 Status and is closed.
+    /// Open connections at most; one more gets a 503 Status and is closed (over TLS: closed).
     pub max_connections: usize,
+    /// TLS only: from accept, the wait for a handshake slot plus the handshake itself must end
+    /// within this, or the connection is dropped.
+    pub tls_handshake_timeout: Duration,
+    /// TLS only: handshakes in progress at most; more connections wait for a slot (within their
+    /// handshake timeout), so silent clients cannot take the server's CPU or its accept loop.
+    pub max_tls_handshakes: usize,
 }
 
 impl Default for ServerLimits {
@@ -41,7 +55,34 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_tls_handshakes: 64,
         }
+    }
+}
+
+/// How a [`SimServer`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP/1.1.
+    Http,
+    /// HTTP/1.1 over TLS with a certificate made at start.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -50,6 +91,8 @@ impl Default for ServerLimits {
 pub struct SimServer {
     addr: SocketAddr,
     task: Option<JoinHandle<()>>,
+    tls: Option<TlsIdentity>,
+    sim: Sim,
 }
 
 /// The error a request body yields when it did not arrive within [`ServerLimits::body_read_timeout`].
@@ -122,11 +165,41 @@ impl SimServer {
         Self::start_with(&sim, addr, ServerLimits::default()).await
     }
 
-    /// Serve `sim` on `addr` (loopback only) with explicit connection limits.
+    /// Serve `sim` over plain HTTP on `addr` (loopback only) with explicit connection limits.
     pub async fn start_with(
         sim: &Sim,
         addr: SocketAddr,
         limits: ServerLimits,
+    ) -> Result<Self, SimError> {
+        Self::bind(sim, addr, limits, None).await
+    }
+
+    /// Serve `sim` over HTTPS on `addr` (loopback only) with a CA and serving certificate made
+    /// now for the loopback names and `addr`'s host.
+    pub async fn start_https_with(
+        sim: &Sim,
+        addr: SocketAddr,
+        limits: ServerLimits,
+    ) -> Result<Self, SimError> {
+        let identity = TlsIdentity::generate(&[addr.ip().to_string()])?;
+        Self::start_tls_with(sim, addr, limits, identity).await
+    }
+
+    /// Serve `sim` over HTTPS on `addr` (loopback only) with a given identity.
+    pub async fn start_tls_with(
+        sim: &Sim,
+        addr: SocketAddr,
+        limits: ServerLimits,
+        identity: TlsIdentity,
+    ) -> Result<Self, SimError> {
+        Self::bind(sim, addr, limits, Some(identity)).await
+    }
+
+    async fn bind(
+        sim: &Sim,
+        addr: SocketAddr,
+        limits: ServerLimits,
+        tls: Option<TlsIdentity>,
     ) -> Result<Self, SimError> {
         if !addr.ip().is_loopback() {
             return Err(SimError::BadRequest(format!(
@@ -139,16 +212,49 @@ impl SimServer {
         let addr = listener
             .local_addr()
             .map_err(|e| SimError::io("local_addr", e))?;
-        let task = tokio::spawn(accept_loop(sim.clone(), listener, limits));
+        let acceptor = tls.as_ref().map(TlsIdentity::acceptor);
+        let task = tokio::spawn(accept_loop(sim.clone(), listener, limits, acceptor));
         Ok(Self {
             addr,
             task: Some(task),
+            tls,
+            sim: sim.clone(),
         })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    /// Plain or TLS.
+    pub fn scheme(&self) -> Scheme {
+        match self.tls {
+            Some(_) => Scheme::Https,
+            None => Scheme::Http,
+        }
+    }
+
+    /// The CA that signed the serving certificate (HTTPS only), PEM.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(TlsIdentity::ca_pem)
+    }
+
+    /// The kubeconfig for this server: its URL, its CA (HTTPS) and the sim's token (if any).
+    pub fn kubeconfig(&self) -> String {
+        crate::kubeconfig::render_with(&self.url(), &self.credentials())
+    }
+
+    /// Write [`SimServer::kubeconfig`] to `path` (owner-only when it holds a token).
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> Result<(), SimError> {
+        crate::kubeconfig::write(path, &self.url(), &self.credentials())
+    }
+
+    fn credentials(&self) -> crate::kubeconfig::Credentials<'_> {
+        crate::kubeconfig::Credentials {
+            ca_pem: self.ca_pem(),
+            token: self.sim.bearer_token(),
+        }
     }
 
     /// The bound address.
@@ -194,51 +300,93 @@ where
     }
 }
 
-async fn accept_loop(sim: Sim, listener: TcpListener, limits: ServerLimits) {
+async fn accept_loop(
+    sim: Sim,
+    listener: TcpListener,
+    limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let handshakes = Arc::new(Semaphore::new(limits.max_tls_handshakes.max(1)));
     let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     let mut failures: u64 = 0;
     let mut accept = || listener.accept();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            (stream, _) = accept_with_backoff(&mut accept, &mut backoff, &mut failures) => {
+            (stream, peer) = accept_with_backoff(&mut accept, &mut backoff, &mut failures) => {
                 let _ = stream.set_nodelay(true);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    conns.spawn(async move {
-                        let mut stream = stream;
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(1),
-                            stream.write_all(&over_capacity_response()),
-                        )
-                        .await;
-                    });
+                    if tls.is_none() {
+                        conns.spawn(async move {
+                            let mut stream = stream;
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                stream.write_all(&over_capacity_response()),
+                            )
+                            .await;
+                        });
+                    }
+                    // Over TLS a plain-text 503 would be noise: the connection just closes.
                     continue;
                 };
-                let svc = sim.service();
-                let body_limit = limits.body_read_timeout;
-                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let req = req.map(|inner| DeadlineBody {
-                        inner,
-                        limit: body_limit,
-                        sleep: Box::pin(tokio::time::sleep(body_limit)),
-                    });
-                    svc.clone().oneshot(req)
-                });
-                let header_timeout = limits.header_read_timeout;
-                conns.spawn(async move {
-                    let _permit = permit;
-                    let _ = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout)
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                let sim = sim.clone();
+                let limits = limits.clone();
+                match &tls {
+                    None => {
+                        conns.spawn(async move {
+                            let _permit = permit;
+                            serve_http1(stream, &sim, &limits).await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let handshakes = handshakes.clone();
+                        conns.spawn(async move {
+                            let _permit = permit;
+                            let handshake = async {
+                                let _slot = handshakes
+                                    .acquire_owned()
+                                    .await
+                                    .map_err(std::io::Error::other)?;
+                                acceptor.accept(stream).await
+                            };
+                            match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+                                Ok(Ok(tls_stream)) => serve_http1(tls_stream, &sim, &limits).await,
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, timeout = ?limits.tls_handshake_timeout, "TLS handshake timed out; dropping the connection"),
+                            }
+                        });
+                    }
+                }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
+}
+
+/// Serve HTTP/1.1 on one connection, plain or after its TLS handshake: the request-body
+/// deadline, the header deadline (also the keep-alive idle limit) and the shared handler.
+async fn serve_http1<IO>(io: IO, sim: &Sim, limits: &ServerLimits)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = sim.service();
+    let body_limit = limits.body_read_timeout;
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let req = req.map(|inner| DeadlineBody {
+            inner,
+            limit: body_limit,
+            sleep: Box::pin(tokio::time::sleep(body_limit)),
+        });
+        svc.clone().oneshot(req)
+    });
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 impl Drop for SimServer {

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
+use crate::auth::BearerToken;
 use crate::clock::Clock;
 use crate::error::SimError;
 use crate::fault::{FaultCell, FaultPlan};
@@ -35,6 +36,8 @@ pub(crate) struct Config {
     pub watch_timeout: Duration,
     pub max_body: usize,
     pub pod_cidr: String,
+    /// When set, every request (API and `/_sim`) must carry `Authorization: Bearer <token>`.
+    pub token: Option<BearerToken>,
 }
 
 /// Shared state.
@@ -67,6 +70,7 @@ pub struct SimBuilder {
     watch_timeout: Duration,
     max_body: usize,
     start_time: Option<SystemTime>,
+    token: Option<BearerToken>,
 }
 
 impl Default for SimBuilder {
@@ -81,6 +85,7 @@ impl Default for SimBuilder {
             watch_timeout: Duration::from_secs(1800),
             max_body: 3 * 1024 * 1024,
             start_time: None,
+            token: None,
         }
     }
 }
@@ -133,6 +138,13 @@ impl SimBuilder {
         self
     }
 
+    /// Require `Authorization: Bearer <token>` on every request, in-process and over TCP;
+    /// without it (or with another token) the answer is 401 with an `Unauthorized` Status.
+    pub fn bearer_token(mut self, token: BearerToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
     /// Build, or explain why the configuration is invalid.
     pub fn try_build(self) -> Result<Sim, SimError> {
         let ipam = Ipam::new(&self.pod_cidr)?;
@@ -148,6 +160,7 @@ impl SimBuilder {
                 watch_timeout: self.watch_timeout,
                 max_body: self.max_body,
                 pod_cidr: self.pod_cidr,
+                token: self.token,
             },
             service_ips: AtomicU32::new(1),
             flood_templates: Mutex::default(),
@@ -229,14 +242,33 @@ impl Sim {
         SimService::new(self.inner.clone())
     }
 
-    /// Serve over TCP on `addr` (use port 0 for any free port; loopback only).
+    /// Serve plain HTTP over TCP on `addr` (use port 0 for any free port; loopback only).
     pub async fn serve_tcp(&self, addr: std::net::SocketAddr) -> Result<SimServer, SimError> {
         SimServer::start(self.clone(), addr).await
     }
 
-    /// Write a kubeconfig pointing at `server_url`.
+    /// Serve HTTPS on `addr` with a CA and serving certificate made now (loopback only); write
+    /// the kubeconfig that trusts it with [`SimServer::write_kubeconfig`].
+    pub async fn serve_https(&self, addr: std::net::SocketAddr) -> Result<SimServer, SimError> {
+        SimServer::start_https_with(self, addr, crate::server::ServerLimits::default()).await
+    }
+
+    /// The bearer token requests must carry, if one was configured.
+    pub fn bearer_token(&self) -> Option<&BearerToken> {
+        self.inner.config.token.as_ref()
+    }
+
+    /// Write a kubeconfig pointing at `server_url` (with this sim's bearer token, if any; no CA:
+    /// for an HTTPS server use [`SimServer::write_kubeconfig`]).
     pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), SimError> {
-        crate::kubeconfig::write(path, server_url)
+        crate::kubeconfig::write(
+            path,
+            server_url,
+            &crate::kubeconfig::Credentials {
+                ca_pem: None,
+                token: self.bearer_token(),
+            },
+        )
     }
 
     /// Replace the fault plan (its RNG restarts from the plan's seed). With

@@ -163,7 +163,7 @@ async fn binary_serves_scenario_to_kubectl() {
             url = Some(u.to_string());
         }
     }
-    assert!(url.unwrap().starts_with("http://127.0.0.1:"));
+    assert!(url.unwrap().starts_with("https://127.0.0.1:"));
     let mut found = false;
     while !found {
         assert!(

@@ -131,6 +131,7 @@ fn short() -> ServerLimits {
         header_read_timeout: Duration::from_millis(300),
         body_read_timeout: Duration::from_millis(300),
         max_connections: 1024,
+        ..ServerLimits::default()
     }
 }
 
