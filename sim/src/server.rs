@@ -93,6 +93,9 @@ pub struct SimServer {
     task: Option<JoinHandle<()>>,
     tls: Option<TlsIdentity>,
     sim: Sim,
+    /// The TLS handshake slots, `max_tls_handshakes` of them.
+    handshakes: Arc<Semaphore>,
+    max_handshakes: usize,
 }
 
 /// The error a request body yields when it did not arrive within [`ServerLimits::body_read_timeout`].
@@ -213,13 +216,29 @@ impl SimServer {
             .local_addr()
             .map_err(|e| SimError::io("local_addr", e))?;
         let acceptor = tls.as_ref().map(TlsIdentity::acceptor);
-        let task = tokio::spawn(accept_loop(sim.clone(), listener, limits, acceptor));
+        let max_handshakes = limits.max_tls_handshakes.max(1);
+        let handshakes = Arc::new(Semaphore::new(max_handshakes));
+        let task = tokio::spawn(accept_loop(
+            sim.clone(),
+            listener,
+            limits,
+            acceptor,
+            handshakes.clone(),
+        ));
         Ok(Self {
             addr,
             task: Some(task),
             tls,
             sim: sim.clone(),
+            handshakes,
+            max_handshakes,
         })
+    }
+
+    /// TLS handshakes holding a slot now (a connection accepted and not yet through its
+    /// handshake or its timeout): what a test waits on instead of sleeping.
+    pub fn tls_handshakes_in_progress(&self) -> usize {
+        self.max_handshakes - self.handshakes.available_permits()
     }
 
     /// `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`.
@@ -305,9 +324,9 @@ async fn accept_loop(
     listener: TcpListener,
     limits: ServerLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    handshakes: Arc<Semaphore>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let handshakes = Arc::new(Semaphore::new(limits.max_tls_handshakes.max(1)));
     let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     let mut failures: u64 = 0;
     let mut accept = || listener.accept();
