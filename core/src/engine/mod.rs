@@ -397,16 +397,20 @@ impl<S: GrantStore> Engine<S> {
                 ev = events.next() => {
                     let Some(ev) = ev else { break Err(EngineError::WatchesEnded) };
                     let services = matches!(ev, ClusterEvent::Services(_));
-                    let mut deltas = vec![index.apply_delta(ev)];
-                    if services {
-                        deltas.extend(self.sync_secret_watches(&mut index, &mut secret_watches, &mut events, &starts));
-                    }
+                    let delta = index.apply_delta(ev);
+                    // Only a Service change can change which Secrets are watched (a pod event,
+                    // the hot path, allocates no list of deltas).
+                    let more = if services {
+                        self.sync_secret_watches(&mut index, &mut secret_watches, &mut events, &starts)
+                    } else {
+                        Vec::new()
+                    };
                     let now = Instant::now();
-                    if deltas.iter().any(Delta::changed) {
+                    if delta.changed() || more.iter().any(Delta::changed) {
                         schedule.changed(now);
                     }
                     if built {
-                        for delta in &deltas {
+                        for delta in std::iter::once(&delta).chain(&more) {
                             desired.apply(index.cluster(), delta);
                         }
                     } else if index.synced() {

@@ -13,10 +13,12 @@
 //! The map: [`machine`] is the loop as a state enum and one pure transition function;
 //! [`guarded_watch`] here is its thin async shell (requests, timeouts, sleeps, the shared start
 //! floor of [`crate::rate`]); `guard` is the healthy-or-failure rule; `source` the list/watch
-//! API it talks to; `facts` the reduction of objects to what granting needs.
+//! API it talks to; `wire` the engine's source, decoding straight into facts, over `lines`, the
+//! framing of a watch body; `facts` the typed reduction of objects to what granting needs.
 
 mod facts;
 mod guard;
+pub mod lines;
 pub mod machine;
 mod source;
 pub mod wire;
@@ -133,6 +135,10 @@ where
         // The pages of the list in progress.
         let mut items: Vec<F> = Vec::new();
         let mut stream: Option<RawStream<S::Object>> = None;
+        // The idle timeout of the open watch: one timer per loop, re-armed lazily (only when it
+        // fires before its due time), not a timer armed and cancelled for every event.
+        let mut idle = Box::pin(tokio::time::sleep(config.idle_timeout));
+        let mut last_seen = Instant::now();
         loop {
             let step = match action {
                 Action::List { continue_token, after } => {
@@ -189,6 +195,8 @@ where
                     match opened {
                         Ok(Ok(s)) => {
                             stream = Some(s);
+                            last_seen = Instant::now();
+                            idle.as_mut().reset(last_seen + config.idle_timeout);
                             machine.step(Input::Opened, started)
                         }
                         Ok(Err(e)) => {
@@ -206,33 +214,47 @@ where
                 }
                 Action::Read => {
                     let open = stream.as_mut().expect("reading with no open watch");
-                    let next = tokio::time::timeout(config.idle_timeout, open.next()).await;
+                    // `None`: nothing arrived for the idle timeout since the last item.
+                    let next = loop {
+                        tokio::select! {
+                            biased;
+                            item = open.next() => break Some(item),
+                            () = idle.as_mut() => {
+                                let due = last_seen + config.idle_timeout;
+                                if Instant::now() >= due {
+                                    break None;
+                                }
+                                idle.as_mut().reset(due);
+                            }
+                        }
+                    };
                     let now = Instant::now();
+                    last_seen = now;
                     match next {
-                        Err(_) => machine.step(Input::Ended(End::Stalled), now),
-                        Ok(None) => machine.step(Input::Ended(End::Closed), now),
-                        Ok(Some(Err(e))) => {
+                        None => machine.step(Input::Ended(End::Stalled), now),
+                        Some(None) => machine.step(Input::Ended(End::Closed), now),
+                        Some(Some(Err(e))) => {
                             tracing::debug!(resource = resource.as_str(), error = %e, "watch stream failed");
                             machine.step(Input::Ended(End::Failed), now)
                         }
-                        Ok(Some(Ok(RawEvent::Error { code: 410, .. }))) => {
+                        Some(Some(Ok(RawEvent::Error { code: 410, .. }))) => {
                             machine.step(Input::Ended(End::Expired), now)
                         }
-                        Ok(Some(Ok(RawEvent::Error { code, message }))) => {
+                        Some(Some(Ok(RawEvent::Error { code, message }))) => {
                             tracing::debug!(resource = resource.as_str(), code, %message, "error event in watch");
                             machine.step(Input::Ended(End::Failed), now)
                         }
-                        Ok(Some(Ok(RawEvent::Bookmark(rv)))) => machine.step(
+                        Some(Some(Ok(RawEvent::Bookmark(rv)))) => machine.step(
                             Input::Event { resource_version: &rv, object: false },
                             now,
                         ),
-                        Ok(Some(Ok(RawEvent::Added(o, rv) | RawEvent::Modified(o, rv)))) => {
+                        Some(Some(Ok(RawEvent::Added(o, rv) | RawEvent::Modified(o, rv)))) => {
                             let step = machine.step(Input::Event { resource_version: &rv, object: true }, now);
                             metrics.event(resource, 1);
                             yield Change::Applied(convert(o));
                             step
                         }
-                        Ok(Some(Ok(RawEvent::Deleted(o, rv)))) => {
+                        Some(Some(Ok(RawEvent::Deleted(o, rv)))) => {
                             let step = machine.step(Input::Event { resource_version: &rv, object: true }, now);
                             metrics.event(resource, 1);
                             yield Change::Deleted(convert(o));

@@ -6,7 +6,10 @@
 //! `ObjectList` also buffers a whole list through `#[serde(flatten)]`. The types here name only
 //! what [`crate::model`] keeps (serde skips everything else without allocating), so a pod event
 //! costs a fraction of a typed one. [`WireSource`] lists and watches with them over the same
-//! kube `Client` (same auth, TLS, timeouts and watch-stream framing as `Api`).
+//! kube `Client` (same auth, TLS and timeouts as `Api`). A watch body is framed here, not by
+//! kube's `request_events` (which copies every chunk into a line buffer and every line into a
+//! `String`): [`super::lines::LineSplitter`] splits the body's chunks in place and each line is
+//! decoded from its bytes; [`WatchLines`] keeps kube's rules for what ends the stream.
 //!
 //! The typed reduction in [`super::facts`] stays as the reference: a test checks that both give
 //! the same facts for the same objects.
@@ -15,14 +18,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use kube::core::{Status, WatchEvent};
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::lines::{LineSplitter, MAX_LINE};
 use super::source::{
-    list_params, raw_event, watch_params, ListWatchSource, Page, RawStream, SourceError,
+    list_params, raw_event, watch_params, ListWatchSource, Page, RawEvent, RawStream, SourceError,
 };
 use crate::model::{ObjectRef, Password, PodFacts, SecretFacts, ServiceFacts};
 use crate::validate::ANNOTATION_PREFIX;
@@ -363,14 +372,142 @@ impl<W: Wire> ListWatchSource for WireSource<W> {
                 self.field_selector.clone(),
                 timeout_secs,
             );
-            let req = kube::core::Request::new(&self.url)
+            let mut req = kube::core::Request::new(&self.url)
                 .watch(&wp, &resource_version)
                 .map_err(request_error)?;
-            let stream = self.client.request_events::<W>(req).await?;
-            Ok(stream
-                .map(|item| raw_event(item, |o: &W| o.resource_version().to_string()))
-                .boxed())
+            // As kube's `request_events`: a gzipped watch is decoded only to its first event.
+            req.headers_mut()
+                .entry(http::header::ACCEPT_ENCODING)
+                .or_insert(http::HeaderValue::from_static("identity"));
+            let res = self.client.send(req.map(kube::client::Body::from)).await?;
+            let status = res.status();
+            if status.is_client_error() || status.is_server_error() {
+                return Err(api_error(status.as_u16(), res.into_body()).await);
+            }
+            Ok(WatchLines::<W>::new(res.into_body(), MAX_LINE).boxed())
         })
+    }
+}
+
+/// A refused request's error, from its body: the API server's `Status`, or (a proxy's plain
+/// text) a failure with the HTTP code — as kube's `Client` reads one.
+async fn api_error(code: u16, body: kube::client::Body) -> SourceError {
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return SourceError::from(e),
+    };
+    let status = match serde_json::from_slice::<Status>(&bytes) {
+        Ok(status) => status,
+        Err(_) => Status::failure(
+            String::from_utf8_lossy(&bytes).trim(),
+            "Failed to parse error data",
+        )
+        .with_code(code),
+    };
+    SourceError::from(kube::Error::Api(status.boxed()))
+}
+
+/// Whether a body error is the connection ending mid-stream (a resumable end, not a failure):
+/// an `UnexpectedEof` anywhere in its chain, or a chunk decoder's "unexpected EOF" — kube's rule.
+fn is_unexpected_eof(e: &kube::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // A `source` chain that cycles must not stall a poll.
+    for _ in 0..16 {
+        let Some(err) = current else { break };
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    e.to_string().contains("unexpected EOF during chunk")
+}
+
+/// One watch line decoded, as kube's `request_events` decodes it: `None` for a line cut short
+/// (an EOF error: dropped), an in-stream `Status` as an API error, else a decode error.
+fn decode_line<W: Wire>(line: &[u8]) -> Option<Result<RawEvent<W>, SourceError>> {
+    match serde_json::from_slice::<WatchEvent<W>>(line) {
+        Ok(event) => Some(raw_event(Ok(event), |o: &W| {
+            o.resource_version().to_string()
+        })),
+        Err(e) if e.is_eof() => None,
+        Err(e) => Some(Err(match serde_json::from_slice::<Status>(line) {
+            Ok(status) => SourceError::from(kube::Error::Api(status.boxed())),
+            Err(_) => SourceError::from(kube::Error::SerdeError(e)),
+        })),
+    }
+}
+
+/// A watch response body as a stream of events: lines split in place ([`LineSplitter`]) and
+/// decoded one by one. It ends when the body ends (its last line decoded even without a
+/// newline) or breaks off mid-stream ([`is_unexpected_eof`]); any other body error, and a line
+/// over the bound, is yielded once as an error, and the stream ends after it.
+pub struct WatchLines<W> {
+    body: kube::client::Body,
+    lines: LineSplitter,
+    ended: bool,
+    _wire: PhantomData<fn() -> W>,
+}
+
+impl<W> WatchLines<W> {
+    /// The events of `body`, whose lines are at most `max_line` bytes.
+    pub fn new(body: kube::client::Body, max_line: usize) -> Self {
+        Self {
+            body,
+            lines: LineSplitter::new(max_line),
+            ended: false,
+            _wire: PhantomData,
+        }
+    }
+}
+
+impl<W: Wire> Stream for WatchLines<W> {
+    type Item = Result<RawEvent<W>, SourceError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.lines.next_line() {
+                Ok(Some(line)) => match decode_line(line) {
+                    Some(item) => return Poll::Ready(Some(item)),
+                    None => continue,
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(SourceError::Transport(e.to_string()))));
+                }
+            }
+            match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers carry no events.
+                    if let Ok(data) = frame.into_data() {
+                        this.lines.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    this.ended = true;
+                    if !is_unexpected_eof(&e) {
+                        return Poll::Ready(Some(Err(SourceError::Transport(e.to_string()))));
+                    }
+                }
+                None => {
+                    this.ended = true;
+                    match this.lines.finish() {
+                        Ok(Some(line)) => return Poll::Ready(decode_line(line)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Poll::Ready(Some(Err(SourceError::Transport(e.to_string()))))
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
