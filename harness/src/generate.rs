@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec, Step, TimedStep};
+use podgrant_sim::{
+    CloseMode, CloseWhen, ErrorBody, Fault, FaultPlan, FaultRule, FloodSpec, Step, TimedStep,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -186,6 +188,7 @@ impl FaultKind {
                     code: 429,
                     fraction: 0.5,
                     retry_after_seconds: Some(1),
+                    body: ErrorBody::Auto,
                 }),
                 None,
             ),
@@ -194,6 +197,7 @@ impl FaultKind {
                     code: 500,
                     fraction: 0.3,
                     retry_after_seconds: None,
+                    body: ErrorBody::Auto,
                 }),
                 None,
             ),
@@ -202,6 +206,7 @@ impl FaultKind {
                     code: 503,
                     fraction: 0.5,
                     retry_after_seconds: None,
+                    body: ErrorBody::Auto,
                 }),
                 None,
             ),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use engine_support::*;
 use podgrant_core::metrics::RestartReason;
 use podgrant_core::store::memory::MemoryStore;
-use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec, Sim, Step};
+use podgrant_sim::{
+    CloseMode, CloseWhen, ErrorBody, Fault, FaultPlan, FaultRule, FloodSpec, Sim, Step,
+};
 use tokio::time::Instant;
 
 paused_tests! {
@@ -287,6 +289,7 @@ async fn http_429_and_503_back_off_then_converge() {
             code,
             fraction: 1.0,
             retry_after_seconds: retry_after,
+            body: ErrorBody::Auto,
         })));
         let engine = start(&sim, Arc::new(store.clone()), config());
         let t0 = Instant::now();
@@ -327,6 +330,7 @@ async fn a_429s_retry_after_is_waited_out_not_just_the_backoff() {
         code: 429,
         fraction: 1.0,
         retry_after_seconds: Some(50),
+        body: ErrorBody::Auto,
     })));
     let engine = start(&sim, Arc::new(store.clone()), config());
     tokio::time::sleep(Duration::from_secs(99)).await;

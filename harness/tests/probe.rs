@@ -1,4 +1,4 @@
-//! `podgrant-harness probe`: the bare kube-rs watcher storms on closed watches, podgrant's engine is OK, bad CMDs are errors.
+//! `podgrant-harness probe` over every shipped subject: the seed's loop spins, the field's clients storm, podgrant's engine is OK, bad CMDs are errors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,6 +93,66 @@ fn the_bare_kube_rs_watcher_storms_when_watches_close_after_their_initial_events
 }
 
 #[test]
+fn the_seeds_loop_spins_without_a_request_when_its_watch_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = probe(
+        dir.path(),
+        "2s",
+        "baseline,closed-after-initial",
+        &[env!("CARGO_BIN_EXE_probe-subject-specimen")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let v = verdicts(dir.path());
+    assert_eq!(verdict_of(&v, "baseline"), "OK", "{}", explain(&out));
+    assert_eq!(
+        verdict_of(&v, "closed-after-initial"),
+        "SPINS",
+        "{}",
+        explain(&out)
+    );
+    // SPINS, not STORMS: the CPU goes into receiving from a closed channel, not into requests.
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    let closed = report["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["name"] == "closed-after-initial")
+        .expect("closed-after-initial phase")
+        .clone();
+    let share = closed["cpu_share"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("cpu_share in {closed}"));
+    assert!(
+        share > 0.2,
+        "the spin uses a good part of a core, read {share}: {closed}"
+    );
+}
+
+#[test]
+fn a_kube_rs_controller_storms_when_watches_close_after_their_initial_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = probe(
+        dir.path(),
+        "2s",
+        "baseline,closed-after-initial,tail",
+        &[env!("CARGO_BIN_EXE_probe-subject-controller")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let v = verdicts(dir.path());
+    assert_eq!(verdict_of(&v, "baseline"), "OK", "{}", explain(&out));
+    assert_eq!(
+        verdict_of(&v, "closed-after-initial"),
+        "STORMS",
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(verdict_of(&v, "tail"), "OK", "{}", explain(&out));
+}
+
+#[test]
 fn podgrants_engine_is_ok_in_every_phase() {
     // 5 s phases: the engine's first reconnects of its three watches (pods, services, secrets)
     // are spread by its backoff over a few seconds; a 2 s window would count them as a rate.
@@ -175,7 +235,7 @@ fn the_python_clients_watch_loop_is_probed_like_any_other_process() {
     let out = probe(
         dir.path(),
         "2s",
-        "baseline,tail",
+        "baseline,closed-after-initial,tail",
         &[
             py.to_str().expect("utf-8 path"),
             script.to_str().expect("utf-8 path"),
@@ -183,5 +243,12 @@ fn the_python_clients_watch_loop_is_probed_like_any_other_process() {
     );
     let v = verdicts(dir.path());
     assert_eq!(verdict_of(&v, "baseline"), "OK", "{}", explain(&out));
+    // Its `watch.Watch().stream` loop re-watches at once when the server ends a watch.
+    assert_eq!(
+        verdict_of(&v, "closed-after-initial"),
+        "STORMS",
+        "{}",
+        explain(&out)
+    );
     assert_eq!(verdict_of(&v, "tail"), "OK", "{}", explain(&out));
 }

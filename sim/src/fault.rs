@@ -199,12 +199,16 @@ pub enum Fault {
     /// 410 Expired: an in-stream ERROR event on watch, HTTP 410 on a list with `continue`.
     Expire,
     /// An HTTP error (429, 500 or 503) on a fraction of matching requests; 429 carries `Retry-After`.
+    /// `body` says who answers: by default a 429 reads as kube-apiserver's priority-and-fairness
+    /// rejection (plain text), anything else as a JSON `Status`.
     HttpError {
         code: u16,
         #[serde(default = "one")]
         fraction: f64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_seconds: Option<u64>,
+        #[serde(default, skip_serializing_if = "ErrorBody::is_auto")]
+        body: ErrorBody,
     },
     /// Delay before answering (tokio time).
     Latency {
@@ -233,6 +237,46 @@ fn one() -> f64 {
     1.0
 }
 
+/// Who writes an injected error's body.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorBody {
+    /// `text` for a 429 (what a real API server's throttling sends), `status` otherwise.
+    #[default]
+    Auto,
+    /// A JSON `metav1.Status`, as the registry, a webhook or an aggregated API server answers.
+    Status,
+    /// Plain text, as kube-apiserver's priority-and-fairness and max-in-flight filters write it
+    /// (`staging/src/k8s.io/apiserver/pkg/server/filters/maxinflight.go` `tooManyRequests`:
+    /// `http.Error`, `Retry-After`, no Status), with the flow-schema headers on a 429.
+    Text,
+}
+
+impl ErrorBody {
+    fn is_auto(&self) -> bool {
+        *self == ErrorBody::Auto
+    }
+
+    /// `Auto` resolved for `code`.
+    pub fn for_code(self, code: u16) -> ErrorBody {
+        match self {
+            ErrorBody::Auto if code == 429 => ErrorBody::Text,
+            ErrorBody::Auto => ErrorBody::Status,
+            other => other,
+        }
+    }
+}
+
+/// An HTTP error a request gets instead of its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectedError {
+    pub code: u16,
+    /// `Retry-After` seconds, if the rule set one (a 429 always sends one, 1 by default).
+    pub retry_after_seconds: Option<u64>,
+    /// Never `Auto`.
+    pub body: ErrorBody,
+}
+
 impl Fault {
     /// `Err((field, message))` for a value the server cannot act on (see [`FaultPlan::validate`]).
     fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -247,6 +291,7 @@ impl Fault {
                 code,
                 fraction,
                 retry_after_seconds,
+                ..
             } => {
                 if !(400..=599).contains(code) {
                     return Err((
@@ -309,7 +354,7 @@ pub struct WatchFaults {
 #[derive(Clone, Debug, Default)]
 pub struct Decision {
     pub latency: Duration,
-    pub http_error: Option<(u16, Option<u64>)>,
+    pub http_error: Option<InjectedError>,
     pub stall: Option<(bool, Option<Duration>)>,
     pub expire: bool,
     pub watch: WatchFaults,
@@ -363,8 +408,13 @@ impl FaultState {
                     code,
                     fraction,
                     retry_after_seconds,
+                    body,
                 } if d.http_error.is_none() && self.rng.random::<f64>() < *fraction => {
-                    d.http_error = Some((*code, *retry_after_seconds));
+                    d.http_error = Some(InjectedError {
+                        code: *code,
+                        retry_after_seconds: *retry_after_seconds,
+                        body: body.for_code(*code),
+                    });
                     d.fired.push(rule.fault.kind_name());
                     true
                 }
@@ -498,7 +548,11 @@ mod tests {
         assert_eq!(w.latency, Duration::from_millis(50));
         assert_eq!(
             st.decide("pods", "list", None, false).http_error,
-            Some((429, Some(1)))
+            Some(InjectedError {
+                code: 429,
+                retry_after_seconds: Some(1),
+                body: ErrorBody::Text
+            })
         );
         assert_eq!(st.decide("pods", "list", None, false).http_error, None);
         assert!(FaultPlan::from_json(r#"{"rules":[{"fault":{"kind":"nope"}}]}"#).is_err());

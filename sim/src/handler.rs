@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::body::{BodyError, SimBody};
 use crate::error::SimError;
-use crate::fault::Decision;
+use crate::fault::{Decision, ErrorBody, InjectedError};
 use crate::lifecycle::UpdateMode;
 use crate::patch::PatchType;
 use crate::query::{ListParams, Query, Rv};
@@ -174,10 +174,52 @@ where
     })
 }
 
-fn injected_error(code: u16, retry_after: Option<u64>) -> Response<SimBody> {
-    let mut resp = json_response(code, &crate::status::injected(code));
-    if code == 429 || retry_after.is_some() {
-        let secs = retry_after.unwrap_or(1).to_string();
+/// The flow schema and priority level an injected throttling answer names (the real filter sends
+/// their UIDs, never their names).
+const PF_FLOW_SCHEMA_UID: &str = "5f1c6a52-8d2e-4c3b-9a7f-0d1e2f3a4b5c";
+const PF_PRIORITY_LEVEL_UID: &str = "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f";
+
+fn injected_error(e: InjectedError) -> Response<SimBody> {
+    let mut resp = match e.body {
+        ErrorBody::Text => {
+            // As Go's http.Error writes it for the apiserver's tooManyRequests: text, nosniff, a newline.
+            let text = if e.code == 429 {
+                "Too many requests, please try again later.\n".to_string()
+            } else {
+                let reason = StatusCode::from_u16(e.code)
+                    .ok()
+                    .and_then(|c| c.canonical_reason())
+                    .unwrap_or("Error");
+                format!("{reason}\n")
+            };
+            let mut resp = bytes_response(e.code, text.into_bytes());
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            if e.code == 429 {
+                h.insert(
+                    "x-kubernetes-pf-flowschema-uid",
+                    HeaderValue::from_static(PF_FLOW_SCHEMA_UID),
+                );
+                h.insert(
+                    "x-kubernetes-pf-prioritylevel-uid",
+                    HeaderValue::from_static(PF_PRIORITY_LEVEL_UID),
+                );
+            }
+            resp
+        }
+        ErrorBody::Status | ErrorBody::Auto => {
+            json_response(e.code, &crate::status::injected(e.code))
+        }
+    };
+    if e.code == 429 || e.retry_after_seconds.is_some() {
+        let secs = e.retry_after_seconds.unwrap_or(1).to_string();
         if let Ok(v) = HeaderValue::from_str(&secs) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -211,8 +253,8 @@ async fn apply_pre_faults(d: &Decision) -> Result<Option<Response<SimBody>>, Fai
         silence(duration).await;
         return Err(Failure::Drop);
     }
-    if let Some((code, retry)) = d.http_error {
-        return Ok(Some(injected_error(code, retry)));
+    if let Some(e) = d.http_error {
+        return Ok(Some(injected_error(e)));
     }
     Ok(None)
 }

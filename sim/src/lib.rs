@@ -38,7 +38,7 @@ pub mod watch; // watch streams
 pub use auth::BearerToken;
 pub use body::SimBody;
 pub use error::SimError;
-pub use fault::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule};
+pub use fault::{CloseMode, CloseWhen, ErrorBody, Fault, FaultPlan, FaultRule};
 pub use flood::{FloodHandle, FloodSpec};
 pub use scenario::{Scenario, Step, TimedStep};
 pub use server::{Scheme, ServerLimits, SimServer};

@@ -335,10 +335,11 @@ enum Rearm {
 fn rearm(d: Decision, last_rv: u64) -> Rearm {
     if let Some((_, duration)) = d.stall {
         Rearm::Stall(duration)
-    } else if let Some((code, _)) = d.http_error {
+    } else if let Some(e) = d.http_error {
+        // In-stream, an error is always a Status event: the response is already open.
         Rearm::Error {
-            status: crate::status::injected(code),
-            kind: format!("http_{code}"),
+            status: crate::status::injected(e.code),
+            kind: format!("http_{}", e.code),
         }
     } else if d.expire {
         Rearm::Error {

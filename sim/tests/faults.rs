@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use common::{client, raw, send, types, watch_lines, WatchEnd};
 use futures::StreamExt;
+use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::runtime::watcher::{self, Event};
-use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec, Sim, Step};
+use podgrant_sim::{
+    CloseMode, CloseWhen, ErrorBody, Fault, FaultPlan, FaultRule, FloodSpec, Sim, Step,
+};
 use tokio::time::Instant;
 
 fn sim_with_pods(n: usize) -> Sim {
@@ -230,19 +233,62 @@ async fn http_errors_429_500_503_on_a_fraction() {
             code: 429,
             fraction: 1.0,
             retry_after_seconds: Some(7),
+            body: ErrorBody::Auto,
         })
         .verb("list")
         .times(1),
     ));
+    // A 429 reads as kube-apiserver's priority-and-fairness rejection
+    // (apiserver/pkg/server/filters/priority-and-fairness.go → maxinflight.go tooManyRequests):
+    // plain text from http.Error, Retry-After, the flow-schema UID headers, no Status.
+    let resp = send(&sim, "GET", "/api/v1/namespaces/ns/pods", None, "").await;
+    let (parts, body) = resp.into_parts();
+    let text = body.collect().await.unwrap().to_bytes();
+    assert_eq!(parts.status.as_u16(), 429);
+    assert_eq!(&text[..], b"Too many requests, please try again later.\n");
+    let h = &parts.headers;
+    assert_eq!(h.get("retry-after").unwrap(), "7");
+    assert_eq!(h.get("content-type").unwrap(), "text/plain; charset=utf-8");
+    assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+    assert!(h.contains_key("x-kubernetes-pf-flowschema-uid"), "{h:?}");
+    assert!(h.contains_key("x-kubernetes-pf-prioritylevel-uid"), "{h:?}");
+    // kube-rs turns the text into an API error with the code, as client-go does.
+    sim.set_faults(plan(
+        FaultRule::new(Fault::HttpError {
+            code: 429,
+            fraction: 1.0,
+            retry_after_seconds: None,
+            body: ErrorBody::Auto,
+        })
+        .verb("get"),
+    ));
+    let pods: Api<Pod> = Api::namespaced(client(&sim), "ns");
+    let err = pods.get("p0").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 429),
+        "{err:?}"
+    );
+    // The JSON Status 429 a webhook or an aggregated API server sends stays available.
+    sim.set_faults(plan(
+        FaultRule::new(Fault::HttpError {
+            code: 429,
+            fraction: 1.0,
+            retry_after_seconds: None,
+            body: ErrorBody::Status,
+        })
+        .verb("list"),
+    ));
     let (c, h, v) = raw(&sim, "GET", "/api/v1/namespaces/ns/pods", None, "").await;
     assert_eq!((c, v["reason"].as_str()), (429, Some("TooManyRequests")));
-    assert_eq!(h.get("retry-after").unwrap(), "7");
+    assert_eq!(h.get("retry-after").unwrap(), "1");
+    assert_eq!(h.get("content-type").unwrap(), "application/json");
     for code in [500u16, 503] {
         sim.set_faults(plan(
             FaultRule::new(Fault::HttpError {
                 code,
                 fraction: 1.0,
                 retry_after_seconds: None,
+                body: ErrorBody::Auto,
             })
             .verb("get"),
         ));
@@ -260,6 +306,7 @@ async fn http_errors_429_500_503_on_a_fraction() {
             code: 503,
             fraction: 0.3,
             retry_after_seconds: None,
+            body: ErrorBody::Auto,
         })
         .verb("get"),
     ));
@@ -481,6 +528,7 @@ async fn a_plan_for_open_watches_ends_a_watch_opened_before_it() {
                 code: 500,
                 fraction: 1.0,
                 retry_after_seconds: None,
+                body: ErrorBody::Auto,
             },
             &["ADDED", "ADDED", "ERROR"],
             WatchEnd::Clean,

@@ -58,7 +58,10 @@ impl LineSplitter {
     /// The next chunk of the body. Call only once [`LineSplitter::next_line`] answered `None`
     /// (the previous chunk is used up).
     pub fn push(&mut self, chunk: Bytes) {
-        debug_assert!(self.pos >= self.chunk.len(), "pushed before the chunk was used up");
+        debug_assert!(
+            self.pos >= self.chunk.len(),
+            "pushed before the chunk was used up"
+        );
         self.chunk = chunk;
         self.pos = 0;
     }
@@ -97,7 +100,8 @@ impl LineSplitter {
             if self.partial.len() + nl > self.max + 1 {
                 return Err(self.too_long());
             }
-            self.partial.extend_from_slice(&self.chunk[start..start + nl]);
+            self.partial
+                .extend_from_slice(&self.chunk[start..start + nl]);
             if self.partial.ends_with(b"\r") {
                 self.partial.pop();
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use podgrant_sim::{CloseMode, CloseWhen, Fault, FaultPlan, FaultRule, FloodSpec};
+use podgrant_sim::{CloseMode, CloseWhen, ErrorBody, Fault, FaultPlan, FaultRule, FloodSpec};
 use serde::Serialize;
 
 /// One phase of the catalogue, in the order they run.
@@ -123,11 +123,13 @@ impl PhaseKind {
                 code: 429,
                 fraction: 1.0,
                 retry_after_seconds: Some(1),
+                body: ErrorBody::Auto,
             })],
             PhaseKind::Http503 => vec![FaultRule::new(Fault::HttpError {
                 code: 503,
                 fraction: 1.0,
                 retry_after_seconds: None,
+                body: ErrorBody::Auto,
             })],
             PhaseKind::Stall => vec![FaultRule::new(Fault::Stall {
                 headers: true,
@@ -238,7 +240,8 @@ mod tests {
             Fault::HttpError {
                 code: 429,
                 fraction: 1.0,
-                retry_after_seconds: Some(1)
+                retry_after_seconds: Some(1),
+                body: ErrorBody::Auto,
             }
         );
         assert!(matches!(
