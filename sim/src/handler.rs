@@ -328,9 +328,11 @@ where
                         info,
                         ns,
                         &selectors,
-                        params.limit,
-                        params.continue_token.as_deref(),
-                        read,
+                        crate::list::PageSpec {
+                            read,
+                            limit: params.limit,
+                            continue_token: params.continue_token.as_deref(),
+                        },
                         table.map(|t| (t, now)),
                     )?;
                     if last {

@@ -92,6 +92,15 @@ pub async fn wait_for(store: &Mutex<Store>, read: Read) -> Result<(), SimError> 
     }
 }
 
+/// Which page of which state a list asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PageSpec<'a> {
+    /// The state to read (ignored for a `continue`: the token names its RV).
+    pub read: Read,
+    pub limit: Option<u64>,
+    pub continue_token: Option<&'a str>,
+}
+
 /// One page of a list, serialized: the `<Kind>List` JSON document, or a `Table` when `table` is set.
 /// The page's objects are picked under the store lock (shared, never cloned); the document is
 /// put together from their encoded JSON after the lock is released. Also returns whether this
@@ -101,9 +110,11 @@ pub fn render(
     info: &'static ResourceInfo,
     namespace: Option<&str>,
     sel: &Selectors,
-    limit: Option<u64>,
-    continue_token: Option<&str>,
-    read: Read,
+    PageSpec {
+        read,
+        limit,
+        continue_token,
+    }: PageSpec<'_>,
     table: Option<(TableOpts, SystemTime)>,
 ) -> Result<(Vec<u8>, bool), SimError> {
     let after = continue_token.map(decode).transpose()?;

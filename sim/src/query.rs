@@ -300,7 +300,8 @@ mod tests {
         let cont = "Forbidden: resourceVersionMatch is forbidden when continue is provided";
         let zero =
             "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"";
-        let cases: [(Option<&str>, Option<&str>, bool, &[&str]); 9] = [
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, bool, &'a [&'a str]);
+        let cases: [Case; 9] = [
             (None, None, false, &[]),
             (None, None, true, &[]),
             (Some("5"), None, true, &[]),
