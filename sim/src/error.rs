@@ -45,6 +45,11 @@ pub enum SimError {
     /// 410 Expired (resourceVersion or continue token older than the history window).
     #[error("{0}")]
     Expired(String),
+    /// 504 Timeout: a read asked for a resourceVersion the store did not reach within the
+    /// freshness wait (apiserver `storage.NewTooLargeResourceVersionError`; client-go's reflector
+    /// looks for the `ResourceVersionTooLarge` cause).
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: u64, current: u64 },
     /// 415 UnsupportedMediaType.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -102,6 +107,7 @@ impl SimError {
             SimError::EntityTooLarge(_) => 413,
             SimError::RequestTimeout(_) => 408,
             SimError::Expired(_) => 410,
+            SimError::TooLargeResourceVersion { .. } => 504,
             SimError::UnsupportedMediaType(_) => 415,
             SimError::MethodNotAllowed => 405,
             SimError::TooLarge(_) => 413,
@@ -120,6 +126,7 @@ impl SimError {
             SimError::EntityTooLarge(_) => "RequestEntityTooLarge",
             SimError::RequestTimeout(_) => "Timeout",
             SimError::Expired(_) => "Expired",
+            SimError::TooLargeResourceVersion { .. } => "Timeout",
             SimError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             SimError::MethodNotAllowed => "MethodNotAllowed",
             SimError::TooLarge(_) => "RequestEntityTooLarge",
@@ -146,12 +153,25 @@ impl SimError {
                     .collect();
                 Some(serde_json::json!({"name": name, "kind": kind, "causes": causes}))
             }
+            SimError::TooLargeResourceVersion { .. } => Some(serde_json::json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
             _ => None,
         };
         if let Some(d) = details {
             status["details"] = d;
         }
         status
+    }
+
+    /// The seconds a client should wait before retrying (`details.retryAfterSeconds`, sent as
+    /// `Retry-After` too, as the apiserver's error writer does), if the error suggests a retry.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            SimError::TooLargeResourceVersion { .. } => Some(1),
+            _ => None,
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -43,7 +43,14 @@ pub(crate) fn bytes_response(code: u16, body: Vec<u8>) -> Response<SimBody> {
 
 /// A `Status` response for an error.
 pub(crate) fn error_response(e: &SimError) -> Response<SimBody> {
-    json_response(e.code(), &e.to_status())
+    let mut resp = json_response(e.code(), &e.to_status());
+    // As the apiserver's error writer: a Status suggesting a retry also sets Retry-After.
+    if let Some(secs) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
 }
 
 /// Read a request body up to the size cap.
@@ -351,14 +358,23 @@ where
                     if decision.expire && params.continue_token.is_some() {
                         return Err(crate::list::expired());
                     }
+                    let read = crate::list::read(
+                        params.rv,
+                        params.rv_match,
+                        params.continue_token.is_some(),
+                    )?;
+                    crate::list::wait_for(&inner.store, read).await?;
                     let now = inner.clock.now();
                     let (bytes, last) = crate::list::render(
                         &inner.store,
                         info,
                         ns,
                         &selectors,
-                        params.limit,
-                        params.continue_token.as_deref(),
+                        crate::list::PageSpec {
+                            read,
+                            limit: params.limit,
+                            continue_token: params.continue_token.as_deref(),
+                        },
                         table.map(|t| (t, now)),
                     )?;
                     if last {
@@ -366,7 +382,23 @@ where
                     }
                     Ok(bytes_response(200, bytes))
                 }
-                "watch" => Ok(start_watch(inner, rr, params, selectors, decision, table)),
+                "watch" => {
+                    // A streaming list (sendInitialEvents) at an RV the store has not reached waits
+                    // for it, then ends with the 504 Status as its only event (cacher
+                    // `waitUntilWatchCacheFreshAndForceAllEvents` + `newErrWatcher`); a plain watch
+                    // at a future RV starts at once and sends the events after it, as upstream.
+                    let stale = match params.rv {
+                        Rv::At(n) if params.send_initial_events && !decision.expire => {
+                            crate::store::wait_fresh(&inner.store, n, crate::store::FRESH_WAIT)
+                                .await
+                                .err()
+                        }
+                        _ => None,
+                    };
+                    Ok(start_watch(
+                        inner, rr, params, selectors, decision, table, stale,
+                    ))
+                }
                 _ => {
                     let opts = read_body(body, inner.config.max_body).await?;
                     let dry_run = query.delete_dry_run(&opts)?;
@@ -509,6 +541,7 @@ fn start_watch(
     selectors: Selectors,
     decision: Decision,
     table: Option<TableOpts>,
+    stale: Option<SimError>,
 ) -> Response<SimBody> {
     {
         let mut stats = lock(&inner.stats);
@@ -542,6 +575,8 @@ fn start_watch(
                 },
                 store.subscribe(),
             )
+        } else if let Some(e) = stale {
+            (WatchStart::Failed(e.to_status()), store.subscribe())
         } else if params.send_initial_events {
             snapshot(&store)
         } else {

@@ -1,4 +1,16 @@
-//! List responses: selector filtering and `limit`/`continue` pagination at a consistent resourceVersion.
+//! List responses: which state a list reads (resourceVersion semantics), selector filtering, and `limit`/`continue` pagination at a consistent resourceVersion.
+//!
+//! Which state a list reads (API conventions, "Resource versions" / "Semantics for get and list"):
+//!
+//! | `resourceVersion` | `resourceVersionMatch` | read |
+//! |---|---|---|
+//! | unset | unset | most recent |
+//! | `0` | unset, `NotOlderThan` | any (the sim serves the most recent) |
+//! | N | unset, `NotOlderThan` | most recent, once the store has reached N (else 504 after 3 s) |
+//! | N | `Exact` | the state at N from the history window (410 if compacted; 504 after 3 s if N is ahead) |
+//!
+//! A `continue` token carries the RV its first page was read at, so every page of a list, an
+//! `Exact` one included, is read at that RV.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -8,6 +20,7 @@ use std::time::SystemTime;
 
 use crate::encoded::Obj;
 use crate::error::SimError;
+use crate::query::{Rv, RvMatch};
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
 use crate::store::{Key, Store};
@@ -44,6 +57,50 @@ fn decode(token: &str) -> Result<(u64, String, String), SimError> {
     Ok((t.rv, ns.to_string(), name.to_string()))
 }
 
+/// Which state a list reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// The most recent state (also what `resourceVersion=0`, "any", gets here).
+    Latest,
+    /// The most recent state, once the store has reached this RV.
+    NotOlderThan(u64),
+    /// The state exactly at this RV.
+    Exact(u64),
+}
+
+/// Pure: the read a list's parameters ask for (after `ValidateListOptions`), or the 400 the
+/// apiserver's etcd3 store answers for a resourceVersion sent with a `continue` token.
+pub fn read(rv: Rv, rv_match: Option<RvMatch>, has_continue: bool) -> Result<Read, SimError> {
+    match rv {
+        Rv::Unset | Rv::Any => Ok(Read::Latest),
+        Rv::At(_) if has_continue => Err(SimError::BadRequest(
+            "specifying resource version is not allowed when using continue".into(),
+        )),
+        Rv::At(n) if rv_match == Some(RvMatch::Exact) => Ok(Read::Exact(n)),
+        Rv::At(n) => Ok(Read::NotOlderThan(n)),
+    }
+}
+
+/// Wait (bounded, no lock held) until the store can answer `read`: a read at an RV the store
+/// has not reached waits up to [`crate::store::FRESH_WAIT`] for it, then is a 504.
+pub async fn wait_for(store: &Mutex<Store>, read: Read) -> Result<(), SimError> {
+    match read {
+        Read::Latest => Ok(()),
+        Read::NotOlderThan(n) | Read::Exact(n) => {
+            crate::store::wait_fresh(store, n, crate::store::FRESH_WAIT).await
+        }
+    }
+}
+
+/// Which page of which state a list asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PageSpec<'a> {
+    /// The state to read (ignored for a `continue`: the token names its RV).
+    pub read: Read,
+    pub limit: Option<u64>,
+    pub continue_token: Option<&'a str>,
+}
+
 /// One page of a list, serialized: the `<Kind>List` JSON document, or a `Table` when `table` is set.
 /// The page's objects are picked under the store lock (shared, never cloned); the document is
 /// put together from their encoded JSON after the lock is released. Also returns whether this
@@ -53,8 +110,11 @@ pub fn render(
     info: &'static ResourceInfo,
     namespace: Option<&str>,
     sel: &Selectors,
-    limit: Option<u64>,
-    continue_token: Option<&str>,
+    PageSpec {
+        read,
+        limit,
+        continue_token,
+    }: PageSpec<'_>,
     table: Option<(TableOpts, SystemTime)>,
 ) -> Result<(Vec<u8>, bool), SimError> {
     let after = continue_token.map(decode).transpose()?;
@@ -75,13 +135,27 @@ pub fn render(
                     limit,
                 )
             }
-            None => pick(
-                store.current_rv(),
-                store.iter_objs(info.plural, namespace),
-                None,
-                sel,
-                limit,
-            ),
+            None => match read {
+                Read::Exact(rv) if rv > store.current_rv() => {
+                    return Err(SimError::TooLargeResourceVersion {
+                        requested: rv,
+                        current: store.current_rv(),
+                    });
+                }
+                Read::Exact(rv) => {
+                    let items = store
+                        .state_at_objs(info.plural, namespace, rv)
+                        .map_err(|_| too_old())?;
+                    pick(rv, items.iter().map(|(k, v)| (k, v)), None, sel, limit)
+                }
+                Read::Latest | Read::NotOlderThan(_) => pick(
+                    store.current_rv(),
+                    store.iter_objs(info.plural, namespace),
+                    None,
+                    sel,
+                    limit,
+                ),
+            },
         }
     };
     let mut metadata = json!({"resourceVersion": page.rv.to_string()});
@@ -148,6 +222,12 @@ fn pick<'a>(
     Page { rv, items, more }
 }
 
+/// The 410 for an `Exact` list at an RV older than the history window (the apiserver's etcd3
+/// store for a compacted revision).
+pub fn too_old() -> SimError {
+    SimError::Expired("The resourceVersion for the provided list is too old.".into())
+}
+
 /// The 410 for a continue token older than the history window (what kube-rs and kubectl relist on).
 pub fn expired() -> SimError {
     SimError::Expired(
@@ -158,6 +238,28 @@ pub fn expired() -> SimError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read each parameter combination gets (API conventions, "Semantics for get and list").
+    #[test]
+    fn read_table() {
+        let nt = Some(RvMatch::NotOlderThan);
+        let ex = Some(RvMatch::Exact);
+        let cases = [
+            (Rv::Unset, None, false, Ok(Read::Latest)),
+            (Rv::Unset, None, true, Ok(Read::Latest)),
+            (Rv::Any, None, false, Ok(Read::Latest)),
+            (Rv::Any, nt, false, Ok(Read::Latest)),
+            (Rv::Any, None, true, Ok(Read::Latest)),
+            (Rv::At(7), None, false, Ok(Read::NotOlderThan(7))),
+            (Rv::At(7), nt, false, Ok(Read::NotOlderThan(7))),
+            (Rv::At(7), ex, false, Ok(Read::Exact(7))),
+            (Rv::At(7), None, true, Err(400)),
+        ];
+        for (rv, m, cont, want) in cases {
+            let got = read(rv, m, cont).map_err(|e| e.code());
+            assert_eq!(got, want, "{rv:?} {m:?} continue={cont}");
+        }
+    }
 
     #[test]
     fn token_roundtrip_and_garbage() {

@@ -130,12 +130,21 @@ pub enum Rv {
     At(u64),
 }
 
+/// A parsed `resourceVersionMatch` parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RvMatch {
+    /// At least as fresh as the resourceVersion (also what a bare resourceVersion means).
+    NotOlderThan,
+    /// Exactly the state at the resourceVersion.
+    Exact,
+}
+
 /// The list/watch query parameters.
 #[derive(Debug)]
 pub struct ListParams {
     pub watch: bool,
     pub rv: Rv,
-    pub rv_match: Option<String>,
+    pub rv_match: Option<RvMatch>,
     pub limit: Option<u64>,
     pub continue_token: Option<String>,
     pub label_selector: String,
@@ -189,18 +198,20 @@ impl ListParams {
                 (n > 0).then(|| Duration::from_secs(n as u64))
             }
         };
-        let rv_match = q
-            .get("resourceVersionMatch")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        if let Some(m) = &rv_match {
-            if m != "NotOlderThan" && m != "Exact" {
-                return Err(SimError::BadRequest(format!("resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\"")));
-            }
-        }
-        let send_initial_events = q.flag("sendInitialEvents");
         let watch = q.flag("watch");
-        if send_initial_events && (!watch || rv_match.as_deref() != Some("NotOlderThan")) {
+        let raw_match = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
+        let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
+        if !watch {
+            validate_list_options(q.get("resourceVersion"), raw_match, has_continue)?;
+        }
+        let rv_match = match raw_match {
+            None => None,
+            Some("NotOlderThan") => Some(RvMatch::NotOlderThan),
+            Some("Exact") => Some(RvMatch::Exact),
+            Some(m) => return Err(SimError::BadRequest(format!("resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""))),
+        };
+        let send_initial_events = q.flag("sendInitialEvents");
+        if send_initial_events && (!watch || rv_match != Some(RvMatch::NotOlderThan)) {
             return Err(SimError::BadRequest(
                 "sendInitialEvents: Forbidden: sendInitialEvents is allowed only with watch=true and resourceVersionMatch=NotOlderThan".into(),
             ));
@@ -223,9 +234,107 @@ impl ListParams {
     }
 }
 
+/// Pure: the `resourceVersionMatch` rules of a list's options (apimachinery
+/// `pkg/apis/meta/internalversion/validation` `ValidateListOptions`), every violation reported
+/// at once as the apiserver's list handler does: 422 `Invalid` against
+/// `ListOptions.meta.k8s.io`, one `details.causes` entry per rule broken.
+pub fn validate_list_options(
+    rv: Option<&str>,
+    rv_match: Option<&str>,
+    has_continue: bool,
+) -> Result<(), SimError> {
+    use crate::error::FieldCause;
+    let Some(m) = rv_match.filter(|m| !m.is_empty()) else {
+        return Ok(());
+    };
+    let rv = rv.unwrap_or("");
+    let forbidden = |why: &str| FieldCause {
+        reason: "FieldValueForbidden",
+        field: "resourceVersionMatch".into(),
+        message: format!("Forbidden: {why}"),
+    };
+    let mut causes = Vec::new();
+    if rv.is_empty() {
+        causes.push(forbidden(
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
+    }
+    if has_continue {
+        causes.push(forbidden(
+            "resourceVersionMatch is forbidden when continue is provided",
+        ));
+    }
+    if m != "Exact" && m != "NotOlderThan" {
+        causes.push(FieldCause {
+            reason: "FieldValueNotSupported",
+            field: "resourceVersionMatch".into(),
+            message: format!(
+                "Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+            ),
+        });
+    }
+    if m == "Exact" && rv == "0" {
+        causes.push(forbidden(
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(SimError::InvalidFields {
+        kind: "ListOptions.meta.k8s.io".into(),
+        name: String::new(),
+        causes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ValidateListOptions`' resourceVersionMatch rules: `(rv, match, continue)` → the causes' messages.
+    #[test]
+    fn list_options_table() {
+        let unless =
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided";
+        let cont = "Forbidden: resourceVersionMatch is forbidden when continue is provided";
+        let zero =
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"";
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, bool, &'a [&'a str]);
+        let cases: [Case; 9] = [
+            (None, None, false, &[]),
+            (None, None, true, &[]),
+            (Some("5"), None, true, &[]),
+            (Some("5"), Some("Exact"), false, &[]),
+            (Some("0"), Some("NotOlderThan"), false, &[]),
+            (None, Some("Exact"), false, &[unless]),
+            (Some(""), Some("NotOlderThan"), true, &[unless, cont]),
+            (Some("0"), Some("Exact"), false, &[zero]),
+            (
+                Some("5"),
+                Some("Newest"),
+                false,
+                &["Unsupported value: \"Newest\": supported values: \"Exact\", \"NotOlderThan\", \"\""],
+            ),
+        ];
+        for (rv, m, c, want) in cases {
+            let got: Vec<String> = match validate_list_options(rv, m, c) {
+                Ok(()) => vec![],
+                Err(SimError::InvalidFields { kind, causes, .. }) => {
+                    assert_eq!(kind, "ListOptions.meta.k8s.io");
+                    causes.into_iter().map(|c| c.message).collect()
+                }
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(got, want, "{rv:?} {m:?} continue={c}");
+        }
+        assert_eq!(
+            ListParams::from_query(&Query::parse(Some("resourceVersionMatch=Exact")))
+                .unwrap_err()
+                .code(),
+            422
+        );
+    }
 
     #[test]
     fn parses_kube_rs_queries() {

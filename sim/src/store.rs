@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::encoded::{Obj, Pending};
 
@@ -79,6 +79,44 @@ pub struct Store {
     watch_buffer: usize,
     compacted_rv: u64,
     tx: broadcast::Sender<Arc<Event>>,
+    /// The latest resourceVersion, for readers waiting for the store to reach one ([`wait_fresh`]).
+    rv_tx: watch::Sender<u64>,
+}
+
+/// How long a read at a resourceVersion the store has not reached waits for it before a 504
+/// (the apiserver watch cache's `blockTimeout` in `waitUntilFreshAndBlock`).
+pub const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Wait until `store` has reached resourceVersion `rv`, at most `limit` (on tokio's clock), as
+/// the watch cache's `waitUntilFreshAndBlock` does. Woken by each commit (no polling); the lock
+/// is held only to read the current RV. `Err` is the 504 `TooLargeResourceVersion` naming the RV
+/// the store had when the wait ran out.
+pub async fn wait_fresh(
+    store: &std::sync::Mutex<Store>,
+    rv: u64,
+    limit: std::time::Duration,
+) -> Result<(), crate::error::SimError> {
+    let mut changes = {
+        let s = store.lock().unwrap_or_else(|p| p.into_inner());
+        if s.rv >= rv {
+            return Ok(());
+        }
+        s.rv_tx.subscribe()
+    };
+    let reached = tokio::time::timeout(limit, changes.wait_for(|now| *now >= rv)).await;
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        _ => {
+            let current = store.lock().unwrap_or_else(|p| p.into_inner()).rv;
+            if current >= rv {
+                return Ok(());
+            }
+            Err(crate::error::SimError::TooLargeResourceVersion {
+                requested: rv,
+                current,
+            })
+        }
+    }
 }
 
 fn in_namespace<'a>(
@@ -120,6 +158,7 @@ impl Store {
             watch_buffer,
             compacted_rv: 1,
             tx,
+            rv_tx: watch::Sender::new(1),
         }
     }
 
@@ -367,6 +406,7 @@ impl Store {
         }
         // No receivers is fine.
         let _ = self.tx.send(event);
+        self.rv_tx.send_replace(self.rv);
     }
 
     /// The events after `rv` and a receiver for later ones, taken atomically.

@@ -49,6 +49,8 @@ pub enum WatchStart {
     Snapshot { objects: Vec<Arc<Obj>>, rv: u64 },
     /// The requested RV is older than the window: one in-stream 410 ERROR event.
     Expired { requested: u64, oldest: u64 },
+    /// The watch could not start: this `Status` as its one ERROR event (the cacher's `newErrWatcher`).
+    Failed(Value),
 }
 
 /// Encode one watch line: `{"type":T,"object":O}\n`.
@@ -425,6 +427,10 @@ pub fn stream(
             match start {
                 WatchStart::Expired { requested, oldest } => {
                     yield Ok(line("ERROR", &crate::status::expired(requested, oldest)));
+                    break 'run End::Quiet;
+                }
+                WatchStart::Failed(status) => {
+                    yield Ok(line("ERROR", &status));
                     break 'run End::Quiet;
                 }
                 WatchStart::Replay { events, from_rv } => {
