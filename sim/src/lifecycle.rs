@@ -99,6 +99,7 @@ pub fn prepare_create(
     new: NewMeta,
 ) -> Result<(String, String, Value), SimError> {
     check_type(info, &obj)?;
+    crate::microtime::normalize(info, &mut obj)?;
     obj["kind"] = json!(info.kind);
     obj["apiVersion"] = json!(info.api_version());
     let meta = meta_mut(&mut obj);
@@ -152,7 +153,11 @@ pub fn prepare_create(
     meta.insert("name".into(), json!(name));
     meta.insert("uid".into(), json!(new.uid));
     meta.insert("creationTimestamp".into(), json!(new.now));
-    meta.insert("generation".into(), json!(1));
+    if has_generation(info) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("managedFields");
@@ -160,19 +165,35 @@ pub fn prepare_create(
     Ok((ns, name, obj))
 }
 
-/// Per-kind defaulting (what admission and registry strategies would add).
+/// Per-kind defaulting, as the registry's defaulting functions (`pkg/apis/core/v1/defaults.go`
+/// `SetDefaults_PodSpec`, `SetDefaults_Container`, `SetDefaults_Service`) and strategies'
+/// `PrepareForCreate` (`pkg/registry/core/{pod,service,namespace}/strategy.go`) add on create.
+/// Admission plugins' additions (service account token volume, default tolerations, priority)
+/// are not made: the sim runs no admission chain.
 fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
     match info.kind {
         "Pod" => {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
             }
-            if obj["spec"].get("restartPolicy").is_none() {
-                obj["spec"]["restartPolicy"] = json!("Always");
+            let spec = &mut obj["spec"];
+            for (key, value) in [
+                ("restartPolicy", json!("Always")),
+                ("dnsPolicy", json!("ClusterFirst")),
+                ("terminationGracePeriodSeconds", json!(30)),
+                ("securityContext", json!({})),
+                ("schedulerName", json!("default-scheduler")),
+                ("enableServiceLinks", json!(true)),
+            ] {
+                default_field(spec, key, value);
             }
-            if obj["spec"].get("schedulerName").is_none() {
-                obj["spec"]["schedulerName"] = json!("default-scheduler");
+            for list in ["initContainers", "containers"] {
+                if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                    cs.iter_mut().for_each(default_container);
+                }
             }
+            // A real server always starts at Pending; the sim keeps a status the caller gave
+            // (scenario steps create running pods: there is no kubelet to make them so).
             if !obj.get("status").is_some_and(Value::is_object) {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
@@ -181,11 +202,28 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
             }
-            if obj["spec"].get("type").is_none() {
-                obj["spec"]["type"] = json!("ClusterIP");
+            let spec = &mut obj["spec"];
+            default_field(spec, "type", json!("ClusterIP"));
+            default_field(spec, "sessionAffinity", json!("None"));
+            let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+            if ty != "ExternalName" {
+                default_field(spec, "internalTrafficPolicy", json!("Cluster"));
+                // The IP allocator's answer on a single-stack IPv4 cluster.
+                default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
+                default_field(spec, "ipFamilies", json!(["IPv4"]));
             }
-            if obj["spec"].get("sessionAffinity").is_none() {
-                obj["spec"]["sessionAffinity"] = json!("None");
+            if ty == "NodePort" || ty == "LoadBalancer" {
+                default_field(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut().filter(|p| p.is_object()) {
+                    default_field(port, "protocol", json!("TCP"));
+                    if port.get("targetPort").is_none_or(Value::is_null) {
+                        if let Some(p) = port.get("port").cloned() {
+                            port["targetPort"] = p;
+                        }
+                    }
+                }
             }
             if obj.get("status").is_none() {
                 obj["status"] = json!({"loadBalancer": {}});
@@ -217,6 +255,51 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
     }
 }
 
+/// Set `obj[key]` when it is absent or null.
+fn default_field(obj: &mut Value, key: &str, value: Value) {
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj[key] = value;
+    }
+}
+
+/// `SetDefaults_Container` and `SetDefaults_ContainerPort`: termination message, pull policy by
+/// the image's tag (`:latest` or none → `Always`, else `IfNotPresent`), `resources: {}`, port protocol.
+fn default_container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    default_field(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_field(c, "terminationMessagePolicy", json!("File"));
+    default_field(c, "resources", json!({}));
+    let policy = pull_policy(c.get("image").and_then(Value::as_str).unwrap_or(""));
+    default_field(c, "imagePullPolicy", json!(policy));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter(|p| p.is_object()) {
+            default_field(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// The default `imagePullPolicy` for `image`, as `SetDefaults_Container` parses its reference.
+fn pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent"; // pinned by digest
+    }
+    // The tag follows the last ':' after the last '/' (a registry's ':port' is not a tag).
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// Whether the kind's strategy keeps `metadata.generation` (set to 1 on create, bumped by spec
+/// changes only): pods (`podStrategy.PrepareForCreate`, Kubernetes ≥ 1.33) — not Services,
+/// Secrets, Namespaces, Events or Leases, whose strategies never set it.
+fn has_generation(info: &ResourceInfo) -> bool {
+    info.kind == "Pod"
+}
+
 /// Secrets: `stringData` is write-only and folded into base64 `data`.
 fn fold_string_data(obj: &mut Value) {
     let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
@@ -241,6 +324,7 @@ pub fn prepare_update(
     mode: UpdateMode,
 ) -> Result<Option<Value>, SimError> {
     check_type(info, &new)?;
+    crate::microtime::normalize(info, &mut new)?;
     let name = old
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -326,7 +410,7 @@ pub fn prepare_update(
     if &out == old {
         return Ok(None);
     }
-    if out.get("spec") != old.get("spec") {
+    if has_generation(info) && out.get("spec") != old.get("spec") {
         let generation = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -414,5 +498,105 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out["status"]["phase"], "Running");
+    }
+
+    /// `pkg/apis/core/v1/defaults.go` (SetDefaults_PodSpec, SetDefaults_Container,
+    /// SetDefaults_Service) as a table: (image, expected imagePullPolicy).
+    #[test]
+    fn pod_and_service_defaults_are_upstreams() {
+        let pods = crate::resource::by_plural("pods").unwrap();
+        for (image, policy) in [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("nginx:1.27", "IfNotPresent"),
+            ("registry:5000/team/app", "Always"),
+            ("registry:5000/team/app:v2", "IfNotPresent"),
+            ("app@sha256:0123", "IfNotPresent"),
+        ] {
+            let (_, _, p) = prepare_create(
+                pods,
+                Some("d"),
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [
+                    {"name": "c", "image": image, "ports": [{"containerPort": 80}]}]}}),
+                meta(),
+            )
+            .unwrap();
+            assert_eq!(
+                p["spec"]["containers"][0]["imagePullPolicy"], policy,
+                "{image}"
+            );
+            let spec = &p["spec"];
+            assert_eq!(spec["dnsPolicy"], "ClusterFirst");
+            assert_eq!(spec["restartPolicy"], "Always");
+            assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+            assert_eq!(spec["enableServiceLinks"], true);
+            let c = &spec["containers"][0];
+            assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+            assert_eq!(c["terminationMessagePolicy"], "File");
+            assert_eq!(c["ports"][0]["protocol"], "TCP");
+            assert_eq!(p["metadata"]["generation"], 1);
+        }
+        let services = crate::resource::by_plural("services").unwrap();
+        let (_, _, svc) = prepare_create(
+            services,
+            Some("d"),
+            json!({"metadata": {"name": "s"}, "spec": {"ports": [
+                {"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}}),
+            meta(),
+        )
+        .unwrap();
+        let spec = &svc["spec"];
+        assert_eq!(spec["type"], "ClusterIP");
+        assert_eq!(spec["sessionAffinity"], "None");
+        assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
+        assert_eq!(spec["ports"][0]["protocol"], "TCP");
+        assert_eq!(spec["ports"][0]["targetPort"], 80);
+        assert_eq!(spec["ports"][1]["protocol"], "UDP");
+        assert_eq!(spec["ports"][1]["targetPort"], "dns");
+        // Services, like Secrets and Namespaces, keep no generation (their strategies set none).
+        assert!(svc["metadata"].get("generation").is_none(), "{svc}");
+    }
+
+    /// `metadata.generation` moves with spec changes only (pod strategy `updatePodGeneration`),
+    /// and only on kinds that keep one.
+    #[test]
+    fn generation_counts_spec_changes_only_on_kinds_that_keep_it() {
+        let pods = crate::resource::by_plural("pods").unwrap();
+        let old = json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "p", "resourceVersion": "5", "generation": 1},
+            "spec": {"nodeName": "a"}, "status": {"phase": "Pending"}});
+        let mut labelled = old.clone();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        let out = prepare_update(pods, &old, labelled, UpdateMode::Main)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["metadata"]["generation"], 1, "metadata only");
+        let mut status = old.clone();
+        status["status"]["phase"] = json!("Running");
+        let out = prepare_update(pods, &old, status, UpdateMode::Status)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["metadata"]["generation"], 1, "status only");
+        let mut spec = old.clone();
+        spec["spec"]["activeDeadlineSeconds"] = json!(5);
+        let out = prepare_update(pods, &old, spec, UpdateMode::Main)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["metadata"]["generation"], 2, "spec");
+
+        let services = crate::resource::by_plural("services").unwrap();
+        let old = json!({"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": "s", "resourceVersion": "5"}, "spec": {"selector": {"a": "b"}},
+            "status": {"loadBalancer": {}}});
+        let mut spec = old.clone();
+        spec["spec"]["selector"] = json!({"a": "c"});
+        spec["status"] = json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}});
+        let out = prepare_update(services, &old, spec, UpdateMode::Main)
+            .unwrap()
+            .unwrap();
+        assert!(out["metadata"].get("generation").is_none(), "{out}");
+        // services/status is a subresource: the main resource ignores status changes.
+        assert_eq!(out["status"], old["status"]);
     }
 }

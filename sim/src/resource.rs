@@ -10,7 +10,7 @@ pub struct ResourceInfo {
     pub version: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
-    /// Whether the resource has a `status` subresource (only pods here).
+    /// Whether the resource has a `status` subresource (pods, services, namespaces).
     pub has_status: bool,
     /// Extra selectable fields beyond metadata.name / metadata.namespace.
     pub fields: &'static [&'static str],
@@ -86,7 +86,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         version: "v1",
         namespaced: true,
         short_names: &["svc"],
-        has_status: false,
+        has_status: true,
         fields: &[],
     },
     ResourceInfo {
@@ -126,7 +126,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         version: "v1",
         namespaced: false,
         short_names: &["ns"],
-        has_status: false,
+        has_status: true,
         fields: &["status.phase"],
     },
     ResourceInfo {
