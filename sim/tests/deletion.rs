@@ -455,6 +455,53 @@ async fn sim_delete_and_delete_steps_remove_at_once() {
     assert_eq!(sim.ips_in_use(), 0);
 }
 
+// A delete_pod step with grace_seconds deletes like `kubectl delete --grace-period` (the HTTP
+// path above): Terminating, IP held, gone when the grace ends; the step's grace is bounded.
+#[tokio::test(start_paused = true)]
+async fn a_delete_pod_step_with_grace_seconds_deletes_gracefully() {
+    let sim = sim();
+    sim.apply(&Step::create_pod("shop", "a")).unwrap();
+    sim.apply(&Step::create_pod("shop", "b")).unwrap();
+    sim.apply(&Step::delete_pod("shop", "a").grace_seconds(10))
+        .unwrap();
+    let (code, _, done) = raw(
+        &sim,
+        "POST",
+        "/_sim/steps",
+        Some("application/json"),
+        r#"{"op": "delete_pod", "namespace": "shop", "name": "b", "grace_seconds": 5}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{done}");
+    let a = sim.get("pods", Some("shop"), "a").unwrap();
+    assert_eq!(a["metadata"]["deletionTimestamp"], at(10));
+    assert_eq!(sim.ips_in_use(), 2);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle().await;
+    assert!(
+        sim.get("pods", Some("shop"), "b").is_err(),
+        "b's 5 s are over"
+    );
+    assert!(sim.get("pods", Some("shop"), "a").is_ok(), "a has 5 s left");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle().await;
+    assert!(sim.list("pods", Some("shop")).is_empty());
+    assert_eq!(sim.ips_in_use(), 0);
+    let (code, _, refused) = raw(
+        &sim,
+        "POST",
+        "/_sim/steps",
+        Some("application/json"),
+        r#"{"op": "delete_pod", "namespace": "shop", "name": "a", "grace_seconds": 100000}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(
+        refused["details"]["causes"][0]["field"],
+        "steps[0].grace_seconds"
+    );
+}
+
 // BeforeDelete via kube-rs: DeleteParams.preconditions with a wrong uid is 409 Conflict.
 #[tokio::test(start_paused = true)]
 async fn kube_rs_delete_with_a_wrong_uid_precondition_is_a_conflict() {
