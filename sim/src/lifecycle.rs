@@ -1,4 +1,22 @@
-//! Pure object lifecycle rules: validation, defaulting and metadata on create and update.
+//! Pure object lifecycle rules: validation, defaulting and metadata on create, update and delete.
+//!
+//! Deletion, as kube-apiserver's generic store does it (`registry/generic/registry/store.go`
+//! `Delete`/`updateForGracefulDeletionAndFinalizers`, `registry/rest/delete.go` `BeforeDelete`,
+//! `pkg/registry/core/pod/strategy.go` `CheckGracefulDelete`):
+//!
+//! | stored object                                   | delete with grace `g`             | [`DeleteAction`]                |
+//! |-------------------------------------------------|-----------------------------------|---------------------------------|
+//! | preconditions (uid, resourceVersion) mismatch   | any                               | 409 Conflict                    |
+//! | bound pod, not terminating, `g` (or spec, 30) > 0 | —                               | `Mark` ts = now+g, timer g      |
+//! | pod terminating with grace G > 0                | `g` < G                           | `Mark` shortened (ts − G + g)   |
+//! | pod terminating with grace G > 0                | none or `g` ≥ G                   | `Pending` (unchanged)           |
+//! | anything else with finalizers                   | —                                 | `Mark` ts = now, grace 0 (or `Pending` if already so) |
+//! | anything else                                   | —                                 | `Remove`                        |
+//!
+//! An object marked for deletion is removed by an update that empties its finalizers once its
+//! grace is 0 ([`removed_by_update`]); the grace timer is a delete with grace 0 (the kubelet's).
+
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -393,13 +411,19 @@ pub fn prepare_update(
         }
     }
     if mode != UpdateMode::Whole {
-        match old_meta.get("deletionTimestamp") {
-            Some(v) => {
-                meta.insert("deletionTimestamp".into(), v.clone());
+        // rest.BeforeUpdate: an update can never set, change or clear the deletion stamp.
+        for key in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+            match old_meta.get(key) {
+                Some(v) => {
+                    meta.insert(key.into(), v.clone());
+                }
+                None => {
+                    meta.remove(key);
+                }
             }
-            None => {
-                meta.remove("deletionTimestamp");
-            }
+        }
+        if old_meta.get("deletionTimestamp").is_some() {
+            no_new_finalizers(info, &name, old, &out)?;
         }
     }
     if out.get("status").is_some_and(Value::is_null) {
@@ -418,6 +442,274 @@ pub fn prepare_update(
         meta_mut(&mut out).insert("generation".into(), json!(generation + 1));
     }
     Ok(Some(out))
+}
+
+/// `ValidateNoNewFinalizers` (apimachinery `ValidateObjectMetaUpdate`): while an object is
+/// being deleted, an update may remove finalizers but not add any.
+fn no_new_finalizers(
+    info: &ResourceInfo,
+    name: &str,
+    old: &Value,
+    new: &Value,
+) -> Result<(), SimError> {
+    let before = finalizers(old);
+    let mut extra: Vec<&str> = finalizers(new)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort_unstable();
+    extra.dedup();
+    let quoted: Vec<String> = extra.iter().map(|f| format!("{f:?}")).collect();
+    Err(SimError::InvalidFields {
+        kind: info.kind.to_string(),
+        name: name.to_string(),
+        causes: vec![crate::error::FieldCause {
+            reason: "FieldValueForbidden",
+            field: "metadata.finalizers".into(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                quoted.join(", ")
+            ),
+        }],
+    })
+}
+
+/// `metadata.finalizers` (non-string entries are not finalizers).
+pub fn finalizers(obj: &Value) -> Vec<&str> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `ShouldDeleteDuringUpdate` (generic store): an update that leaves no finalizers on an
+/// object whose deletion was requested and whose grace is over (0 or unset) removes it.
+pub fn removed_by_update(old: &Value, new: &Value) -> bool {
+    finalizers(new).is_empty()
+        && old.pointer("/metadata/deletionTimestamp").is_some()
+        && old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+}
+
+/// `metav1.DeleteOptions`, parsed and validated (`Query::delete_options`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// `dryRun: ["All"]`.
+    pub dry_run: bool,
+    /// Seconds; a negative value was already made 1 (`BeforeDelete`).
+    pub grace_period_seconds: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `Orphan`, `Background` or `Foreground` (parsed and validated only: there is no garbage collector).
+    pub propagation_policy: Option<String>,
+    /// Deprecated `orphanDependents` (validated only).
+    pub orphan_dependents: Option<bool>,
+}
+
+impl DeleteOptions {
+    /// What the kubelet sends once a pod's grace is over (and `kubectl delete --force --grace-period=0`).
+    pub fn immediate() -> Self {
+        Self {
+            grace_period_seconds: Some(0),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a delete does to the stored object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeleteAction {
+    /// Remove it now (DELETED).
+    Remove,
+    /// Store `object` (MODIFIED: deletion requested or its grace shortened); with `remove_after`,
+    /// delete it again with grace 0 after that long.
+    Mark {
+        object: Value,
+        remove_after: Option<Duration>,
+    },
+    /// Its deletion is pending already: answer it as stored, change nothing.
+    Pending,
+}
+
+/// The deletion stamp a grace timer was set for: the timer acts only if it is still the same.
+pub fn deletion_stamp(obj: &Value) -> [Option<&Value>; 3] {
+    [
+        obj.pointer("/metadata/uid"),
+        obj.pointer("/metadata/deletionTimestamp"),
+        obj.pointer("/metadata/deletionGracePeriodSeconds"),
+    ]
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let ts = s.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
+    let secs = u64::try_from(ts.as_second()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn add_secs(t: SystemTime, secs: i64) -> SystemTime {
+    let d = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        t.checked_add(d).unwrap_or(t)
+    } else {
+        t.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// The resource as `BeforeDelete` names it in a Conflict: the kind, with its group.
+fn kind_qualified(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.kind.to_string()
+    } else {
+        format!("{}.{}", info.kind, info.group)
+    }
+}
+
+/// `CheckGracefulDelete` for pods: the grace a delete gets (0 = at once).
+fn pod_grace(obj: &Value, requested: Option<i64>) -> i64 {
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Failed" | "Succeeded")
+    );
+    if !bound || finished {
+        return 0;
+    }
+    requested.unwrap_or_else(|| {
+        obj.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+            .max(0)
+    })
+}
+
+fn bump_generation(meta: &mut Map<String, Value>) {
+    if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+        if g > 0 {
+            meta.insert("generation".into(), json!(g + 1));
+        }
+    }
+}
+
+/// Decide what deleting `obj` with `opts` at `now` does (see the module table).
+pub fn plan_delete(
+    info: &ResourceInfo,
+    obj: &Value,
+    opts: &DeleteOptions,
+    now: SystemTime,
+) -> Result<DeleteAction, SimError> {
+    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let name = text("/metadata/name");
+    let conflict = |message: String| SimError::Conflict {
+        resource: kind_qualified(info),
+        name: name.to_string(),
+        message,
+    };
+    if let Some(uid) = &opts.uid {
+        let stored = text("/metadata/uid");
+        if uid != stored {
+            return Err(conflict(format!("the UID in the precondition ({uid}) does not match the UID in record ({stored}). The object might have been deleted and then recreated")));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        let stored = text("/metadata/resourceVersion");
+        if rv != stored {
+            return Err(conflict(format!("the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({stored}). The object might have been modified")));
+        }
+    }
+    let requested = opts.grace_period_seconds.map(|g| g.max(0));
+    let stamped = obj
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str);
+    let stamped_grace = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut out = obj.clone();
+    // The grace BeforeDelete settled on, for a resource that deletes gracefully (pods).
+    let mut graceful: Option<i64> = None;
+    if info.kind == "Pod" {
+        match stamped {
+            Some(ts) if stamped_grace > 0 => match requested {
+                // Only a shorter grace may be asked for; the deadline moves back by the difference.
+                Some(g) if g < stamped_grace => {
+                    let requested_at = add_secs(parse_time(ts).unwrap_or(now), -stamped_grace);
+                    let meta = meta_mut(&mut out);
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        json!(crate::clock::rfc3339(add_secs(requested_at, g))),
+                    );
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(g));
+                    graceful = Some(g);
+                }
+                _ => return Ok(DeleteAction::Pending),
+            },
+            // Terminating with grace 0: not graceful any more (finalizers may still hold it).
+            Some(_) => {}
+            None => {
+                let g = pod_grace(obj, requested);
+                let meta = meta_mut(&mut out);
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(crate::clock::rfc3339(add_secs(now, g))),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(g));
+                bump_generation(meta);
+                graceful = Some(g);
+            }
+        }
+    }
+    if let Some(g) = graceful.filter(|g| *g > 0) {
+        let due = out
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+            .unwrap_or(now);
+        let remove_after = if stamped.is_none() {
+            Duration::from_secs(g.unsigned_abs())
+        } else {
+            due.duration_since(now).unwrap_or(Duration::ZERO)
+        };
+        return Ok(DeleteAction::Mark {
+            object: out,
+            remove_after: Some(remove_after),
+        });
+    }
+    if finalizers(obj).is_empty() {
+        return Ok(DeleteAction::Remove);
+    }
+    if graceful.is_none() {
+        // markAsDeleting: the deletion time is now unless an earlier one is recorded; grace 0.
+        let meta = meta_mut(&mut out);
+        let earlier = stamped.and_then(parse_time).is_some_and(|t| t <= now);
+        if !earlier {
+            if stamped.is_none() {
+                bump_generation(meta);
+            }
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(crate::clock::rfc3339(now)),
+            );
+        }
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+    }
+    if &out == obj {
+        return Ok(DeleteAction::Pending);
+    }
+    Ok(DeleteAction::Mark {
+        object: out,
+        remove_after: None,
+    })
 }
 
 #[cfg(test)]
@@ -598,5 +890,73 @@ mod tests {
         assert!(out["metadata"].get("generation").is_none(), "{out}");
         // services/status is a subresource: the main resource ignores status changes.
         assert_eq!(out["status"], old["status"]);
+    }
+
+    /// `plan_delete` as a table: (stored object, requested grace) → what the delete does.
+    #[test]
+    fn plan_delete_follows_before_delete_and_the_finalizer_rules() {
+        let pods = crate::resource::by_plural("pods").unwrap();
+        let secrets = crate::resource::by_plural("secrets").unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let t = |s: u64| crate::clock::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let bound = json!({"metadata": {"name": "p", "uid": "u", "generation": 1}, "spec": {"nodeName": "n"}});
+        let mut terminating = bound.clone();
+        terminating["metadata"]["deletionTimestamp"] = json!(t(1020));
+        terminating["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        let mut held = json!({"metadata": {"name": "s", "finalizers": ["f"]}});
+        let mut held_marked = held.clone();
+        held_marked["metadata"]["deletionTimestamp"] = json!(t(990));
+        held_marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let unbound = json!({"metadata": {"name": "p"}});
+        let plain = json!({"metadata": {"name": "s"}});
+        let stamp = |a: &DeleteAction| match a {
+            DeleteAction::Mark {
+                object,
+                remove_after,
+            } => format!(
+                "mark {} {} {:?}",
+                object["metadata"]["deletionTimestamp"]
+                    .as_str()
+                    .unwrap_or("-"),
+                object["metadata"]["deletionGracePeriodSeconds"],
+                remove_after.map(|d| d.as_secs())
+            ),
+            other => format!("{other:?}"),
+        };
+        let cases: Vec<(&ResourceInfo, &Value, Option<i64>, String)> = vec![
+            (pods, &bound, None, format!("mark {} 30 Some(30)", t(1030))),
+            (pods, &bound, Some(5), format!("mark {} 5 Some(5)", t(1005))),
+            (pods, &bound, Some(0), "Remove".into()),
+            (pods, &unbound, None, "Remove".into()),
+            (pods, &terminating, None, "Pending".into()),
+            (pods, &terminating, Some(60), "Pending".into()),
+            (
+                pods,
+                &terminating,
+                Some(10),
+                format!("mark {} 10 Some(0)", t(1000)),
+            ),
+            (pods, &terminating, Some(0), "Remove".into()),
+            (secrets, &held, None, format!("mark {} 0 None", t(1000))),
+            (secrets, &held_marked, Some(0), "Pending".into()),
+            (secrets, &plain, Some(30), "Remove".into()),
+        ];
+        for (info, obj, grace, want) in cases {
+            let opts = DeleteOptions {
+                grace_period_seconds: grace,
+                ..DeleteOptions::default()
+            };
+            let got = plan_delete(info, obj, &opts, now).unwrap();
+            assert_eq!(stamp(&got), want, "{obj} grace {grace:?}");
+        }
+        held["metadata"]["uid"] = json!("u1");
+        let wrong = DeleteOptions {
+            uid: Some("u2".into()),
+            ..DeleteOptions::default()
+        };
+        assert_eq!(
+            plan_delete(secrets, &held, &wrong, now).unwrap_err().code(),
+            409
+        );
     }
 }
