@@ -194,22 +194,7 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
             }
-            let spec = &mut obj["spec"];
-            for (key, value) in [
-                ("restartPolicy", json!("Always")),
-                ("dnsPolicy", json!("ClusterFirst")),
-                ("terminationGracePeriodSeconds", json!(30)),
-                ("securityContext", json!({})),
-                ("schedulerName", json!("default-scheduler")),
-                ("enableServiceLinks", json!(true)),
-            ] {
-                default_field(spec, key, value);
-            }
-            for list in ["initContainers", "containers"] {
-                if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-                    cs.iter_mut().for_each(default_container);
-                }
-            }
+            default_pod_spec(&mut obj["spec"]);
             // A real server always starts at Pending; the sim keeps a status the caller gave
             // (scenario steps create running pods: there is no kubelet to make them so).
             if !obj.get("status").is_some_and(Value::is_object) {
@@ -247,6 +232,58 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
                 obj["status"] = json!({"loadBalancer": {}});
             }
         }
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+            // pkg/apis/apps/v1/defaults.go; the strategies' PrepareForCreate clear status.
+            if !obj.get("spec").is_some_and(Value::is_object) {
+                obj["spec"] = json!({});
+            }
+            let kind = info.kind;
+            let spec = &mut obj["spec"];
+            if kind != "DaemonSet" {
+                default_field(spec, "replicas", json!(1));
+            }
+            if kind != "ReplicaSet" {
+                default_field(spec, "revisionHistoryLimit", json!(10));
+            }
+            match kind {
+                "Deployment" => {
+                    default_field(
+                        spec,
+                        "strategy",
+                        json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                    );
+                    default_field(spec, "progressDeadlineSeconds", json!(600));
+                }
+                "StatefulSet" => {
+                    default_field(spec, "podManagementPolicy", json!("OrderedReady"));
+                    default_field(
+                        spec,
+                        "updateStrategy",
+                        json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"partition": 0}}),
+                    );
+                    default_field(
+                        spec,
+                        "persistentVolumeClaimRetentionPolicy",
+                        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                    );
+                }
+                "DaemonSet" => {
+                    default_field(
+                        spec,
+                        "updateStrategy",
+                        json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(pod) = spec.pointer_mut("/template/spec").filter(|v| v.is_object()) {
+                default_pod_spec(pod);
+            }
+            obj["status"] = json!({});
+        }
         "Secret" => {
             fold_string_data(obj);
             if obj.get("type").is_none() {
@@ -270,6 +307,25 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
             obj["firstTimestamp"] = json!(now);
         }
         _ => {}
+    }
+}
+
+/// `SetDefaults_PodSpec` and its containers' defaults, for a pod or a pod template.
+fn default_pod_spec(spec: &mut Value) {
+    for (key, value) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("securityContext", json!({})),
+        ("schedulerName", json!("default-scheduler")),
+        ("enableServiceLinks", json!(true)),
+    ] {
+        default_field(spec, key, value);
+    }
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            cs.iter_mut().for_each(default_container);
+        }
     }
 }
 
@@ -312,10 +368,14 @@ fn pull_policy(image: &str) -> &'static str {
 }
 
 /// Whether the kind's strategy keeps `metadata.generation` (set to 1 on create, bumped by spec
-/// changes only): pods (`podStrategy.PrepareForCreate`, Kubernetes ≥ 1.33) — not Services,
-/// Secrets, Namespaces, Events or Leases, whose strategies never set it.
+/// changes only): pods (`podStrategy.PrepareForCreate`, Kubernetes ≥ 1.33) and the apps/v1
+/// workloads — not Services, Secrets, ConfigMaps, Namespaces, Events, Leases and the other
+/// core kinds, whose strategies never set it.
 fn has_generation(info: &ResourceInfo) -> bool {
-    info.kind == "Pod"
+    matches!(
+        info.kind,
+        "Pod" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+    )
 }
 
 /// Secrets: `stringData` is write-only and folded into base64 `data`.
