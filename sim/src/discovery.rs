@@ -77,6 +77,17 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             doc["categories"] = json!(["all"]);
         }
         resources.push(doc);
+        if crate::scale::has_scale(r) {
+            resources.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if r.has_status {
             resources.push(json!({
                 "name": format!("{}/status", r.plural),

@@ -329,6 +329,19 @@ where
 {
     let info = rr.info;
     let ns = rr.namespace.as_deref();
+    if rr.subresource.as_deref() == Some("scale") {
+        return scale_request(
+            inner,
+            info,
+            ns,
+            rr.name.as_deref().unwrap_or(""),
+            verb,
+            query,
+            content_type,
+            body,
+        )
+        .await;
+    }
     let mode = if rr.subresource.as_deref() == Some("status") {
         UpdateMode::Status
     } else {
@@ -475,6 +488,71 @@ where
         }
         _ => Err(SimError::MethodNotAllowed),
     }
+}
+
+/// GET, PUT or PATCH on `<workload>/scale` (`crate::scale`): the Scale in, `spec.replicas` out.
+/// A PATCH is applied to the Scale document and retried on a concurrent write, like
+/// [`guaranteed_patch`].
+#[allow(clippy::too_many_arguments)]
+async fn scale_request<B>(
+    inner: &Arc<Inner>,
+    info: &'static crate::resource::ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    verb: &str,
+    query: &Query,
+    content_type: &str,
+    body: B,
+) -> Result<Response<SimBody>, SimError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use crate::scale::{apply_scale, to_scale};
+    let dry_run = match verb {
+        "get" => false,
+        "update" => query.dry_run("UpdateOptions")?,
+        "patch" => query.dry_run("PatchOptions")?,
+        _ => return Err(SimError::MethodNotAllowed),
+    };
+    if verb == "get" {
+        return Ok(json_response(200, &to_scale(&inner.get(info, ns, name)?)));
+    }
+    let bytes = read_body(body, inner.config.max_body).await?;
+    let patch = if verb == "patch" {
+        Some(PatchType::from_content_type(content_type)?)
+    } else if !is_json(content_type) {
+        return Err(SimError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json (got \"{content_type}\")"
+        )));
+    } else {
+        None
+    };
+    for _ in 0..5 {
+        let current = inner.get(info, ns, name)?;
+        let scale = match patch {
+            Some(kind) => {
+                let mut s = crate::patch::apply(kind, &to_scale(&current), &bytes)?;
+                // A patch is against the Scale read now: it carries that version.
+                s["metadata"]["resourceVersion"] =
+                    to_scale(&current)["metadata"]["resourceVersion"].clone();
+                s
+            }
+            None => serde_json::from_slice(&bytes)
+                .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?,
+        };
+        let wanted = apply_scale(&current, &scale)?;
+        match inner.update(info, ns, name, wanted, UpdateMode::Main, dry_run) {
+            Ok(stored) => return Ok(json_response(200, &to_scale(&stored))),
+            Err(SimError::Conflict { .. }) if patch.is_some() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(SimError::Conflict {
+        resource: info.qualified(),
+        name: name.to_string(),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    })
 }
 
 /// PATCH the way kube-apiserver's GuaranteedUpdate does it: copy the object out, apply the

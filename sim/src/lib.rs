@@ -23,6 +23,7 @@ pub mod patch; // merge, JSON and strategic merge patches
 pub mod query; // query-string parsing and list/watch parameters
 pub mod resource; // the table of served resources
 pub mod routes; // URL routing
+mod scale; // the scale subresource of the apps/v1 workloads
 pub mod scenario; // scenario steps and files
 pub mod selector; // label and field selectors
 pub mod server; // TCP serving

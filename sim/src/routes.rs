@@ -138,7 +138,8 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Si
         })
     };
     let checked_sub = |info: &'static ResourceInfo, sub: &str| {
-        if sub == "status" && info.has_status {
+        if (sub == "status" && info.has_status) || (sub == "scale" && crate::scale::has_scale(info))
+        {
             Ok(())
         } else {
             Err(not_found())

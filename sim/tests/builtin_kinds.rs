@@ -1,6 +1,6 @@
 //! The registry's built-in kinds beyond the engine's six — configmaps, serviceaccounts, endpoints,
 //! PVCs, nodes, apps/v1 workloads, endpointslices — through kube-rs (typed `Api`, `Discovery`) and
-//! the real kubectl (`apply -f`, `get`, `api-resources`), each one registry entry in `sim/src/resource.rs`.
+//! the real kubectl (`apply -f`, `get`, `scale`, `api-resources`), each one registry entry in `sim/src/resource.rs`.
 
 mod common;
 
@@ -76,6 +76,23 @@ async fn typed_apis_create_list_patch_watch_and_delete_the_new_kinds() {
         .await
         .unwrap();
     assert_eq!(scaled.metadata.generation, Some(2), "a spec change");
+    // The scale subresource (autoscaling/v1 Scale): read, patched, reflected in spec.replicas.
+    let scale = deploys.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(3));
+    assert_eq!(
+        scale.status.as_ref().and_then(|s| s.selector.clone()).as_deref(),
+        Some("app=web")
+    );
+    let scale = deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(4));
+    assert_eq!(deploys.get("web").await.unwrap().spec.replicas, Some(4));
 
     // A watcher on the new kind sees a later change.
     let mut w = watcher::watcher(deploys.clone(), watcher::Config::default()).boxed();
@@ -201,6 +218,10 @@ async fn kubectl_applies_and_gets_the_new_kinds() {
         out.contains("deployment.apps/web") && out.contains("configmap/conf"),
         "{out}"
     );
+    let out = run(args("scale deploy/web -n apps --replicas=3")).await;
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    let stored = sim.get("deployments", Some("apps"), "web").unwrap();
+    assert_eq!(stored["spec"]["replicas"], 3);
     let out = run(args("api-resources -o name")).await;
     for r in [
         "configmaps",
