@@ -36,6 +36,13 @@ pub enum SimError {
         name: String,
         causes: Vec<FieldCause>,
     },
+    /// 409 Conflict of a server-side apply with fields other managers own (`crate::apply`):
+    /// each cause is (`conflict with "manager"`, the field path).
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     /// 413 RequestEntityTooLarge for something other than the body's byte count (e.g. too many patch operations).
     #[error("Request entity too large: {0}")]
     EntityTooLarge(String),
@@ -101,7 +108,9 @@ impl SimError {
     pub fn code(&self) -> u16 {
         match self {
             SimError::NotFound { .. } | SimError::UnknownResource(_) => 404,
-            SimError::AlreadyExists { .. } | SimError::Conflict { .. } => 409,
+            SimError::AlreadyExists { .. }
+            | SimError::Conflict { .. }
+            | SimError::ApplyConflict { .. } => 409,
             SimError::BadRequest(_) => 400,
             SimError::Invalid { .. } | SimError::InvalidFields { .. } => 422,
             SimError::EntityTooLarge(_) => 413,
@@ -120,7 +129,7 @@ impl SimError {
         match self {
             SimError::NotFound { .. } | SimError::UnknownResource(_) => "NotFound",
             SimError::AlreadyExists { .. } => "AlreadyExists",
-            SimError::Conflict { .. } => "Conflict",
+            SimError::Conflict { .. } | SimError::ApplyConflict { .. } => "Conflict",
             SimError::BadRequest(_) => "BadRequest",
             SimError::Invalid { .. } | SimError::InvalidFields { .. } => "Invalid",
             SimError::EntityTooLarge(_) => "RequestEntityTooLarge",
@@ -152,6 +161,13 @@ impl SimError {
                     .map(|c| serde_json::json!({"reason": c.reason, "message": c.message, "field": c.field}))
                     .collect();
                 Some(serde_json::json!({"name": name, "kind": kind, "causes": causes}))
+            }
+            SimError::ApplyConflict { causes, .. } => {
+                let causes: Vec<_> = causes
+                    .iter()
+                    .map(|(m, f)| serde_json::json!({"reason": "FieldManagerConflict", "message": m, "field": f}))
+                    .collect();
+                Some(serde_json::json!({"causes": causes}))
             }
             SimError::TooLargeResourceVersion { .. } => Some(serde_json::json!({
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],

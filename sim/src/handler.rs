@@ -445,6 +445,9 @@ where
                 _ => "PatchOptions",
             })?;
             let bytes = read_body(body, inner.config.max_body).await?;
+            if verb == "patch" && crate::apply::is_apply(content_type) {
+                return server_side_apply(inner, info, ns, &name, query, &bytes, mode, dry_run);
+            }
             if verb == "patch" {
                 let kind = PatchType::from_content_type(content_type)?;
                 let write = Write { mode, dry_run };
@@ -488,6 +491,89 @@ where
         }
         _ => Err(SimError::MethodNotAllowed),
     }
+}
+
+/// A server-side apply (`crate::apply`): the object is created from the configuration when
+/// absent (201), else the configuration is applied over it (200); a concurrent write retries,
+/// like [`guaranteed_patch`].
+#[allow(clippy::too_many_arguments)]
+fn server_side_apply(
+    inner: &Arc<Inner>,
+    info: &'static crate::resource::ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    query: &Query,
+    body: &[u8],
+    mode: UpdateMode,
+    dry_run: bool,
+) -> Result<Response<SimBody>, SimError> {
+    let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(SimError::InvalidFields {
+            kind: "PatchOptions.meta.k8s.io".into(),
+            name: String::new(),
+            causes: vec![crate::error::FieldCause {
+                reason: "FieldValueRequired",
+                field: "fieldManager".into(),
+                message: "Required value: is required for apply patch".into(),
+            }],
+        });
+    };
+    let force = query.flag("force");
+    let config = crate::apply::parse_config(body)?;
+    let kind = config.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind != info.kind || api_version != info.api_version() {
+        return Err(SimError::BadRequest(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({}) or kind {kind} does not match {}",
+            info.api_version(),
+            info.kind
+        )));
+    }
+    if let Some(n) = config.pointer("/metadata/name").and_then(Value::as_str) {
+        if n != name {
+            return Err(SimError::BadRequest(
+                "the name of the object does not match the name on the URL".into(),
+            ));
+        }
+    }
+    let now = inner.clock.now_rfc3339();
+    for _ in 0..5 {
+        let current = match inner.get(info, ns, name) {
+            Ok(v) => Some(v),
+            Err(SimError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut wanted = crate::apply::apply(current.as_ref(), &config, manager, force, &now)?;
+        match current {
+            None => {
+                wanted["metadata"]["name"] = Value::String(name.to_string());
+                match inner.create(info, ns, wanted, true, dry_run) {
+                    Ok(created) => return Ok(json_response(201, &created)),
+                    Err(SimError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(cur) => {
+                wanted["metadata"]["resourceVersion"] = cur
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                match inner.update(info, ns, name, wanted, mode, dry_run) {
+                    Ok(stored) => return Ok(json_response(200, &stored)),
+                    Err(SimError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Err(SimError::Conflict {
+        resource: info.qualified(),
+        name: name.to_string(),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    })
 }
 
 /// GET, PUT or PATCH on `<workload>/scale` (`crate::scale`): the Scale in, `spec.replicas` out.

@@ -3,6 +3,7 @@
 //! Start with [`Sim::builder`]; use [`Sim::service`] for an in-process `kube::Client`, or [`Sim::serve_https`] / [`Sim::serve_tcp`] (plain HTTP) for kubectl and other processes.
 
 pub mod admin; // the /_sim admin endpoint (faults, stats, compact)
+mod apply; // server-side apply: managedFields, conflicts, removal
 pub mod auth; // optional bearer-token auth, checked first on every request
 pub mod body; // SimBody: full or streamed response bodies
 pub mod clock; // simulated wall clock over tokio time

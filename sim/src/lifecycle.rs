@@ -178,7 +178,11 @@ pub fn prepare_create(
     }
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
-    meta.remove("managedFields");
+    // A client may set managedFields on create (upstream takes a valid list as given; the
+    // sim's server-side apply creates objects this way); anything else is dropped.
+    if !meta.get("managedFields").is_some_and(Value::is_array) {
+        meta.remove("managedFields");
+    }
     default_object(info, &mut obj, &new.now);
     Ok((ns, name, obj))
 }

@@ -80,7 +80,11 @@ async fn typed_apis_create_list_patch_watch_and_delete_the_new_kinds() {
     let scale = deploys.get_scale("web").await.unwrap();
     assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(3));
     assert_eq!(
-        scale.status.as_ref().and_then(|s| s.selector.clone()).as_deref(),
+        scale
+            .status
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .as_deref(),
         Some("app=web")
     );
     let scale = deploys
