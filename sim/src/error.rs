@@ -36,6 +36,14 @@ pub enum SimError {
         name: String,
         causes: Vec<FieldCause>,
     },
+    /// 403 Forbidden: a create in a namespace being deleted (the NamespaceLifecycle admission
+    /// plugin's answer, with a `NamespaceTerminating` cause on `metadata.namespace`).
+    #[error("{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated")]
+    NamespaceTerminating {
+        resource: String,
+        name: String,
+        namespace: String,
+    },
     /// 413 RequestEntityTooLarge for something other than the body's byte count (e.g. too many patch operations).
     #[error("Request entity too large: {0}")]
     EntityTooLarge(String),
@@ -103,6 +111,7 @@ impl SimError {
             SimError::NotFound { .. } | SimError::UnknownResource(_) => 404,
             SimError::AlreadyExists { .. } | SimError::Conflict { .. } => 409,
             SimError::BadRequest(_) => 400,
+            SimError::NamespaceTerminating { .. } => 403,
             SimError::Invalid { .. } | SimError::InvalidFields { .. } => 422,
             SimError::EntityTooLarge(_) => 413,
             SimError::RequestTimeout(_) => 408,
@@ -122,6 +131,7 @@ impl SimError {
             SimError::AlreadyExists { .. } => "AlreadyExists",
             SimError::Conflict { .. } => "Conflict",
             SimError::BadRequest(_) => "BadRequest",
+            SimError::NamespaceTerminating { .. } => "Forbidden",
             SimError::Invalid { .. } | SimError::InvalidFields { .. } => "Invalid",
             SimError::EntityTooLarge(_) => "RequestEntityTooLarge",
             SimError::RequestTimeout(_) => "Timeout",
@@ -153,6 +163,19 @@ impl SimError {
                     .collect();
                 Some(serde_json::json!({"name": name, "kind": kind, "causes": causes}))
             }
+            SimError::NamespaceTerminating {
+                resource,
+                name,
+                namespace,
+            } => Some(serde_json::json!({
+                "name": name,
+                "kind": resource,
+                "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {namespace} is being terminated"),
+                    "field": "metadata.namespace",
+                }],
+            })),
             SimError::TooLargeResourceVersion { .. } => Some(serde_json::json!({
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                 "retryAfterSeconds": 1,

@@ -508,9 +508,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
-    /// `Orphan`, `Background` or `Foreground` (parsed and validated only: there is no garbage collector).
+    /// `Orphan`, `Background` or `Foreground` (the garbage collector's, `gc::propagation`).
     pub propagation_policy: Option<String>,
-    /// Deprecated `orphanDependents` (validated only).
+    /// Deprecated `orphanDependents` (`true` means Orphan).
     pub orphan_dependents: Option<bool>,
 }
 
@@ -710,6 +710,103 @@ pub fn plan_delete(
         object: out,
         remove_after: None,
     })
+}
+
+/// A namespace's delete (`pkg/registry/core/namespace/storage/storage.go` `Delete`): it keeps
+/// its `spec.finalizers` and gets `deletionTimestamp` (now, unless set) and `status.phase:
+/// Terminating`; the namespace controller then deletes its content.
+pub fn mark_terminating(ns: &Value, now: SystemTime) -> Value {
+    let mut out = ns.clone();
+    let meta = meta_mut(&mut out);
+    if !meta.contains_key("deletionTimestamp") {
+        meta.insert(
+            "deletionTimestamp".into(),
+            json!(crate::clock::rfc3339(now)),
+        );
+    }
+    if !out.get("status").is_some_and(Value::is_object) {
+        out["status"] = json!({});
+    }
+    out["status"]["phase"] = json!("Terminating");
+    out
+}
+
+/// The `status.conditions` the namespace controller (`pkg/controller/namespace/deletion`
+/// `namespaced_resources_deleter.go`) writes after a pass that left content behind:
+/// `remaining` is `(resource, group, count)`, `finalizers` is `(finalizer, count)`.
+pub fn namespace_conditions(
+    remaining: &[(&str, &str, usize)],
+    finalizers: &[(String, usize)],
+    now: SystemTime,
+) -> Value {
+    let t = crate::clock::rfc3339(now);
+    let cond = |ty: &str, status: bool, reason: &str, message: String| {
+        json!({"type": ty, "status": if status { "True" } else { "False" },
+               "lastTransitionTime": t, "reason": reason, "message": message})
+    };
+    let content = if remaining.is_empty() {
+        cond(
+            "NamespaceContentRemaining",
+            false,
+            "ContentRemoved",
+            "All content successfully removed".into(),
+        )
+    } else {
+        let each: Vec<String> = remaining
+            .iter()
+            .map(|(r, g, n)| format!("{r}.{g} has {n} resource instances"))
+            .collect();
+        cond(
+            "NamespaceContentRemaining",
+            true,
+            "SomeResourcesRemain",
+            format!("Some resources are remaining: {}", each.join(", ")),
+        )
+    };
+    let fin = if finalizers.is_empty() {
+        cond(
+            "NamespaceFinalizersRemaining",
+            false,
+            "ContentHasNoFinalizers",
+            "All content-preserving finalizers finished".into(),
+        )
+    } else {
+        let each: Vec<String> = finalizers
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect();
+        cond(
+            "NamespaceFinalizersRemaining",
+            true,
+            "SomeFinalizersRemain",
+            format!(
+                "Some content in the namespace has finalizers remaining: {}",
+                each.join(", ")
+            ),
+        )
+    };
+    json!([
+        cond(
+            "NamespaceDeletionDiscoveryFailure",
+            false,
+            "ResourcesDiscovered",
+            "All resources successfully discovered".into()
+        ),
+        cond(
+            "NamespaceDeletionGroupVersionParsingFailure",
+            false,
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".into()
+        ),
+        cond(
+            "NamespaceDeletionContentFailure",
+            false,
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization".into()
+        ),
+        content,
+        fin,
+    ])
 }
 
 #[cfg(test)]
