@@ -227,6 +227,12 @@ async fn a_deleted_namespace_terminates_until_its_last_object_goes() {
 async fn an_empty_namespace_goes_at_once() {
     let sim = sim();
     shop(&sim).await;
+    // A dry run answers the marked namespace and changes nothing.
+    let (code, dry) = call(&sim, "DELETE", &format!("{SHOP}?dryRun=All"), Value::Null).await;
+    assert_eq!(code, 200, "{dry}");
+    assert_eq!(dry["status"]["phase"], "Terminating");
+    let (_, live) = call(&sim, "GET", SHOP, Value::Null).await;
+    assert_eq!(live["status"]["phase"], "Active");
     let w = watch(&sim, NS, sim.resource_version()).await;
     let (code, ns) = call(&sim, "DELETE", SHOP, Value::Null).await;
     assert_eq!(code, 200);
@@ -295,6 +301,28 @@ async fn background_deletes_dependents_after_the_owner() {
         vec![ev("DELETED", "owner", false), ev("DELETED", "dep", false)]
     );
     assert_eq!(events(pods).await, vec![ev("DELETED", "p", false)]);
+}
+
+// Background collection runs when the owner is removed, not when its deletion is asked for: a
+// bound pod's dependents outlive its grace, then go.
+#[tokio::test(start_paused = true)]
+async fn dependents_of_a_graceful_owner_go_when_its_grace_ends() {
+    let sim = sim();
+    let pod = post(&sim, PODS, bound_pod("o")).await;
+    post(
+        &sim,
+        SECRETS,
+        json!({"metadata": {"name": "dep", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "Pod", "name": "o", "uid": pod["metadata"]["uid"]}]}}),
+    )
+    .await;
+    let (code, _) = call(&sim, "DELETE", &format!("{PODS}/o"), Value::Null).await;
+    assert_eq!(code, 200);
+    assert_eq!(status_of(&sim, &format!("{SECRETS}/dep")).await, 200);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    settle().await;
+    assert_eq!(status_of(&sim, &format!("{PODS}/o")).await, 404);
+    assert_eq!(status_of(&sim, &format!("{SECRETS}/dep")).await, 404);
 }
 
 // A dependent with another live owner is not deleted: the dangling reference is removed.
