@@ -1056,4 +1056,49 @@ mod tests {
             409
         );
     }
+
+    /// Namespace deletion (`pkg/registry/core/namespace/storage` `Delete`): marking keeps an
+    /// earlier deletionTimestamp and the spec finalizers; the controller's conditions name
+    /// what remains as `<resource>.<group> has N resource instances`.
+    #[test]
+    fn namespace_deletion_marks_once_and_names_what_remains() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let later = now + Duration::from_secs(5);
+        let ns = json!({"metadata": {"name": "shop"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let marked = mark_terminating(&ns, now);
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        assert_eq!(marked["spec"], ns["spec"]);
+        assert_eq!(mark_terminating(&marked, later), marked, "idempotent");
+        let conds = namespace_conditions(
+            &[("pods", "", 2), ("leases", "coordination.k8s.io", 1)],
+            &[("example.com/hold".into(), 1)],
+            now,
+        );
+        let by_type = |t: &str| {
+            conds
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .cloned()
+                .unwrap()
+        };
+        let cases = [
+            ("NamespaceDeletionContentFailure", "False", "ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+            ("NamespaceContentRemaining", "True", "SomeResourcesRemain", "Some resources are remaining: pods. has 2 resource instances, leases.coordination.k8s.io has 1 resource instances"),
+            ("NamespaceFinalizersRemaining", "True", "SomeFinalizersRemain", "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"),
+        ];
+        for (ty, status, reason, message) in cases {
+            let c = by_type(ty);
+            assert_eq!(
+                (
+                    c["status"].as_str(),
+                    c["reason"].as_str(),
+                    c["message"].as_str()
+                ),
+                (Some(status), Some(reason), Some(message)),
+                "{ty}"
+            );
+        }
+    }
 }
