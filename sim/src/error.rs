@@ -43,6 +43,14 @@ pub enum SimError {
         message: String,
         causes: Vec<(String, String)>,
     },
+    /// 403 Forbidden: a create in a namespace being deleted (the NamespaceLifecycle admission
+    /// plugin's answer, with a `NamespaceTerminating` cause on `metadata.namespace`).
+    #[error("{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated")]
+    NamespaceTerminating {
+        resource: String,
+        name: String,
+        namespace: String,
+    },
     /// 413 RequestEntityTooLarge for something other than the body's byte count (e.g. too many patch operations).
     #[error("Request entity too large: {0}")]
     EntityTooLarge(String),
@@ -112,6 +120,7 @@ impl SimError {
             | SimError::Conflict { .. }
             | SimError::ApplyConflict { .. } => 409,
             SimError::BadRequest(_) => 400,
+            SimError::NamespaceTerminating { .. } => 403,
             SimError::Invalid { .. } | SimError::InvalidFields { .. } => 422,
             SimError::EntityTooLarge(_) => 413,
             SimError::RequestTimeout(_) => 408,
@@ -131,6 +140,7 @@ impl SimError {
             SimError::AlreadyExists { .. } => "AlreadyExists",
             SimError::Conflict { .. } | SimError::ApplyConflict { .. } => "Conflict",
             SimError::BadRequest(_) => "BadRequest",
+            SimError::NamespaceTerminating { .. } => "Forbidden",
             SimError::Invalid { .. } | SimError::InvalidFields { .. } => "Invalid",
             SimError::EntityTooLarge(_) => "RequestEntityTooLarge",
             SimError::RequestTimeout(_) => "Timeout",
@@ -169,6 +179,19 @@ impl SimError {
                     .collect();
                 Some(serde_json::json!({"causes": causes}))
             }
+            SimError::NamespaceTerminating {
+                resource,
+                name,
+                namespace,
+            } => Some(serde_json::json!({
+                "name": name,
+                "kind": resource,
+                "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {namespace} is being terminated"),
+                    "field": "metadata.namespace",
+                }],
+            })),
             SimError::TooLargeResourceVersion { .. } => Some(serde_json::json!({
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                 "retryAfterSeconds": 1,

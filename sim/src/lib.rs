@@ -12,6 +12,7 @@ pub mod encoded; // objects encoded once: shared JSON bytes and selector values
 pub mod error; // SimError, mapped to metav1.Status codes
 pub mod fault; // fault plans, rules, per-request decisions
 pub mod flood; // churn generator
+mod gc; // garbage-collector decisions over ownerReferences
 mod handler; // HTTP handler: verbs on resources
 pub mod ipam; // pod IP allocation from a CIDR
 pub mod kubeconfig; // kubeconfig writer

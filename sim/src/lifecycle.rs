@@ -572,9 +572,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
-    /// `Orphan`, `Background` or `Foreground` (parsed and validated only: there is no garbage collector).
+    /// `Orphan`, `Background` or `Foreground` (the garbage collector's, `gc::propagation`).
     pub propagation_policy: Option<String>,
-    /// Deprecated `orphanDependents` (validated only).
+    /// Deprecated `orphanDependents` (`true` means Orphan).
     pub orphan_dependents: Option<bool>,
 }
 
@@ -774,6 +774,103 @@ pub fn plan_delete(
         object: out,
         remove_after: None,
     })
+}
+
+/// A namespace's delete (`pkg/registry/core/namespace/storage/storage.go` `Delete`): it keeps
+/// its `spec.finalizers` and gets `deletionTimestamp` (now, unless set) and `status.phase:
+/// Terminating`; the namespace controller then deletes its content.
+pub fn mark_terminating(ns: &Value, now: SystemTime) -> Value {
+    let mut out = ns.clone();
+    let meta = meta_mut(&mut out);
+    if !meta.contains_key("deletionTimestamp") {
+        meta.insert(
+            "deletionTimestamp".into(),
+            json!(crate::clock::rfc3339(now)),
+        );
+    }
+    if !out.get("status").is_some_and(Value::is_object) {
+        out["status"] = json!({});
+    }
+    out["status"]["phase"] = json!("Terminating");
+    out
+}
+
+/// The `status.conditions` the namespace controller (`pkg/controller/namespace/deletion`
+/// `namespaced_resources_deleter.go`) writes after a pass that left content behind:
+/// `remaining` is `(resource, group, count)`, `finalizers` is `(finalizer, count)`.
+pub fn namespace_conditions(
+    remaining: &[(&str, &str, usize)],
+    finalizers: &[(String, usize)],
+    now: SystemTime,
+) -> Value {
+    let t = crate::clock::rfc3339(now);
+    let cond = |ty: &str, status: bool, reason: &str, message: String| {
+        json!({"type": ty, "status": if status { "True" } else { "False" },
+               "lastTransitionTime": t, "reason": reason, "message": message})
+    };
+    let content = if remaining.is_empty() {
+        cond(
+            "NamespaceContentRemaining",
+            false,
+            "ContentRemoved",
+            "All content successfully removed".into(),
+        )
+    } else {
+        let each: Vec<String> = remaining
+            .iter()
+            .map(|(r, g, n)| format!("{r}.{g} has {n} resource instances"))
+            .collect();
+        cond(
+            "NamespaceContentRemaining",
+            true,
+            "SomeResourcesRemain",
+            format!("Some resources are remaining: {}", each.join(", ")),
+        )
+    };
+    let fin = if finalizers.is_empty() {
+        cond(
+            "NamespaceFinalizersRemaining",
+            false,
+            "ContentHasNoFinalizers",
+            "All content-preserving finalizers finished".into(),
+        )
+    } else {
+        let each: Vec<String> = finalizers
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect();
+        cond(
+            "NamespaceFinalizersRemaining",
+            true,
+            "SomeFinalizersRemain",
+            format!(
+                "Some content in the namespace has finalizers remaining: {}",
+                each.join(", ")
+            ),
+        )
+    };
+    json!([
+        cond(
+            "NamespaceDeletionDiscoveryFailure",
+            false,
+            "ResourcesDiscovered",
+            "All resources successfully discovered".into()
+        ),
+        cond(
+            "NamespaceDeletionGroupVersionParsingFailure",
+            false,
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".into()
+        ),
+        cond(
+            "NamespaceDeletionContentFailure",
+            false,
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization".into()
+        ),
+        content,
+        fin,
+    ])
 }
 
 #[cfg(test)]
@@ -1022,5 +1119,50 @@ mod tests {
             plan_delete(secrets, &held, &wrong, now).unwrap_err().code(),
             409
         );
+    }
+
+    /// Namespace deletion (`pkg/registry/core/namespace/storage` `Delete`): marking keeps an
+    /// earlier deletionTimestamp and the spec finalizers; the controller's conditions name
+    /// what remains as `<resource>.<group> has N resource instances`.
+    #[test]
+    fn namespace_deletion_marks_once_and_names_what_remains() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let later = now + Duration::from_secs(5);
+        let ns = json!({"metadata": {"name": "shop"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let marked = mark_terminating(&ns, now);
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        assert_eq!(marked["spec"], ns["spec"]);
+        assert_eq!(mark_terminating(&marked, later), marked, "idempotent");
+        let conds = namespace_conditions(
+            &[("pods", "", 2), ("leases", "coordination.k8s.io", 1)],
+            &[("example.com/hold".into(), 1)],
+            now,
+        );
+        let by_type = |t: &str| {
+            conds
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .cloned()
+                .unwrap()
+        };
+        let cases = [
+            ("NamespaceDeletionContentFailure", "False", "ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+            ("NamespaceContentRemaining", "True", "SomeResourcesRemain", "Some resources are remaining: pods. has 2 resource instances, leases.coordination.k8s.io has 1 resource instances"),
+            ("NamespaceFinalizersRemaining", "True", "SomeFinalizersRemain", "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"),
+        ];
+        for (ty, status, reason, message) in cases {
+            let c = by_type(ty);
+            assert_eq!(
+                (
+                    c["status"].as_str(),
+                    c["reason"].as_str(),
+                    c["message"].as_str()
+                ),
+                (Some(status), Some(reason), Some(message)),
+                "{ty}"
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use rand::{Rng, SeedableRng};
@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::error::SimError;
 use crate::fault::{FaultCell, FaultPlan};
 use crate::flood::{FloodHandle, FloodSpec};
+use crate::gc::{self, Dependent, GcAction, Propagation};
 use crate::ipam::Ipam;
 use crate::lifecycle::{self, DeleteAction, DeleteOptions, NewMeta, UpdateMode};
 use crate::resource::{self, ResourceInfo};
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     pub floods: Mutex<crate::flood::Floods>,
     /// Held while one `/_sim/steps` list is rehearsed and applied (locked before everything).
     pub steps: Mutex<()>,
+    /// This state itself, for the grace timers a delete started under the store lock.
+    me: Weak<Inner>,
 }
 
 /// Builder for [`Sim`].
@@ -148,7 +151,7 @@ impl SimBuilder {
     /// Build, or explain why the configuration is invalid.
     pub fn try_build(self) -> Result<Sim, SimError> {
         let ipam = Ipam::new(&self.pod_cidr)?;
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
             store: Mutex::new(Store::new(self.history_window, self.watch_buffer)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(self.seed)),
             clock: Clock::new(self.start_time.unwrap_or_else(SystemTime::now)),
@@ -166,6 +169,7 @@ impl SimBuilder {
             flood_templates: Mutex::default(),
             floods: Mutex::default(),
             steps: Mutex::default(),
+            me: me.clone(),
         });
         let sim = Sim { inner };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -418,6 +422,81 @@ fn stamp_of(obj: &Value) -> Stamp {
     lifecycle::deletion_stamp(obj).map(|v| v.cloned())
 }
 
+fn not_found(info: &ResourceInfo, name: &str) -> SimError {
+    SimError::NotFound {
+        resource: info.qualified(),
+        name: name.to_string(),
+    }
+}
+
+fn uid_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// What a delete with `policy` stores before `plan_delete` sees it: a Foreground delete of an
+/// object not yet being deleted gets the `foregroundDeletion` finalizer (generic store
+/// `deletionFinalizersForGarbageCollection`), so it waits for its dependents.
+fn with_gc_finalizer(obj: &Value, policy: Propagation) -> Value {
+    let mut out = obj.clone();
+    if policy == Propagation::Foreground
+        && obj.pointer("/metadata/deletionTimestamp").is_none()
+        && !lifecycle::finalizers(obj).contains(&gc::FOREGROUND)
+    {
+        let mut fins: Vec<Value> = out
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        fins.push(json!(gc::FOREGROUND));
+        out["metadata"]["finalizers"] = Value::Array(fins);
+    }
+    out
+}
+
+/// The owner an ownerReference of an object in `ns` resolves to, if it exists with that uid.
+fn owner_of(store: &Store, ns: &str, r: &gc::OwnerRef) -> Option<(&'static ResourceInfo, Key)> {
+    let info = resource::RESOURCES.iter().find(|i| i.kind == r.kind)?;
+    let ns = if info.namespaced { ns } else { "" };
+    let key = (ns.to_string(), r.name.clone());
+    let live = store.get(info.plural, &key)?;
+    (uid_of(live) == r.uid).then_some((info, key))
+}
+
+/// A dependent, owned: `(resource, key, object, another owner is alive, owns objects)`.
+type Dep = (&'static str, Key, Value, bool, bool);
+
+/// The objects whose ownerReferences name `uid`: in the owner's namespace, any namespace for
+/// a cluster-scoped owner (the index, not a scan).
+fn dependents(store: &Store, owner_ns: &str, namespaced: bool, uid: &str) -> Vec<Dep> {
+    store
+        .dependents_of(uid)
+        .into_iter()
+        .filter(|(_, k)| !namespaced || k.0 == owner_ns)
+        .filter_map(|(r, k)| {
+            let v = store.get(r, &k)?.clone();
+            let alive = gc::owner_refs(&v)
+                .iter()
+                .any(|o| o.uid != uid && owner_of(store, &k.0, o).is_some());
+            let owns = !store.dependents_of(uid_of(&v)).is_empty();
+            Some((r, k, v, alive, owns))
+        })
+        .collect()
+}
+
+fn as_dependents(deps: &[Dep]) -> Vec<Dependent<'_>> {
+    deps.iter()
+        .map(|(r, k, v, alive, owns)| Dependent {
+            resource: r,
+            key: k.clone(),
+            object: v,
+            other_owner_alive: *alive,
+            has_dependents: *owns,
+        })
+        .collect()
+}
+
 /// Remove `key` (a namespace takes its objects with it); pods whose IP is to be released are
 /// pushed to `released`. Returns the removed object, at the new resourceVersion.
 fn remove_locked(
@@ -500,14 +579,24 @@ impl Inner {
             crate::encoded::Pending::encode(info.plural, &mut obj)
         };
         let mut store = lock(&self.store);
-        if info.namespaced
-            && require_namespace
-            && !store.contains("namespaces", &(String::new(), ns.clone()))
-        {
-            return Err(SimError::NotFound {
-                resource: "namespaces".into(),
-                name: ns,
-            });
+        if info.namespaced && require_namespace {
+            // NamespaceLifecycle admission: the namespace must exist and not be terminating.
+            match store.get("namespaces", &(String::new(), ns.clone())) {
+                None => {
+                    return Err(SimError::NotFound {
+                        resource: "namespaces".into(),
+                        name: ns,
+                    })
+                }
+                Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
+                    return Err(SimError::NamespaceTerminating {
+                        resource: info.qualified(),
+                        name,
+                        namespace: ns,
+                    })
+                }
+                Some(_) => {}
+            }
         }
         let key = (ns, name.clone());
         if store.contains(info.plural, &key) {
@@ -577,8 +666,9 @@ impl Inner {
 
     /// Delete as kube-apiserver does (`lifecycle::plan_delete`): preconditions, finalizers
     /// holding the object with a `deletionTimestamp`, graceful deletion of bound pods (removed
-    /// by a timer on tokio's clock when the grace ends). A dry run answers what the delete
-    /// would store or remove, writing nothing.
+    /// by a timer on tokio's clock when the grace ends), a namespace marked Terminating while
+    /// its content is deleted, and dependents collected per the `propagationPolicy` (`gc`).
+    /// A dry run answers what the delete would store or remove, writing nothing.
     pub(crate) fn delete(
         self: &Arc<Self>,
         info: &'static ResourceInfo,
@@ -588,40 +678,251 @@ impl Inner {
     ) -> Result<Value, SimError> {
         let key = key_for(info, namespace, name)?;
         let mut released = Vec::new();
-        let mut timer = None;
         let answer = {
             let mut store = lock(&self.store);
-            let Some(current) = store.get(info.plural, &key) else {
-                return Err(SimError::NotFound {
-                    resource: info.qualified(),
-                    name: name.to_string(),
-                });
-            };
-            let action = lifecycle::plan_delete(info, current, opts, self.clock.now())?;
-            match action {
-                DeleteAction::Pending => current.clone(),
-                DeleteAction::Remove if opts.dry_run => current.clone(),
-                DeleteAction::Mark { object, .. } if opts.dry_run => {
-                    dry_run_result(current, object)
-                }
-                DeleteAction::Remove => remove_locked(&mut store, info, key.clone(), &mut released),
-                DeleteAction::Mark {
-                    object,
-                    remove_after,
-                } => {
-                    let stored = store.commit(info.plural, key.clone(), Some(object));
-                    if let Some(after) = remove_after {
-                        timer = Some((stamp_of(&stored), after));
-                    }
-                    stored
-                }
+            if opts.dry_run {
+                self.dry_delete(&store, info, &key, opts)?
+            } else {
+                self.delete_locked(&mut store, info, key, opts, &mut released)?
             }
         };
         self.release(&released);
-        if let Some((stamp, after)) = timer {
-            self.remove_after_grace(info, key, stamp, after);
-        }
         Ok(answer)
+    }
+
+    fn dry_delete(
+        &self,
+        store: &Store,
+        info: &'static ResourceInfo,
+        key: &Key,
+        opts: &DeleteOptions,
+    ) -> Result<Value, SimError> {
+        let now = self.clock.now();
+        let stored = store
+            .get(info.plural, key)
+            .ok_or_else(|| not_found(info, &key.1))?;
+        let current = with_gc_finalizer(stored, gc::propagation(opts));
+        let action = lifecycle::plan_delete(info, &current, opts, now)?;
+        if info.plural == "namespaces" {
+            return Ok(dry_run_result(
+                stored,
+                lifecycle::mark_terminating(stored, now),
+            ));
+        }
+        Ok(match action {
+            DeleteAction::Pending | DeleteAction::Remove => stored.clone(),
+            DeleteAction::Mark { object, .. } => dry_run_result(stored, object),
+        })
+    }
+
+    /// A client's delete of `key`, under the store lock (also the namespace controller's and
+    /// the garbage collector's deletes, which are client deletes upstream).
+    fn delete_locked(
+        &self,
+        store: &mut Store,
+        info: &'static ResourceInfo,
+        key: Key,
+        opts: &DeleteOptions,
+        released: &mut Vec<Key>,
+    ) -> Result<Value, SimError> {
+        let now = self.clock.now();
+        let stored = store
+            .get(info.plural, &key)
+            .cloned()
+            .ok_or_else(|| not_found(info, &key.1))?;
+        let policy = gc::propagation(opts);
+        let current = with_gc_finalizer(&stored, policy);
+        let action = lifecycle::plan_delete(info, &current, opts, now)?;
+        if info.plural == "namespaces" {
+            return Ok(self.terminate_namespace(store, key, &stored, now, released));
+        }
+        let uid = uid_of(&current).to_string();
+        if policy == Propagation::Orphan {
+            let deps = dependents(store, &key.0, info.namespaced, &uid);
+            let acts = gc::orphan(&uid, &as_dependents(&deps));
+            self.apply_gc(store, acts, released);
+        }
+        Ok(match action {
+            DeleteAction::Pending => stored,
+            DeleteAction::Remove => self.remove_obj(store, info, key, released),
+            DeleteAction::Mark {
+                object,
+                remove_after,
+            } => {
+                let marked = store.commit(info.plural, key.clone(), Some(object));
+                if let Some(after) = remove_after {
+                    self.remove_after_grace(info, key.clone(), stamp_of(&marked), after);
+                }
+                if lifecycle::finalizers(&marked).contains(&gc::FOREGROUND) {
+                    let deps = dependents(store, &key.0, info.namespaced, &uid);
+                    let acts = gc::foreground(&as_dependents(&deps));
+                    self.apply_gc(store, acts, released);
+                    self.check_foreground(store, info, &key, released);
+                }
+                marked
+            }
+        })
+    }
+
+    /// `pkg/registry/core/namespace/storage` `Delete` then the namespace controller's pass:
+    /// mark it Terminating, delete everything in it as a client would, and remove it if nothing
+    /// is left (else record the conditions; the last removal in it removes it later).
+    fn terminate_namespace(
+        &self,
+        store: &mut Store,
+        key: Key,
+        stored: &Value,
+        now: SystemTime,
+        released: &mut Vec<Key>,
+    ) -> Value {
+        if stored.pointer("/metadata/deletionTimestamp").is_some() {
+            return stored.clone();
+        }
+        let marked = store.commit(
+            "namespaces",
+            key.clone(),
+            Some(lifecycle::mark_terminating(stored, now)),
+        );
+        let ns = key.1.clone();
+        for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
+            for k in store.keys(r.plural, Some(&ns)) {
+                // Already collected or held: the controller's next pass is the removal hook.
+                let _ = self.delete_locked(store, r, k, &DeleteOptions::default(), released);
+            }
+        }
+        let Some(current) = store.get("namespaces", &key).cloned() else {
+            return marked;
+        };
+        let mut remaining = Vec::new();
+        let mut held = std::collections::BTreeMap::<String, usize>::new();
+        for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
+            let mut n = 0;
+            for (_, o) in store.iter_objs(r.plural, Some(&ns)) {
+                n += 1;
+                for f in lifecycle::finalizers(o.value()) {
+                    *held.entry(f.to_string()).or_default() += 1;
+                }
+            }
+            if n > 0 {
+                remaining.push((r.plural, r.group, n));
+            }
+        }
+        if remaining.is_empty() {
+            if let Some(info) = resource::by_plural("namespaces") {
+                self.remove_obj(store, info, key, released);
+            }
+            return marked;
+        }
+        let mut status = current;
+        status["status"]["conditions"] =
+            lifecycle::namespace_conditions(&remaining, &held.into_iter().collect::<Vec<_>>(), now);
+        store.commit("namespaces", key, Some(status));
+        marked
+    }
+
+    /// Carry out the garbage collector's actions (a vanished dependent is skipped).
+    fn apply_gc(&self, store: &mut Store, acts: Vec<GcAction>, released: &mut Vec<Key>) {
+        for act in acts {
+            match act {
+                GcAction::Delete {
+                    resource,
+                    key,
+                    foreground,
+                } => {
+                    let Some(info) = resource::by_plural(resource) else {
+                        continue;
+                    };
+                    let opts = DeleteOptions {
+                        propagation_policy: foreground.then(|| "Foreground".to_string()),
+                        ..DeleteOptions::default()
+                    };
+                    let _ = self.delete_locked(store, info, key, &opts, released);
+                }
+                GcAction::Update {
+                    resource,
+                    key,
+                    object,
+                } => {
+                    if store.contains(resource, &key) {
+                        store.commit(resource, key, Some(object));
+                    }
+                }
+            }
+        }
+    }
+
+    /// An owner deleted in the foreground loses its `foregroundDeletion` finalizer (and so is
+    /// removed, if nothing else holds it) once no blocking dependent is left.
+    fn check_foreground(
+        &self,
+        store: &mut Store,
+        info: &'static ResourceInfo,
+        key: &Key,
+        released: &mut Vec<Key>,
+    ) {
+        let Some(owner) = store.get(info.plural, key).cloned() else {
+            return;
+        };
+        if !lifecycle::finalizers(&owner).contains(&gc::FOREGROUND) {
+            return;
+        }
+        let deps = dependents(store, &key.0, info.namespaced, uid_of(&owner));
+        let objs: Vec<&Value> = deps.iter().map(|d| &d.2).collect();
+        let Some(new) = gc::release_foreground(&owner, &objs) else {
+            return;
+        };
+        if lifecycle::removed_by_update(&owner, &new) {
+            self.remove_obj(store, info, key.clone(), released);
+        } else {
+            store.commit(info.plural, key.clone(), Some(new));
+        }
+    }
+
+    /// Remove `key` and run what a removal sets off: its dependents collected (Background),
+    /// owners waiting for it in the foreground released, and its namespace removed if it is
+    /// terminating and now empty. Each check costs a lookup unless there is work.
+    fn remove_obj(
+        &self,
+        store: &mut Store,
+        info: &'static ResourceInfo,
+        key: Key,
+        released: &mut Vec<Key>,
+    ) -> Value {
+        let removed = remove_locked(store, info, key.clone(), released);
+        let uid = uid_of(&removed);
+        if !uid.is_empty() && !store.dependents_of(uid).is_empty() {
+            let deps = dependents(store, &key.0, info.namespaced, uid);
+            let acts = gc::owner_gone(uid, &as_dependents(&deps));
+            self.apply_gc(store, acts, released);
+        }
+        for r in gc::owner_refs(&removed) {
+            if let Some((owner_info, owner_key)) = owner_of(store, &key.0, &r) {
+                self.check_foreground(store, owner_info, &owner_key, released);
+            }
+        }
+        if info.namespaced {
+            self.finish_namespace(store, &key.0, released);
+        }
+        removed
+    }
+
+    /// The namespace controller's last step: a terminating namespace with nothing left in it
+    /// is removed (only a terminating namespace is looked into).
+    fn finish_namespace(&self, store: &mut Store, ns: &str, released: &mut Vec<Key>) {
+        let key = (String::new(), ns.to_string());
+        let terminating = store
+            .get("namespaces", &key)
+            .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some());
+        if !terminating {
+            return;
+        }
+        let empty = resource::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced)
+            .all(|r| store.iter_objs(r.plural, Some(ns)).next().is_none());
+        if let (true, Some(info)) = (empty, resource::by_plural("namespaces")) {
+            self.remove_obj(store, info, key, released);
+        }
     }
 
     /// Remove at once, finalizers and grace notwithstanding (the Rust API's `Sim::delete`).
@@ -641,7 +942,7 @@ impl Inner {
                     name: name.to_string(),
                 });
             }
-            remove_locked(&mut store, info, key, &mut released)
+            self.remove_obj(&mut store, info, key, &mut released)
         };
         self.release(&released);
         Ok(removed)
@@ -663,7 +964,7 @@ impl Inner {
                 .get(info.plural, &key)
                 .is_some_and(|old| lifecycle::removed_by_update(old, &new));
         let stored = if removes {
-            remove_locked(store, info, key, &mut released)
+            self.remove_obj(store, info, key, &mut released)
         } else {
             store.commit(info.plural, key, Some(new))
         };
@@ -685,7 +986,7 @@ impl Inner {
     /// kubelet does once a pod's grace is over — if its deletion stamp is still `stamp` (a
     /// shortened grace has its own timer; a removed or recreated object is left alone).
     fn remove_after_grace(
-        self: &Arc<Self>,
+        &self,
         info: &'static ResourceInfo,
         key: Key,
         stamp: Stamp,
@@ -694,7 +995,7 @@ impl Inner {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let weak = Arc::downgrade(self);
+        let weak = self.me.clone();
         // The deadline is fixed now, not when the task is first polled.
         let due = tokio::time::Instant::now() + after;
         rt.spawn(async move {
@@ -705,7 +1006,7 @@ impl Inner {
         });
     }
 
-    fn grace_over(self: &Arc<Self>, info: &'static ResourceInfo, key: Key, stamp: &Stamp) {
+    fn grace_over(&self, info: &'static ResourceInfo, key: Key, stamp: &Stamp) {
         let mut released = Vec::new();
         {
             let mut store = lock(&self.store);
@@ -718,7 +1019,7 @@ impl Inner {
             let now = self.clock.now();
             match lifecycle::plan_delete(info, current, &DeleteOptions::immediate(), now) {
                 Ok(DeleteAction::Remove) => {
-                    remove_locked(&mut store, info, key, &mut released);
+                    self.remove_obj(&mut store, info, key, &mut released);
                 }
                 Ok(DeleteAction::Mark { object, .. }) => {
                     store.commit(info.plural, key, Some(object));

@@ -1,6 +1,6 @@
 //! The object store: one store-wide resourceVersion, objects encoded once, a bounded event history window, and a broadcast to watchers.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -81,6 +81,9 @@ pub struct Store {
     tx: broadcast::Sender<Arc<Event>>,
     /// The latest resourceVersion, for readers waiting for the store to reach one ([`wait_fresh`]).
     rv_tx: watch::Sender<u64>,
+    /// Owner uid → the objects whose `metadata.ownerReferences` name it (the garbage
+    /// collector's graph, kept on commit; objects without ownerReferences cost a byte scan).
+    dependents: HashMap<String, BTreeSet<(&'static str, Key)>>,
 }
 
 /// How long a read at a resourceVersion the store has not reached waits for it before a 504
@@ -159,6 +162,7 @@ impl Store {
             compacted_rv: 1,
             tx,
             rv_tx: watch::Sender::new(1),
+            dependents: HashMap::new(),
         }
     }
 
@@ -317,6 +321,7 @@ impl Store {
                     // Nothing to delete: no RV bump.
                     return Value::Null;
                 };
+                self.unlink(resource, &key, &old);
                 let mut last = old.to_value();
                 stamp(&mut last, rv);
                 let (obj, line) = Obj::encode(resource, EventType::Deleted.as_str(), &last);
@@ -378,6 +383,15 @@ impl Store {
             .entry(resource)
             .or_default()
             .insert(key.clone(), obj.clone());
+        if let Some(old) = &old {
+            self.unlink(resource, &key, old);
+        }
+        for uid in crate::gc::owner_uids(&obj) {
+            self.dependents
+                .entry(uid)
+                .or_default()
+                .insert((resource, key.clone()));
+        }
         let kind = if old.is_some() {
             EventType::Modified
         } else {
@@ -394,6 +408,26 @@ impl Store {
             line,
         });
         rv
+    }
+
+    /// Forget `old`'s ownerReferences in the dependents index.
+    fn unlink(&mut self, resource: &'static str, key: &Key, old: &Obj) {
+        for uid in crate::gc::owner_uids(old) {
+            if let Some(set) = self.dependents.get_mut(&uid) {
+                set.remove(&(resource, key.clone()));
+                if set.is_empty() {
+                    self.dependents.remove(&uid);
+                }
+            }
+        }
+    }
+
+    /// The objects whose ownerReferences name `uid`, as `(resource, key)`.
+    pub fn dependents_of(&self, uid: &str) -> Vec<(&'static str, Key)> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn publish(&mut self, event: Event) {

@@ -145,6 +145,16 @@ async fn bad_requests_get_status_objects() {
         "x: y",
     )
     .await;
+    // Server-side apply without a fieldManager (fieldmanager: "is required for apply patch").
+    assert_status(c, &v, 422, "Invalid");
+    let (c, _, v) = raw(
+        &sim,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p",
+        Some("application/yaml"),
+        "x: y",
+    )
+    .await;
     assert_status(c, &v, 415, "UnsupportedMediaType");
     let (c, _, v) = raw(
         &sim,

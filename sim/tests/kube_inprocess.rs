@@ -408,7 +408,19 @@ async fn patch_flavours_deletecollection_and_namespace_cascade() {
     );
     assert_eq!(sim.ips_in_use(), ips_before - 1);
     let ns: Api<Namespace> = Api::all(client(&sim));
+    // The namespace terminates (its bound pods get their 30 s grace) and goes with its last pod
+    // (pkg/controller/namespace/deletion; sim/tests/namespace_gc.rs has the details).
     ns.delete("team", &DeleteParams::default()).await.unwrap();
+    let terminating = ns.get("team").await.unwrap();
+    assert_eq!(
+        terminating.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
     assert!(sim.list("pods", Some("team")).is_empty());
+    assert!(ns.get_opt("team").await.unwrap().is_none());
     assert_eq!(sim.ips_in_use(), 0);
 }
