@@ -320,8 +320,10 @@ mod tests {
                     r#"unknown field "spec.containers[0].foo""#,
                     r#"unknown field "spec.bar""#,
                 ],
-                Some(json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"a":"b"}},
-                    "spec":{"containers":[{"name":"c","image":"i","resources":{"limits":{"cpu":1}}}]}})),
+                Some(
+                    json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"a":"b"}},
+                    "spec":{"containers":[{"name":"c","image":"i","resources":{"limits":{"cpu":1}}}]}}),
+                ),
             ),
             (
                 "Pod",
@@ -339,13 +341,17 @@ mod tests {
                 "Service",
                 r#"{"metadata":{"name":"s"},"spec":{"ports":[{"port":80,"targetPort":"http","extra":1}]}}"#,
                 vec![r#"unknown field "spec.ports[0].extra""#],
-                Some(json!({"metadata":{"name":"s"},"spec":{"ports":[{"port":80,"targetPort":"http"}]}})),
+                Some(
+                    json!({"metadata":{"name":"s"},"spec":{"ports":[{"port":80,"targetPort":"http"}]}}),
+                ),
             ),
             (
                 "Secret",
                 r#"{"metadata":{"name":"s"},"data":{"k":"dg=="},"stringData":{"a":"b"},"type":"Opaque","typo":1}"#,
                 vec![r#"unknown field "typo""#],
-                Some(json!({"metadata":{"name":"s"},"data":{"k":"dg=="},"stringData":{"a":"b"},"type":"Opaque"})),
+                Some(
+                    json!({"metadata":{"name":"s"},"data":{"k":"dg=="},"stringData":{"a":"b"},"type":"Opaque"}),
+                ),
             ),
             (
                 "Namespace",
@@ -357,13 +363,17 @@ mod tests {
                 "Lease",
                 r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l"},"spec":{"holderIdentity":"a","leaseDurationSeconds":15,"y":2}}"#,
                 vec![r#"unknown field "spec.y""#],
-                Some(json!({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l"},"spec":{"holderIdentity":"a","leaseDurationSeconds":15}})),
+                Some(
+                    json!({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l"},"spec":{"holderIdentity":"a","leaseDurationSeconds":15}}),
+                ),
             ),
             (
                 "Event",
                 r#"{"metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p","bogus":1},"reason":"R"}"#,
                 vec![r#"unknown field "involvedObject.bogus""#],
-                Some(json!({"metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p"},"reason":"R"})),
+                Some(
+                    json!({"metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p"},"reason":"R"}),
+                ),
             ),
             // Not an object of this kind: left to the sim's own type checks.
             ("Pod", r#"[1,2]"#, vec![], None),

@@ -527,10 +527,12 @@ fn decode_fields(
 /// Decode a patched object as patch.go does: a type error, or unknown fields under `Strict`,
 /// is 422 Invalid with no kind or name and one cause on `patch` quoting the patched JSON (a
 /// strategic merge patch quotes the patch itself, as Go's `%+v` of the map prints it).
+/// Only unknown fields the patch brings are reported: an object stored through the Rust API
+/// (which does not validate) may hold some already; they are pruned, not reported.
 fn decode_patched(
     info: &crate::resource::ResourceInfo,
-    kind: PatchType,
-    body: &[u8],
+    (kind, body): (PatchType, &[u8]),
+    old: &Value,
     patched: &Value,
     directive: FieldValidation,
 ) -> Result<(Value, Vec<String>), SimError> {
@@ -551,7 +553,12 @@ fn decode_patched(
             }],
         }
     };
-    let checked = crate::fields::check(info, patched).map_err(|e| invalid(e.0))?;
+    let mut checked = crate::fields::check(info, patched).map_err(|e| invalid(e.0))?;
+    if !checked.problems.is_empty() {
+        if let Ok(before) = crate::fields::check(info, old) {
+            checked.problems.retain(|p| !before.problems.contains(p));
+        }
+    }
     match directive {
         FieldValidation::Strict if !checked.problems.is_empty() => Err(invalid(format!(
             "strict decoding error: {}",
@@ -604,7 +611,7 @@ fn guaranteed_patch(
     for _ in 0..crate::limits::MAX_PATCH_ATTEMPTS {
         let old = inner.get(info, ns, name)?;
         let patched = crate::patch::apply(kind, &old, body)?;
-        let (patched, warnings) = decode_patched(info, kind, body, &patched, fields)?;
+        let (patched, warnings) = decode_patched(info, (kind, body), &old, &patched, fields)?;
         crate::validation::object_meta(info, &patched, false)?;
         let new = crate::lifecycle::prepare_update(info, &old, patched, mode)?;
         let mut store = lock(&inner.store);
