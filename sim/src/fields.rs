@@ -100,13 +100,14 @@ fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>
     body.remove("apiVersion");
     body.remove("kind");
     let body = Value::Object(body);
-    let typed = match info.kind {
-        "Pod" => round_trip::<Pod>(body),
-        "Service" => round_trip::<Service>(body),
-        "Secret" => round_trip::<Secret>(body),
-        "Event" => round_trip::<Event>(body),
-        "Namespace" => round_trip::<Namespace>(body),
-        "Lease" => round_trip::<Lease>(body),
+    let kind = info.kind;
+    let typed = match kind {
+        "Pod" => round_trip::<Pod>(kind, body),
+        "Service" => round_trip::<Service>(kind, body),
+        "Secret" => round_trip::<Secret>(kind, body),
+        "Event" => round_trip::<Event>(kind, body),
+        "Namespace" => round_trip::<Namespace>(kind, body),
+        "Lease" => round_trip::<Lease>(kind, body),
         _ => return Ok((obj.clone(), Vec::new())),
     }?;
     let mut unknown = Vec::new();
@@ -124,10 +125,155 @@ fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>
 }
 
 fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+    kind: &str,
     body: Value,
 ) -> Result<Value, DecodeError> {
-    let typed: T = serde_json::from_value(body).map_err(|e| DecodeError(e.to_string()))?;
+    let typed: T = match serde_json::from_value(body.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(DecodeError(
+                go_type_error::<T>(kind, &body).unwrap_or_else(|| e.to_string()),
+            ))
+        }
+    };
     serde_json::to_value(&typed).map_err(|e| DecodeError(e.to_string()))
+}
+
+/// A type error as Go's `encoding/json` words it (`UnmarshalTypeError`): `json: cannot
+/// unmarshal string into Go struct field ContainerPort.spec.containers.ports.containerPort of
+/// type int32` — the JSON kind of the value, the innermost struct's Go name, the path of JSON
+/// field names (no indices, no map keys) and the Go type. The path is found by decoding a
+/// pretty-printed copy (one key per line) and the Go names by probing: a `0` put where a struct,
+/// list or map is makes the typed decoder name what it expected. `None` when the error is not a
+/// plain type mismatch (the caller keeps serde's text).
+fn go_type_error<T: serde::de::DeserializeOwned>(kind: &str, body: &Value) -> Option<String> {
+    let pretty = serde_json::to_string_pretty(body).ok()?;
+    let mut lines = vec![String::new()];
+    pretty_lines(body, "", &mut lines);
+    let err = serde_json::from_str::<T>(&pretty).err()?;
+    let ptr = lines.get(err.line().checked_sub(1)?)?.clone();
+    let expected = expected_of(&err.to_string())?;
+    let value = body.pointer(&ptr)?;
+    let ty = go_type::<T>(body, &ptr, &expected)?;
+    // Walk up to the innermost struct: skip list indices and map keys.
+    let segments: Vec<&str> = ptr.split('/').skip(1).collect();
+    let mut fields: Vec<&str> = Vec::new();
+    let mut strukt = None;
+    let mut i = segments.len();
+    while i > 0 {
+        let parent = format!("/{}", segments[..i - 1].join("/"));
+        let parent = if i == 1 { String::new() } else { parent };
+        let container = body.pointer(&parent)?;
+        if container.is_object() {
+            let probed = if parent.is_empty() {
+                kind.to_string()
+            } else {
+                probe::<T>(body, &parent, Value::from(0))?
+            };
+            if probed != "a map" {
+                fields.push(segments[i - 1]);
+                if strukt.is_none() {
+                    strukt = Some(probed);
+                }
+            }
+        }
+        i -= 1;
+    }
+    fields.reverse();
+    let what = match value {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => return None,
+    };
+    let unescape = |f: &&str| f.replace("~1", "/").replace("~0", "~");
+    let fields: Vec<String> = fields.iter().map(unescape).collect();
+    Some(format!(
+        "json: cannot unmarshal {what} into Go struct field {}.{} of type {ty}",
+        strukt?,
+        fields.join(".")
+    ))
+}
+
+/// The JSON pointer each line of `serde_json::to_string_pretty(v)` belongs to (index = line - 1).
+fn pretty_lines(v: &Value, ptr: &str, lines: &mut Vec<String>) {
+    let esc = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let p = format!("{ptr}/{}", esc(k));
+                lines.push(p.clone());
+                pretty_lines(child, &p, lines);
+            }
+            lines.push(ptr.to_string());
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for (n, child) in a.iter().enumerate() {
+                let p = format!("{ptr}/{n}");
+                lines.push(p.clone());
+                pretty_lines(child, &p, lines);
+            }
+            lines.push(ptr.to_string());
+        }
+        _ => {}
+    }
+}
+
+/// `i32` from serde's `invalid type: string "x", expected i32 at line 3 column 9`.
+fn expected_of(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("invalid type: ")?;
+    let (_, expected) = rest.split_once(", expected ")?;
+    let expected = match expected.rfind(" at line ") {
+        Some(at) => &expected[..at],
+        None => expected,
+    };
+    Some(expected.to_string())
+}
+
+/// What the typed decoder expects at `ptr` once `replacement` is put there.
+fn probe<T: serde::de::DeserializeOwned>(
+    body: &Value,
+    ptr: &str,
+    replacement: Value,
+) -> Option<String> {
+    let mut copy = body.clone();
+    *copy.pointer_mut(ptr)? = replacement;
+    let err = serde_json::from_value::<T>(copy).err()?;
+    expected_of(&err.to_string())
+}
+
+/// The Go type name for serde's `expected` text at `ptr` (`i32` → `int32`, `Container` →
+/// `v1.Container`, `a sequence` → `[]` and the element's type, probed).
+fn go_type<T: serde::de::DeserializeOwned>(
+    body: &Value,
+    ptr: &str,
+    expected: &str,
+) -> Option<String> {
+    Some(match expected {
+        "i32" => "int32".into(),
+        "i64" => "int64".into(),
+        "f64" => "float64".into(),
+        "a string" => "string".into(),
+        "a boolean" => "bool".into(),
+        "a sequence" => {
+            let inner = probe::<T>(body, ptr, json_array_of_zero())?;
+            let elem = go_type::<T>(body, &format!("{ptr}/0"), &inner)?;
+            format!("[]{elem}")
+        }
+        "a map" => {
+            let inner = probe::<T>(body, ptr, serde_json::json!({"k": 0}))?;
+            let elem = go_type::<T>(body, &format!("{ptr}/k"), &inner)?;
+            format!("map[string]{elem}")
+        }
+        s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()) => format!("v1.{s}"),
+        _ => return None,
+    })
+}
+
+fn json_array_of_zero() -> Value {
+    Value::Array(vec![Value::from(0)])
 }
 
 /// `input` at `path`, pruned against its round trip `typed` (`None`: the key did not survive).
@@ -388,24 +534,51 @@ mod tests {
     }
 
     /// Upstream: a type mismatch fails decoding whatever fieldValidation says
-    /// (apiserver handlers/create.go: a non-strict decode error is always answered).
+    /// (apiserver handlers/create.go: a non-strict decode error is always answered), worded by
+    /// Go's encoding/json `UnmarshalTypeError` (struct name, JSON field path, Go type).
     #[test]
-    fn type_errors_fail_decoding() {
+    fn type_errors_read_as_go_json() {
         let rows = [
-            ("Pod", r#"{"spec":{"containers":"web"}}"#),
             (
                 "Pod",
-                r#"{"spec":{"containers":[{"name":"c","ports":[{"containerPort":"80"}]}]}}"#,
+                r#"{"spec":{"containers":"web"}}"#,
+                "json: cannot unmarshal string into Go struct field PodSpec.spec.containers of type []v1.Container",
             ),
-            ("Lease", r#"{"spec":{"leaseDurationSeconds":"15"}}"#),
-            ("Service", r#"{"spec":{"ports":{"port":80}}}"#),
+            (
+                "Pod",
+                r#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","ports":[{"containerPort":"80"}]}]}}"#,
+                "json: cannot unmarshal string into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32",
+            ),
+            (
+                "Pod",
+                r#"{"spec":"x"}"#,
+                "json: cannot unmarshal string into Go struct field Pod.spec of type v1.PodSpec",
+            ),
+            (
+                "Pod",
+                r#"{"metadata":{"labels":{"a":1}}}"#,
+                "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
+            ),
+            (
+                "Lease",
+                r#"{"spec":{"leaseDurationSeconds":"15"}}"#,
+                "json: cannot unmarshal string into Go struct field LeaseSpec.spec.leaseDurationSeconds of type int32",
+            ),
+            (
+                "Service",
+                r#"{"spec":{"ports":{"port":80}}}"#,
+                "json: cannot unmarshal object into Go struct field ServiceSpec.spec.ports of type []v1.ServicePort",
+            ),
+            (
+                "Namespace",
+                r#"{"spec":{"finalizers":[1]}}"#,
+                "json: cannot unmarshal number into Go struct field NamespaceSpec.spec.finalizers of type string",
+            ),
         ];
-        for (kind, body) in rows {
+        for (kind, body, message) in rows {
             let obj: Value = serde_json::from_str(body).unwrap();
-            assert!(
-                check_body(info(kind), body.as_bytes(), &obj).is_err(),
-                "{kind} {body}"
-            );
+            let got = check_body(info(kind), body.as_bytes(), &obj);
+            assert_eq!(got, Err(DecodeError(message.into())), "{kind} {body}");
         }
     }
 
