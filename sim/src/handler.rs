@@ -497,7 +497,7 @@ struct Write {
 
 /// Decode a create/update body as the apiserver's create.go/update.go do: a type error is 400
 /// whatever the directive, unknown or duplicate fields are 400 under `Strict`
-/// (`transformDecodeError`: "Pod in version \"v1\" cannot be handled as a Pod: strict decoding
+/// (`transformDecodeError`: "Pod in version "v1" cannot be handled as a Pod: strict decoding
 /// error: …"), warnings under `Warn`, nothing under `Ignore`. Returns the pruned object and the
 /// warnings to send.
 fn decode_fields(
