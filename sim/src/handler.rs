@@ -454,20 +454,28 @@ where
             let obj: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?;
             let (obj, warnings) = decode_fields(info, &bytes, &obj, fields)?;
-            if let Err(size) = crate::limits::check_size(&obj, crate::limits::MAX_OBJECT_BYTES) {
-                return Err(crate::patch::too_large(&obj, size));
-            }
-            crate::validation::object_meta(info, &obj, verb == "create")?;
-            if verb == "create" {
-                if rr.subresource.is_some() {
-                    return Err(SimError::MethodNotAllowed);
+            // The warnings are recorded once decoded: they go out with whatever the write answers,
+            // a later 409 or 422 included (the apiserver's warning recorder writes headers on
+            // every response).
+            let written = (|| {
+                if let Err(size) = crate::limits::check_size(&obj, crate::limits::MAX_OBJECT_BYTES)
+                {
+                    return Err(crate::patch::too_large(&obj, size));
                 }
-                let created = inner.create(info, ns, obj, true, dry_run)?;
-                Ok(with_warnings(json_response(201, &created), &warnings))
-            } else {
-                let updated = inner.update(info, ns, &name, obj, mode, dry_run)?;
-                Ok(with_warnings(json_response(200, &updated), &warnings))
-            }
+                crate::validation::object_meta(info, &obj, verb == "create")?;
+                if verb == "create" {
+                    if rr.subresource.is_some() {
+                        return Err(SimError::MethodNotAllowed);
+                    }
+                    Ok((201, inner.create(info, ns, obj, true, dry_run)?))
+                } else {
+                    Ok((200, inner.update(info, ns, &name, obj, mode, dry_run)?))
+                }
+            })();
+            Ok(match written {
+                Ok((code, obj)) => with_warnings(json_response(code, &obj), &warnings),
+                Err(e) => with_warnings(error_response(&e), &warnings),
+            })
         }
         "delete" => {
             if rr.subresource.is_some() {

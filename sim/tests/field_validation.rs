@@ -511,3 +511,26 @@ async fn strict_patch_reports_only_what_the_patch_brings() {
         "{m}"
     );
 }
+
+/// Warnings go out with the answer whatever it is: a create that decodes with an unknown field
+/// and then fails (409, the name exists) still carries the Warning (apiserver
+/// `warning.AddWarning` records into the request context; the headers are written with any
+/// response).
+#[tokio::test]
+async fn warnings_go_out_with_a_later_error() {
+    let sim = Sim::builder().seed(1).build();
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, headers, _) = common::raw(&sim, "POST", pods, None, POD_WITH_UNKNOWNS).await;
+    assert_eq!(code, 201);
+    assert_eq!(warnings(&headers).len(), 2);
+    let (code, headers, body) = common::raw(&sim, "POST", pods, None, POD_WITH_UNKNOWNS).await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["reason"], "AlreadyExists");
+    assert_eq!(
+        warnings(&headers),
+        [
+            r#"299 - "unknown field \"spec.containers[0].foo\"""#,
+            r#"299 - "unknown field \"spec.bar\"""#,
+        ]
+    );
+}
