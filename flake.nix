@@ -111,8 +111,9 @@
               PODGRANT_TEST_MYSQL = "spawn";
               # No skip to green: a test that can't find one of these fails (harness/src/require.rs).
               PODGRANT_REQUIRE = "mysql,kubectl,go,python";
-              # The probe's Python subject (harness/tests/probe.rs) needs the `kubernetes` client.
-              PODGRANT_PYTHON = "${pkgs.python3.withPackages (ps: [ ps.kubernetes ])}/bin/python3";
+              # The probe's Python subject (harness/tests/probe.rs) and the sim's Python suite need
+              # the `kubernetes` client; sim/tests/kopf_operator.rs needs kopf.
+              PODGRANT_PYTHON = "${pkgs.python3.withPackages (ps: [ ps.kubernetes ps.kopf ])}/bin/python3";
               preBuild = ''
                 export HOME="$TMPDIR/home"
                 mkdir -p "$HOME"

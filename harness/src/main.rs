@@ -194,6 +194,7 @@ enum SubjectArg {
     PlantedHostNetworkIgnored,
     PlantedSubsetSelector,
     PlantedAllowlistIgnored,
+    PlantedTerminatingIgnored,
 }
 
 impl From<SubjectArg> for scenario::Subject {
@@ -212,6 +213,7 @@ impl From<SubjectArg> for scenario::Subject {
             SubjectArg::PlantedHostNetworkIgnored => Planted(Bug::HostNetworkIgnored),
             SubjectArg::PlantedSubsetSelector => Planted(Bug::SubsetSelector),
             SubjectArg::PlantedAllowlistIgnored => Planted(Bug::AllowlistIgnored),
+            SubjectArg::PlantedTerminatingIgnored => Planted(Bug::TerminatingIgnored),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The old oracle computed its expectation with core's `pod_facts` / `desired_state` and its
 //! safety check with core's `grantable_ip` / `selects`; a bug in any of them moved the
 //! expectation with the engine. Each [`Bug`] here reproduces one such bug *in the facts or the
-//! decision* — readiness ignored, hostNetwork ignored, a Service selecting by a subset of its
+//! decision* — readiness ignored, hostNetwork ignored, terminating pods taken as live, a Service selecting by a subset of its
 //! selector, the privilege allowlist not enforced — and runs core's real `desired_state` and
 //! `planner` on it against the store, every 250 ms of (simulated) time. No hook is added to
 //! core: the bug lives in the view this loop hands to core's pure functions. The new oracle
@@ -34,6 +34,9 @@ pub enum Bug {
     SubsetSelector,
     /// The privilege allowlist is every privilege MySQL knows (`GRANT OPTION` included).
     AllowlistIgnored,
+    /// A pod being deleted (`deletionTimestamp` set, still listed through its grace period)
+    /// is taken as live: its account goes only when the pod does.
+    TerminatingIgnored,
 }
 
 /// The cluster as core's facts, with the bug applied.
@@ -60,6 +63,7 @@ pub fn buggy_view(sim: &Sim, bug: Bug) -> Cluster {
         match bug {
             Bug::ReadinessIgnored => f.ready = true,
             Bug::HostNetworkIgnored => f.host_network = false,
+            Bug::TerminatingIgnored => f.terminating = false,
             _ => {}
         }
         c.pods.insert(f.id.clone(), f);

@@ -192,6 +192,29 @@ fn planted_view_bugs_fail_safety_against_the_independent_oracle() {
     }
 }
 
+/// Graceful deletion (sim: `deletionTimestamp` set, the pod still listed and Running until its
+/// grace ends): the engine drops the account when the deletion starts, not when the pod goes;
+/// a subject that takes a terminating pod as live is caught by safety while the pod is listed.
+#[test]
+fn graceful_pod_deletion_revokes_at_once_and_waiting_for_the_pod_to_go_is_caught() {
+    let sc = example("graceful-delete");
+    let (r, _dir) = run(&sc, Subject::Engine, false);
+    assert!(r.passed, "{r}");
+    // orders-2, orders-3 and orders-4 are granted; orders-0 (600 s grace) is still listed.
+    assert_eq!(r.desired_accounts, 3, "{r}");
+    assert_eq!(r.owned_accounts, r.desired_accounts, "{r}");
+
+    let (r, _dir) = run(&sc, Subject::Planted(Bug::TerminatingIgnored), false);
+    assert!(!r.passed, "{r}");
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.invariant == Invariant::Safety
+                && v.detail.contains("shop/orders-0 terminating")),
+        "the account of the pod being deleted must be caught for being terminating: {r}"
+    );
+}
+
 #[test]
 fn the_old_oracle_moves_with_a_planted_view_bug_the_new_one_does_not() {
     use podgrant_core::desired::desired_state;

@@ -84,8 +84,13 @@ pub fn check(info: &ResourceInfo, obj: &Value) -> Result<Checked, DecodeError> {
 /// round trip dropped, and their paths (`spec.containers[0].foo`). Bodies that are not an object
 /// of this kind are returned unchanged: the sim's own type checks answer those.
 fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>), DecodeError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
     use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Secret, Service};
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service,
+        ServiceAccount,
+    };
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     let Some(map) = obj.as_object() else {
         return Ok((obj.clone(), Vec::new()));
     };
@@ -108,6 +113,16 @@ fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>
         "Event" => round_trip::<Event>(kind, body),
         "Namespace" => round_trip::<Namespace>(kind, body),
         "Lease" => round_trip::<Lease>(kind, body),
+        "ConfigMap" => round_trip::<ConfigMap>(kind, body),
+        "ServiceAccount" => round_trip::<ServiceAccount>(kind, body),
+        "Endpoints" => round_trip::<Endpoints>(kind, body),
+        "PersistentVolumeClaim" => round_trip::<PersistentVolumeClaim>(kind, body),
+        "Node" => round_trip::<Node>(kind, body),
+        "Deployment" => round_trip::<Deployment>(kind, body),
+        "ReplicaSet" => round_trip::<ReplicaSet>(kind, body),
+        "StatefulSet" => round_trip::<StatefulSet>(kind, body),
+        "DaemonSet" => round_trip::<DaemonSet>(kind, body),
+        "EndpointSlice" => round_trip::<EndpointSlice>(kind, body),
         _ => return Ok((obj.clone(), Vec::new())),
     }?;
     let mut unknown = Vec::new();
@@ -521,6 +536,28 @@ mod tests {
                 vec![r#"unknown field "involvedObject.bogus""#],
                 Some(
                     json!({"metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p"},"reason":"R"}),
+                ),
+            ),
+            (
+                "Deployment",
+                r#"{"metadata":{"name":"d"},"spec":{"replicas":2,"template":{"spec":{"containers":[{"name":"c","image":"i","x":1}]}}}}"#,
+                vec![r#"unknown field "spec.template.spec.containers[0].x""#],
+                Some(
+                    json!({"metadata":{"name":"d"},"spec":{"replicas":2,"template":{"spec":{"containers":[{"name":"c","image":"i"}]}}}}),
+                ),
+            ),
+            (
+                "ConfigMap",
+                r#"{"metadata":{"name":"c"},"data":{"k":"v"},"binaryData":{},"datta":{}}"#,
+                vec![r#"unknown field "datta""#],
+                Some(json!({"metadata":{"name":"c"},"data":{"k":"v"},"binaryData":{}})),
+            ),
+            (
+                "EndpointSlice",
+                r#"{"metadata":{"name":"e"},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"],"zone2":"a"}]}"#,
+                vec![r#"unknown field "endpoints[0].zone2""#],
+                Some(
+                    json!({"metadata":{"name":"e"},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"]}]}),
                 ),
             ),
             // Not an object of this kind: left to the sim's own type checks.

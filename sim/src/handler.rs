@@ -402,7 +402,7 @@ where
                 }
                 _ => {
                     let opts = read_body(body, inner.config.max_body).await?;
-                    let dry_run = query.delete_dry_run(&opts)?;
+                    let opts = query.delete_options(&opts)?;
                     let mut deleted = Vec::new();
                     for obj in inner.selected(info, ns, &selectors) {
                         let n = obj
@@ -410,7 +410,7 @@ where
                             .and_then(Value::as_str)
                             .unwrap_or("");
                         let onns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-                        if let Ok(d) = inner.delete(info, onns.or(ns), n, dry_run) {
+                        if let Ok(d) = inner.delete(info, onns.or(ns), n, &opts) {
                             deleted.push(d);
                         }
                     }
@@ -481,10 +481,11 @@ where
             if rr.subresource.is_some() {
                 return Err(SimError::MethodNotAllowed);
             }
-            // Of DeleteOptions only `dryRun` is honoured (deletion is immediate).
+            // DeleteOptions: preconditions, grace, finalizers (`Inner::delete`); 200 with the
+            // object, removed or (graceful, finalizers) marked with a deletionTimestamp.
             let opts = read_body(body, inner.config.max_body).await?;
-            let dry_run = query.delete_dry_run(&opts)?;
-            let obj = inner.delete(info, ns, &name, dry_run)?;
+            let opts = query.delete_options(&opts)?;
+            let obj = inner.delete(info, ns, &name, &opts)?;
             Ok(json_response(200, &obj))
         }
         _ => Err(SimError::MethodNotAllowed),
@@ -632,12 +633,16 @@ fn guaranteed_patch(
         if rv_of(current) != rv_of(&old) {
             continue;
         }
-        let obj = match new {
-            None => current.clone(),
-            Some(new) if dry_run => crate::sim::dry_run_result(current, new),
-            Some(new) => store.commit(info.plural, key, Some(new)),
+        let (stored, released) = match new {
+            None => return Ok((current.clone(), warnings)),
+            Some(new) if dry_run => {
+                return Ok((crate::sim::dry_run_result(current, new), warnings))
+            }
+            Some(new) => inner.commit_update(&mut store, info, key, mode, new),
         };
-        return Ok((obj, warnings));
+        drop(store);
+        inner.release(&released);
+        return Ok((stored, warnings));
     }
     Err(SimError::Conflict {
         resource: info.qualified(),

@@ -18,6 +18,7 @@ pub mod kubeconfig; // kubeconfig writer
 pub mod lifecycle; // create/update validation and defaulting
 pub mod limits; // bounds on request size, patch work, durations; accept backoff
 pub mod list; // list pages and continue tokens
+mod microtime; // metav1.MicroTime fields checked and stored as upstream
 pub mod openapi; // minimal OpenAPI v3 for kubectl's field-validation probe
 pub mod patch; // merge, JSON and strategic merge patches
 pub mod query; // query-string parsing and list/watch parameters

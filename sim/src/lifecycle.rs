@@ -1,4 +1,22 @@
-//! Pure object lifecycle rules: validation, defaulting and metadata on create and update.
+//! Pure object lifecycle rules: validation, defaulting and metadata on create, update and delete.
+//!
+//! Deletion, as kube-apiserver's generic store does it (`registry/generic/registry/store.go`
+//! `Delete`/`updateForGracefulDeletionAndFinalizers`, `registry/rest/delete.go` `BeforeDelete`,
+//! `pkg/registry/core/pod/strategy.go` `CheckGracefulDelete`):
+//!
+//! | stored object                                   | delete with grace `g`             | [`DeleteAction`]                |
+//! |-------------------------------------------------|-----------------------------------|---------------------------------|
+//! | preconditions (uid, resourceVersion) mismatch   | any                               | 409 Conflict                    |
+//! | bound pod, not terminating, `g` (or spec, 30) > 0 | —                               | `Mark` ts = now+g, timer g      |
+//! | pod terminating with grace G > 0                | `g` < G                           | `Mark` shortened (ts − G + g)   |
+//! | pod terminating with grace G > 0                | none or `g` ≥ G                   | `Pending` (unchanged)           |
+//! | anything else with finalizers                   | —                                 | `Mark` ts = now, grace 0 (or `Pending` if already so) |
+//! | anything else                                   | —                                 | `Remove`                        |
+//!
+//! An object marked for deletion is removed by an update that empties its finalizers once its
+//! grace is 0 ([`removed_by_update`]); the grace timer is a delete with grace 0 (the kubelet's).
+
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -99,6 +117,7 @@ pub fn prepare_create(
     new: NewMeta,
 ) -> Result<(String, String, Value), SimError> {
     check_type(info, &obj)?;
+    crate::microtime::normalize(info, &mut obj)?;
     obj["kind"] = json!(info.kind);
     obj["apiVersion"] = json!(info.api_version());
     let meta = meta_mut(&mut obj);
@@ -152,7 +171,11 @@ pub fn prepare_create(
     meta.insert("name".into(), json!(name));
     meta.insert("uid".into(), json!(new.uid));
     meta.insert("creationTimestamp".into(), json!(new.now));
-    meta.insert("generation".into(), json!(1));
+    if has_generation(info) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("managedFields");
@@ -160,19 +183,20 @@ pub fn prepare_create(
     Ok((ns, name, obj))
 }
 
-/// Per-kind defaulting (what admission and registry strategies would add).
+/// Per-kind defaulting, as the registry's defaulting functions (`pkg/apis/core/v1/defaults.go`
+/// `SetDefaults_PodSpec`, `SetDefaults_Container`, `SetDefaults_Service`) and strategies'
+/// `PrepareForCreate` (`pkg/registry/core/{pod,service,namespace}/strategy.go`) add on create.
+/// Admission plugins' additions (service account token volume, default tolerations, priority)
+/// are not made: the sim runs no admission chain.
 fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
     match info.kind {
         "Pod" => {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
             }
-            if obj["spec"].get("restartPolicy").is_none() {
-                obj["spec"]["restartPolicy"] = json!("Always");
-            }
-            if obj["spec"].get("schedulerName").is_none() {
-                obj["spec"]["schedulerName"] = json!("default-scheduler");
-            }
+            default_pod_spec(&mut obj["spec"]);
+            // A real server always starts at Pending; the sim keeps a status the caller gave
+            // (scenario steps create running pods: there is no kubelet to make them so).
             if !obj.get("status").is_some_and(Value::is_object) {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
@@ -181,15 +205,84 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
             }
-            if obj["spec"].get("type").is_none() {
-                obj["spec"]["type"] = json!("ClusterIP");
+            let spec = &mut obj["spec"];
+            default_field(spec, "type", json!("ClusterIP"));
+            default_field(spec, "sessionAffinity", json!("None"));
+            let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+            if ty != "ExternalName" {
+                default_field(spec, "internalTrafficPolicy", json!("Cluster"));
+                // The IP allocator's answer on a single-stack IPv4 cluster.
+                default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
+                default_field(spec, "ipFamilies", json!(["IPv4"]));
             }
-            if obj["spec"].get("sessionAffinity").is_none() {
-                obj["spec"]["sessionAffinity"] = json!("None");
+            if ty == "NodePort" || ty == "LoadBalancer" {
+                default_field(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut().filter(|p| p.is_object()) {
+                    default_field(port, "protocol", json!("TCP"));
+                    if port.get("targetPort").is_none_or(Value::is_null) {
+                        if let Some(p) = port.get("port").cloned() {
+                            port["targetPort"] = p;
+                        }
+                    }
+                }
             }
             if obj.get("status").is_none() {
                 obj["status"] = json!({"loadBalancer": {}});
             }
+        }
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+            // pkg/apis/apps/v1/defaults.go; the strategies' PrepareForCreate clear status.
+            if !obj.get("spec").is_some_and(Value::is_object) {
+                obj["spec"] = json!({});
+            }
+            let kind = info.kind;
+            let spec = &mut obj["spec"];
+            if kind != "DaemonSet" {
+                default_field(spec, "replicas", json!(1));
+            }
+            if kind != "ReplicaSet" {
+                default_field(spec, "revisionHistoryLimit", json!(10));
+            }
+            match kind {
+                "Deployment" => {
+                    default_field(
+                        spec,
+                        "strategy",
+                        json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                    );
+                    default_field(spec, "progressDeadlineSeconds", json!(600));
+                }
+                "StatefulSet" => {
+                    default_field(spec, "podManagementPolicy", json!("OrderedReady"));
+                    default_field(
+                        spec,
+                        "updateStrategy",
+                        json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"partition": 0}}),
+                    );
+                    default_field(
+                        spec,
+                        "persistentVolumeClaimRetentionPolicy",
+                        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                    );
+                }
+                "DaemonSet" => {
+                    default_field(
+                        spec,
+                        "updateStrategy",
+                        json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(pod) = spec.pointer_mut("/template/spec").filter(|v| v.is_object()) {
+                default_pod_spec(pod);
+            }
+            obj["status"] = json!({});
         }
         "Secret" => {
             fold_string_data(obj);
@@ -217,6 +310,74 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
     }
 }
 
+/// `SetDefaults_PodSpec` and its containers' defaults, for a pod or a pod template.
+fn default_pod_spec(spec: &mut Value) {
+    for (key, value) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("securityContext", json!({})),
+        ("schedulerName", json!("default-scheduler")),
+        ("enableServiceLinks", json!(true)),
+    ] {
+        default_field(spec, key, value);
+    }
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            cs.iter_mut().for_each(default_container);
+        }
+    }
+}
+
+/// Set `obj[key]` when it is absent or null.
+fn default_field(obj: &mut Value, key: &str, value: Value) {
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj[key] = value;
+    }
+}
+
+/// `SetDefaults_Container` and `SetDefaults_ContainerPort`: termination message, pull policy by
+/// the image's tag (`:latest` or none → `Always`, else `IfNotPresent`), `resources: {}`, port protocol.
+fn default_container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    default_field(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_field(c, "terminationMessagePolicy", json!("File"));
+    default_field(c, "resources", json!({}));
+    let policy = pull_policy(c.get("image").and_then(Value::as_str).unwrap_or(""));
+    default_field(c, "imagePullPolicy", json!(policy));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter(|p| p.is_object()) {
+            default_field(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// The default `imagePullPolicy` for `image`, as `SetDefaults_Container` parses its reference.
+fn pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent"; // pinned by digest
+    }
+    // The tag follows the last ':' after the last '/' (a registry's ':port' is not a tag).
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// Whether the kind's strategy keeps `metadata.generation` (set to 1 on create, bumped by spec
+/// changes only): pods (`podStrategy.PrepareForCreate`, Kubernetes ≥ 1.33) and the apps/v1
+/// workloads — not Services, Secrets, ConfigMaps, Namespaces, Events, Leases and the other
+/// core kinds, whose strategies never set it.
+fn has_generation(info: &ResourceInfo) -> bool {
+    matches!(
+        info.kind,
+        "Pod" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+    )
+}
+
 /// Secrets: `stringData` is write-only and folded into base64 `data`.
 fn fold_string_data(obj: &mut Value) {
     let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
@@ -241,6 +402,7 @@ pub fn prepare_update(
     mode: UpdateMode,
 ) -> Result<Option<Value>, SimError> {
     check_type(info, &new)?;
+    crate::microtime::normalize(info, &mut new)?;
     let name = old
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -309,13 +471,19 @@ pub fn prepare_update(
         }
     }
     if mode != UpdateMode::Whole {
-        match old_meta.get("deletionTimestamp") {
-            Some(v) => {
-                meta.insert("deletionTimestamp".into(), v.clone());
+        // rest.BeforeUpdate: an update can never set, change or clear the deletion stamp.
+        for key in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+            match old_meta.get(key) {
+                Some(v) => {
+                    meta.insert(key.into(), v.clone());
+                }
+                None => {
+                    meta.remove(key);
+                }
             }
-            None => {
-                meta.remove("deletionTimestamp");
-            }
+        }
+        if old_meta.get("deletionTimestamp").is_some() {
+            no_new_finalizers(info, &name, old, &out)?;
         }
     }
     if out.get("status").is_some_and(Value::is_null) {
@@ -326,7 +494,7 @@ pub fn prepare_update(
     if &out == old {
         return Ok(None);
     }
-    if out.get("spec") != old.get("spec") {
+    if has_generation(info) && out.get("spec") != old.get("spec") {
         let generation = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -334,6 +502,274 @@ pub fn prepare_update(
         meta_mut(&mut out).insert("generation".into(), json!(generation + 1));
     }
     Ok(Some(out))
+}
+
+/// `ValidateNoNewFinalizers` (apimachinery `ValidateObjectMetaUpdate`): while an object is
+/// being deleted, an update may remove finalizers but not add any.
+fn no_new_finalizers(
+    info: &ResourceInfo,
+    name: &str,
+    old: &Value,
+    new: &Value,
+) -> Result<(), SimError> {
+    let before = finalizers(old);
+    let mut extra: Vec<&str> = finalizers(new)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort_unstable();
+    extra.dedup();
+    let quoted: Vec<String> = extra.iter().map(|f| format!("{f:?}")).collect();
+    Err(SimError::InvalidFields {
+        kind: info.kind.to_string(),
+        name: name.to_string(),
+        causes: vec![crate::error::FieldCause {
+            reason: "FieldValueForbidden",
+            field: "metadata.finalizers".into(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                quoted.join(", ")
+            ),
+        }],
+    })
+}
+
+/// `metadata.finalizers` (non-string entries are not finalizers).
+pub fn finalizers(obj: &Value) -> Vec<&str> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `ShouldDeleteDuringUpdate` (generic store): an update that leaves no finalizers on an
+/// object whose deletion was requested and whose grace is over (0 or unset) removes it.
+pub fn removed_by_update(old: &Value, new: &Value) -> bool {
+    finalizers(new).is_empty()
+        && old.pointer("/metadata/deletionTimestamp").is_some()
+        && old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+}
+
+/// `metav1.DeleteOptions`, parsed and validated (`Query::delete_options`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// `dryRun: ["All"]`.
+    pub dry_run: bool,
+    /// Seconds; a negative value was already made 1 (`BeforeDelete`).
+    pub grace_period_seconds: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `Orphan`, `Background` or `Foreground` (parsed and validated only: there is no garbage collector).
+    pub propagation_policy: Option<String>,
+    /// Deprecated `orphanDependents` (validated only).
+    pub orphan_dependents: Option<bool>,
+}
+
+impl DeleteOptions {
+    /// What the kubelet sends once a pod's grace is over (and `kubectl delete --force --grace-period=0`).
+    pub fn immediate() -> Self {
+        Self {
+            grace_period_seconds: Some(0),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a delete does to the stored object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeleteAction {
+    /// Remove it now (DELETED).
+    Remove,
+    /// Store `object` (MODIFIED: deletion requested or its grace shortened); with `remove_after`,
+    /// delete it again with grace 0 after that long.
+    Mark {
+        object: Value,
+        remove_after: Option<Duration>,
+    },
+    /// Its deletion is pending already: answer it as stored, change nothing.
+    Pending,
+}
+
+/// The deletion stamp a grace timer was set for: the timer acts only if it is still the same.
+pub fn deletion_stamp(obj: &Value) -> [Option<&Value>; 3] {
+    [
+        obj.pointer("/metadata/uid"),
+        obj.pointer("/metadata/deletionTimestamp"),
+        obj.pointer("/metadata/deletionGracePeriodSeconds"),
+    ]
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let ts = s.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
+    let secs = u64::try_from(ts.as_second()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn add_secs(t: SystemTime, secs: i64) -> SystemTime {
+    let d = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        t.checked_add(d).unwrap_or(t)
+    } else {
+        t.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// The resource as `BeforeDelete` names it in a Conflict: the kind, with its group.
+fn kind_qualified(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.kind.to_string()
+    } else {
+        format!("{}.{}", info.kind, info.group)
+    }
+}
+
+/// `CheckGracefulDelete` for pods: the grace a delete gets (0 = at once).
+fn pod_grace(obj: &Value, requested: Option<i64>) -> i64 {
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Failed" | "Succeeded")
+    );
+    if !bound || finished {
+        return 0;
+    }
+    requested.unwrap_or_else(|| {
+        obj.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+            .max(0)
+    })
+}
+
+fn bump_generation(meta: &mut Map<String, Value>) {
+    if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+        if g > 0 {
+            meta.insert("generation".into(), json!(g + 1));
+        }
+    }
+}
+
+/// Decide what deleting `obj` with `opts` at `now` does (see the module table).
+pub fn plan_delete(
+    info: &ResourceInfo,
+    obj: &Value,
+    opts: &DeleteOptions,
+    now: SystemTime,
+) -> Result<DeleteAction, SimError> {
+    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let name = text("/metadata/name");
+    let conflict = |message: String| SimError::Conflict {
+        resource: kind_qualified(info),
+        name: name.to_string(),
+        message,
+    };
+    if let Some(uid) = &opts.uid {
+        let stored = text("/metadata/uid");
+        if uid != stored {
+            return Err(conflict(format!("the UID in the precondition ({uid}) does not match the UID in record ({stored}). The object might have been deleted and then recreated")));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        let stored = text("/metadata/resourceVersion");
+        if rv != stored {
+            return Err(conflict(format!("the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({stored}). The object might have been modified")));
+        }
+    }
+    let requested = opts.grace_period_seconds.map(|g| g.max(0));
+    let stamped = obj
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str);
+    let stamped_grace = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut out = obj.clone();
+    // The grace BeforeDelete settled on, for a resource that deletes gracefully (pods).
+    let mut graceful: Option<i64> = None;
+    if info.kind == "Pod" {
+        match stamped {
+            Some(ts) if stamped_grace > 0 => match requested {
+                // Only a shorter grace may be asked for; the deadline moves back by the difference.
+                Some(g) if g < stamped_grace => {
+                    let requested_at = add_secs(parse_time(ts).unwrap_or(now), -stamped_grace);
+                    let meta = meta_mut(&mut out);
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        json!(crate::clock::rfc3339(add_secs(requested_at, g))),
+                    );
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(g));
+                    graceful = Some(g);
+                }
+                _ => return Ok(DeleteAction::Pending),
+            },
+            // Terminating with grace 0: not graceful any more (finalizers may still hold it).
+            Some(_) => {}
+            None => {
+                let g = pod_grace(obj, requested);
+                let meta = meta_mut(&mut out);
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(crate::clock::rfc3339(add_secs(now, g))),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(g));
+                bump_generation(meta);
+                graceful = Some(g);
+            }
+        }
+    }
+    if let Some(g) = graceful.filter(|g| *g > 0) {
+        let due = out
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+            .unwrap_or(now);
+        let remove_after = if stamped.is_none() {
+            Duration::from_secs(g.unsigned_abs())
+        } else {
+            due.duration_since(now).unwrap_or(Duration::ZERO)
+        };
+        return Ok(DeleteAction::Mark {
+            object: out,
+            remove_after: Some(remove_after),
+        });
+    }
+    if finalizers(obj).is_empty() {
+        return Ok(DeleteAction::Remove);
+    }
+    if graceful.is_none() {
+        // markAsDeleting: the deletion time is now unless an earlier one is recorded; grace 0.
+        let meta = meta_mut(&mut out);
+        let earlier = stamped.and_then(parse_time).is_some_and(|t| t <= now);
+        if !earlier {
+            if stamped.is_none() {
+                bump_generation(meta);
+            }
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(crate::clock::rfc3339(now)),
+            );
+        }
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+    }
+    if &out == obj {
+        return Ok(DeleteAction::Pending);
+    }
+    Ok(DeleteAction::Mark {
+        object: out,
+        remove_after: None,
+    })
 }
 
 #[cfg(test)]
@@ -414,5 +850,173 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out["status"]["phase"], "Running");
+    }
+
+    /// `pkg/apis/core/v1/defaults.go` (SetDefaults_PodSpec, SetDefaults_Container,
+    /// SetDefaults_Service) as a table: (image, expected imagePullPolicy).
+    #[test]
+    fn pod_and_service_defaults_are_upstreams() {
+        let pods = crate::resource::by_plural("pods").unwrap();
+        for (image, policy) in [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("nginx:1.27", "IfNotPresent"),
+            ("registry:5000/team/app", "Always"),
+            ("registry:5000/team/app:v2", "IfNotPresent"),
+            ("app@sha256:0123", "IfNotPresent"),
+        ] {
+            let (_, _, p) = prepare_create(
+                pods,
+                Some("d"),
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [
+                    {"name": "c", "image": image, "ports": [{"containerPort": 80}]}]}}),
+                meta(),
+            )
+            .unwrap();
+            assert_eq!(
+                p["spec"]["containers"][0]["imagePullPolicy"], policy,
+                "{image}"
+            );
+            let spec = &p["spec"];
+            assert_eq!(spec["dnsPolicy"], "ClusterFirst");
+            assert_eq!(spec["restartPolicy"], "Always");
+            assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+            assert_eq!(spec["enableServiceLinks"], true);
+            let c = &spec["containers"][0];
+            assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+            assert_eq!(c["terminationMessagePolicy"], "File");
+            assert_eq!(c["ports"][0]["protocol"], "TCP");
+            assert_eq!(p["metadata"]["generation"], 1);
+        }
+        let services = crate::resource::by_plural("services").unwrap();
+        let (_, _, svc) = prepare_create(
+            services,
+            Some("d"),
+            json!({"metadata": {"name": "s"}, "spec": {"ports": [
+                {"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}}),
+            meta(),
+        )
+        .unwrap();
+        let spec = &svc["spec"];
+        assert_eq!(spec["type"], "ClusterIP");
+        assert_eq!(spec["sessionAffinity"], "None");
+        assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
+        assert_eq!(spec["ports"][0]["protocol"], "TCP");
+        assert_eq!(spec["ports"][0]["targetPort"], 80);
+        assert_eq!(spec["ports"][1]["protocol"], "UDP");
+        assert_eq!(spec["ports"][1]["targetPort"], "dns");
+        // Services, like Secrets and Namespaces, keep no generation (their strategies set none).
+        assert!(svc["metadata"].get("generation").is_none(), "{svc}");
+    }
+
+    /// `metadata.generation` moves with spec changes only (pod strategy `updatePodGeneration`),
+    /// and only on kinds that keep one.
+    #[test]
+    fn generation_counts_spec_changes_only_on_kinds_that_keep_it() {
+        let pods = crate::resource::by_plural("pods").unwrap();
+        let old = json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "p", "resourceVersion": "5", "generation": 1},
+            "spec": {"nodeName": "a"}, "status": {"phase": "Pending"}});
+        let mut labelled = old.clone();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        let out = prepare_update(pods, &old, labelled, UpdateMode::Main)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["metadata"]["generation"], 1, "metadata only");
+        let mut status = old.clone();
+        status["status"]["phase"] = json!("Running");
+        let out = prepare_update(pods, &old, status, UpdateMode::Status)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["metadata"]["generation"], 1, "status only");
+        let mut spec = old.clone();
+        spec["spec"]["activeDeadlineSeconds"] = json!(5);
+        let out = prepare_update(pods, &old, spec, UpdateMode::Main)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["metadata"]["generation"], 2, "spec");
+
+        let services = crate::resource::by_plural("services").unwrap();
+        let old = json!({"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": "s", "resourceVersion": "5"}, "spec": {"selector": {"a": "b"}},
+            "status": {"loadBalancer": {}}});
+        let mut spec = old.clone();
+        spec["spec"]["selector"] = json!({"a": "c"});
+        spec["status"] = json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}});
+        let out = prepare_update(services, &old, spec, UpdateMode::Main)
+            .unwrap()
+            .unwrap();
+        assert!(out["metadata"].get("generation").is_none(), "{out}");
+        // services/status is a subresource: the main resource ignores status changes.
+        assert_eq!(out["status"], old["status"]);
+    }
+
+    /// `plan_delete` as a table: (stored object, requested grace) → what the delete does.
+    #[test]
+    fn plan_delete_follows_before_delete_and_the_finalizer_rules() {
+        let pods = crate::resource::by_plural("pods").unwrap();
+        let secrets = crate::resource::by_plural("secrets").unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let t = |s: u64| crate::clock::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let bound = json!({"metadata": {"name": "p", "uid": "u", "generation": 1}, "spec": {"nodeName": "n"}});
+        let mut terminating = bound.clone();
+        terminating["metadata"]["deletionTimestamp"] = json!(t(1020));
+        terminating["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        let mut held = json!({"metadata": {"name": "s", "finalizers": ["f"]}});
+        let mut held_marked = held.clone();
+        held_marked["metadata"]["deletionTimestamp"] = json!(t(990));
+        held_marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let unbound = json!({"metadata": {"name": "p"}});
+        let plain = json!({"metadata": {"name": "s"}});
+        let stamp = |a: &DeleteAction| match a {
+            DeleteAction::Mark {
+                object,
+                remove_after,
+            } => format!(
+                "mark {} {} {:?}",
+                object["metadata"]["deletionTimestamp"]
+                    .as_str()
+                    .unwrap_or("-"),
+                object["metadata"]["deletionGracePeriodSeconds"],
+                remove_after.map(|d| d.as_secs())
+            ),
+            other => format!("{other:?}"),
+        };
+        let cases: Vec<(&ResourceInfo, &Value, Option<i64>, String)> = vec![
+            (pods, &bound, None, format!("mark {} 30 Some(30)", t(1030))),
+            (pods, &bound, Some(5), format!("mark {} 5 Some(5)", t(1005))),
+            (pods, &bound, Some(0), "Remove".into()),
+            (pods, &unbound, None, "Remove".into()),
+            (pods, &terminating, None, "Pending".into()),
+            (pods, &terminating, Some(60), "Pending".into()),
+            (
+                pods,
+                &terminating,
+                Some(10),
+                format!("mark {} 10 Some(0)", t(1000)),
+            ),
+            (pods, &terminating, Some(0), "Remove".into()),
+            (secrets, &held, None, format!("mark {} 0 None", t(1000))),
+            (secrets, &held_marked, Some(0), "Pending".into()),
+            (secrets, &plain, Some(30), "Remove".into()),
+        ];
+        for (info, obj, grace, want) in cases {
+            let opts = DeleteOptions {
+                grace_period_seconds: grace,
+                ..DeleteOptions::default()
+            };
+            let got = plan_delete(info, obj, &opts, now).unwrap();
+            assert_eq!(stamp(&got), want, "{obj} grace {grace:?}");
+        }
+        held["metadata"]["uid"] = json!("u1");
+        let wrong = DeleteOptions {
+            uid: Some("u2".into()),
+            ..DeleteOptions::default()
+        };
+        assert_eq!(
+            plan_delete(secrets, &held, &wrong, now).unwrap_err().code(),
+            409
+        );
     }
 }

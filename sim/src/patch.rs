@@ -133,6 +133,13 @@ fn apply_json_bounded(
                 }
             }
         }
+        if let Op::Test(t) = op {
+            if t.value.is_null() && member_absent(doc, t.path.as_str()) {
+                // evanphx/json-patch (the apiserver's) passes a `test` of a missing member of an
+                // existing object against null; kube-runtime's finalizer helper relies on it.
+                continue;
+            }
+        }
         // The document is a private copy, discarded on error: no undo log needed.
         json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
             invalid_patch(
@@ -142,6 +149,15 @@ fn apply_json_bounded(
         })?;
     }
     Ok(())
+}
+
+/// Whether `path` names a key absent from an object that exists (not an array slot, not a
+/// member of a missing parent).
+fn member_absent(doc: &Value, path: &str) -> bool {
+    let Some((parent, _)) = path.rsplit_once('/') else {
+        return false;
+    };
+    doc.pointer(path).is_none() && doc.pointer(parent).is_some_and(Value::is_object)
 }
 
 fn invalid_patch(target: &Value, message: String) -> SimError {
@@ -321,6 +337,36 @@ mod tests {
                 .code(),
             415
         );
+    }
+
+    /// evanphx/json-patch `test`: a missing member of an existing object equals null; a member
+    /// of a missing parent, or a missing array slot, is an error.
+    #[test]
+    fn a_test_of_an_absent_member_against_null_passes() {
+        let doc = json!({"metadata": {"name": "x"}, "spec": {"l": [1]}});
+        let cases: &[(&str, bool)] = &[
+            (
+                r#"[{"op":"test","path":"/metadata/finalizers","value":null}]"#,
+                true,
+            ),
+            (
+                r#"[{"op":"test","path":"/metadata/name","value":null}]"#,
+                false,
+            ),
+            (
+                r#"[{"op":"test","path":"/nope/finalizers","value":null}]"#,
+                false,
+            ),
+            (r#"[{"op":"test","path":"/spec/l/3","value":null}]"#, false),
+            (
+                r#"[{"op":"test","path":"/metadata/finalizers","value":[]}]"#,
+                false,
+            ),
+        ];
+        for (patch, passes) in cases {
+            let got = apply(PatchType::Json, &doc, patch.as_bytes());
+            assert_eq!(got.is_ok(), *passes, "{patch}: {got:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::error::SimError;
+use crate::error::{FieldCause, SimError};
+use crate::lifecycle::DeleteOptions;
 
 /// Decoded query pairs.
 #[derive(Debug, Default)]
@@ -73,22 +74,13 @@ impl Query {
         dry_run_values(self.all("dryRun").collect(), options)
     }
 
-    /// `dryRun` of a delete: in the query or, as kubectl sends it, in the `DeleteOptions` body
-    /// (`{"dryRun": ["All"]}`); a body that is not DeleteOptions JSON is 400.
-    pub fn delete_dry_run(&self, body: &[u8]) -> Result<bool, SimError> {
-        let mut values: Vec<String> = self.all("dryRun").map(str::to_string).collect();
-        if !body.iter().all(u8::is_ascii_whitespace) {
-            #[derive(serde::Deserialize)]
-            struct DeleteOptions {
-                #[serde(default, rename = "dryRun")]
-                dry_run: Vec<String>,
-            }
-            let opts: DeleteOptions = serde_json::from_slice(body).map_err(|e| {
-                SimError::BadRequest(format!("error decoding DeleteOptions body: {e}"))
-            })?;
-            values.extend(opts.dry_run);
-        }
-        dry_run_values(values.iter().map(String::as_str).collect(), "DeleteOptions")
+    /// `DeleteOptions` of a delete or deletecollection: from the query (`gracePeriodSeconds`,
+    /// `propagationPolicy`, `orphanDependents`, `dryRun`), overridden field by field by the JSON
+    /// body kubectl and kube-rs send (`dryRun` values from both count). A body that is not
+    /// DeleteOptions JSON, or a query value of the wrong type, is 400; values
+    /// `ValidateDeleteOptions` refuses are 422 against `DeleteOptions.meta.k8s.io`.
+    pub fn delete_options(&self, body: &[u8]) -> Result<DeleteOptions, SimError> {
+        delete_options(self, body)
     }
 
     /// A boolean flag (`true`/`1`).
@@ -125,6 +117,15 @@ pub fn field_validation(
 }
 
 fn dry_run_values(values: Vec<&str>, options: &str) -> Result<bool, SimError> {
+    dry_run_cause(&values).map_err(|cause| SimError::InvalidFields {
+        kind: format!("{options}.meta.k8s.io"),
+        name: String::new(),
+        causes: vec![cause],
+    })
+}
+
+/// `ValidateDryRun`: no value = a real write, every value `All` = a dry run.
+fn dry_run_cause(values: &[&str]) -> Result<bool, FieldCause> {
     if values.is_empty() {
         return Ok(false);
     }
@@ -132,18 +133,114 @@ fn dry_run_values(values: Vec<&str>, options: &str) -> Result<bool, SimError> {
         return Ok(true);
     }
     let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
-    Err(SimError::InvalidFields {
-        kind: format!("{options}.meta.k8s.io"),
-        name: String::new(),
-        causes: vec![crate::error::FieldCause {
-            reason: "FieldValueNotSupported",
-            field: "dryRun".into(),
-            message: format!(
-                "Unsupported value: []string{{{}}}: supported values: \"All\"",
-                quoted.join(", ")
-            ),
-        }],
+    Err(FieldCause {
+        reason: "FieldValueNotSupported",
+        field: "dryRun".into(),
+        message: format!(
+            "Unsupported value: []string{{{}}}: supported values: \"All\"",
+            quoted.join(", ")
+        ),
     })
+}
+
+/// The `DeleteOptions` JSON body (`meta/v1`); unknown fields are ignored, as the apiserver's
+/// non-strict decoder does.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteOptionsBody {
+    kind: Option<String>,
+    dry_run: Option<Vec<String>>,
+    grace_period_seconds: Option<i64>,
+    preconditions: Option<PreconditionsBody>,
+    propagation_policy: Option<String>,
+    orphan_dependents: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PreconditionsBody {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, SimError> {
+    let mut dry_run: Vec<String> = q.all("dryRun").map(str::to_string).collect();
+    let mut opts = DeleteOptions {
+        grace_period_seconds: match q.get("gracePeriodSeconds") {
+            None | Some("") => None,
+            Some(s) => Some(s.parse::<i64>().map_err(|_| {
+                SimError::BadRequest(format!(
+                    "gracePeriodSeconds: Invalid value: \"{s}\": must be an integer"
+                ))
+            })?),
+        },
+        propagation_policy: q
+            .get("propagationPolicy")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        orphan_dependents: match q.get("orphanDependents") {
+            None | Some("") => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(s) => {
+                return Err(SimError::BadRequest(format!(
+                    "orphanDependents: Invalid value: \"{s}\": must be a boolean"
+                )))
+            }
+        },
+        ..DeleteOptions::default()
+    };
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let b: DeleteOptionsBody = serde_json::from_slice(body)
+            .map_err(|e| SimError::BadRequest(format!("error decoding DeleteOptions body: {e}")))?;
+        if let Some(kind) = b.kind.filter(|k| !k.is_empty() && k != "DeleteOptions") {
+            return Err(SimError::BadRequest(format!(
+                "decoded object cannot be converted to DeleteOptions (kind {kind:?})"
+            )));
+        }
+        dry_run.extend(b.dry_run.unwrap_or_default());
+        opts.grace_period_seconds = b.grace_period_seconds.or(opts.grace_period_seconds);
+        opts.propagation_policy = b.propagation_policy.or(opts.propagation_policy);
+        opts.orphan_dependents = b.orphan_dependents.or(opts.orphan_dependents);
+        if let Some(p) = b.preconditions {
+            opts.uid = p.uid;
+            opts.resource_version = p.resource_version;
+        }
+    }
+    // BeforeDelete: a negative grace period means 1 second.
+    opts.grace_period_seconds = opts.grace_period_seconds.map(|g| if g < 0 { 1 } else { g });
+    // ValidateDeleteOptions, in its order.
+    let mut causes = Vec::new();
+    if let (Some(_), Some(p)) = (opts.orphan_dependents, &opts.propagation_policy) {
+        causes.push(FieldCause {
+            reason: "FieldValueInvalid",
+            field: "propagationPolicy".into(),
+            message: format!(
+                "Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"
+            ),
+        });
+    }
+    if let Some(p) = &opts.propagation_policy {
+        if !["Foreground", "Background", "Orphan"].contains(&p.as_str()) {
+            causes.push(FieldCause {
+                reason: "FieldValueNotSupported",
+                field: "propagationPolicy".into(),
+                message: format!("Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+            });
+        }
+    }
+    match dry_run_cause(&dry_run.iter().map(String::as_str).collect::<Vec<_>>()) {
+        Ok(d) => opts.dry_run = d,
+        Err(c) => causes.push(c),
+    }
+    if !causes.is_empty() {
+        return Err(SimError::InvalidFields {
+            kind: "DeleteOptions.meta.k8s.io".into(),
+            name: String::new(),
+            causes,
+        });
+    }
+    Ok(opts)
 }
 
 /// A parsed `resourceVersion` parameter.

@@ -238,7 +238,7 @@ mod tests {
             400
         );
         assert_eq!(
-            route("/api/v1/namespaces/d/services/s/status")
+            route("/api/v1/namespaces/d/secrets/s/status")
                 .unwrap_err()
                 .code(),
             404

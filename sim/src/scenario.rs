@@ -49,9 +49,13 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ip: Option<String>,
     },
+    /// Remove the pod at once; with `grace_seconds` > 0, delete it gracefully instead, as
+    /// `kubectl delete --grace-period` does (Terminating until the grace ends on tokio's clock).
     DeletePod {
         namespace: String,
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_seconds: Option<u64>,
     },
     /// Replace the pod's labels.
     RelabelPod {
@@ -155,6 +159,7 @@ impl Step {
         Step::DeletePod {
             namespace: namespace.into(),
             name: name.into(),
+            grace_seconds: None,
         }
     }
     pub fn relabel_pod<K: Into<String>, V: Into<String>>(
@@ -282,6 +287,13 @@ impl Step {
         self
     }
     /// Readiness (create_pod).
+    /// Delete gracefully with this grace (delete_pod; 0 = at once).
+    pub fn grace_seconds(mut self, secs: u64) -> Self {
+        if let Step::DeletePod { grace_seconds, .. } = &mut self {
+            *grace_seconds = Some(secs);
+        }
+        self
+    }
     pub fn ready(mut self, r: bool) -> Self {
         if let Step::CreatePod { ready, .. } = &mut self {
             *ready = r;
@@ -539,7 +551,24 @@ pub(crate) fn run_step(sim: &Sim, step: &Step) -> Result<Outcome, SimError> {
                 ip: ip.as_deref(),
             },
         ),
-        Step::DeletePod { namespace, name } => sim.delete("pods", Some(namespace), name),
+        Step::DeletePod {
+            namespace,
+            name,
+            grace_seconds: Some(g),
+        } if *g > 0 => {
+            // The HTTP delete path: a bound pod stays Terminating and a timer (armed only inside
+            // a tokio runtime) removes it when the grace ends.
+            let opts = crate::lifecycle::DeleteOptions {
+                grace_period_seconds: Some(i64::try_from(*g).unwrap_or(i64::MAX)),
+                ..Default::default()
+            };
+            sim.inner
+                .delete(sim.resolve("pods")?, Some(namespace), name, &opts)
+                .map(drop)
+        }
+        Step::DeletePod {
+            namespace, name, ..
+        } => sim.delete("pods", Some(namespace), name),
         Step::RelabelPod {
             namespace,
             name,

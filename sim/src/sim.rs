@@ -15,7 +15,7 @@ use crate::error::SimError;
 use crate::fault::{FaultCell, FaultPlan};
 use crate::flood::{FloodHandle, FloodSpec};
 use crate::ipam::Ipam;
-use crate::lifecycle::{self, NewMeta, UpdateMode};
+use crate::lifecycle::{self, DeleteAction, DeleteOptions, NewMeta, UpdateMode};
 use crate::resource::{self, ResourceInfo};
 use crate::selector::Selectors;
 use crate::server::SimServer;
@@ -347,7 +347,7 @@ impl Sim {
             .update(info, namespace, &name, obj, UpdateMode::Whole, false)
     }
 
-    /// Delete an object.
+    /// Delete an object at once (no grace, finalizers ignored — what a scenario's delete step means).
     pub fn delete(
         &self,
         resource: &str,
@@ -355,7 +355,7 @@ impl Sim {
         name: &str,
     ) -> Result<(), SimError> {
         self.inner
-            .delete(info_for(resource)?, namespace, name, false)
+            .remove(info_for(resource)?, namespace, name)
             .map(|_| ())
     }
 
@@ -409,6 +409,37 @@ impl Sim {
     pub fn pod_cidr(&self) -> &str {
         &self.inner.config.pod_cidr
     }
+}
+
+/// A deletion stamp (uid, deletionTimestamp, deletionGracePeriodSeconds), owned.
+type Stamp = [Option<Value>; 3];
+
+fn stamp_of(obj: &Value) -> Stamp {
+    lifecycle::deletion_stamp(obj).map(|v| v.cloned())
+}
+
+/// Remove `key` (a namespace takes its objects with it); pods whose IP is to be released are
+/// pushed to `released`. Returns the removed object, at the new resourceVersion.
+fn remove_locked(
+    store: &mut Store,
+    info: &'static ResourceInfo,
+    key: Key,
+    released: &mut Vec<Key>,
+) -> Value {
+    if info.plural == "namespaces" {
+        for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
+            for k in store.keys(r.plural, Some(&key.1)) {
+                store.commit(r.plural, k.clone(), None);
+                if r.plural == "pods" {
+                    released.push(k);
+                }
+            }
+        }
+    }
+    if info.plural == "pods" {
+        released.push(key.clone());
+    }
+    store.commit(info.plural, key, None)
 }
 
 impl Inner {
@@ -534,24 +565,31 @@ impl Inner {
                 resource: info.qualified(),
                 name: name.to_string(),
             })?;
-        match lifecycle::prepare_update(info, old, obj, mode)? {
-            None => Ok(old.clone()),
-            Some(new) if dry_run => Ok(dry_run_result(old, new)),
-            Some(new) => Ok(store.commit(info.plural, key, Some(new))),
-        }
+        let (stored, released) = match lifecycle::prepare_update(info, old, obj, mode)? {
+            None => return Ok(old.clone()),
+            Some(new) if dry_run => return Ok(dry_run_result(old, new)),
+            Some(new) => self.commit_update(&mut store, info, key, mode, new),
+        };
+        drop(store);
+        self.release(&released);
+        Ok(stored)
     }
 
-    /// Delete; a dry run answers the object as a delete would, removing nothing.
+    /// Delete as kube-apiserver does (`lifecycle::plan_delete`): preconditions, finalizers
+    /// holding the object with a `deletionTimestamp`, graceful deletion of bound pods (removed
+    /// by a timer on tokio's clock when the grace ends). A dry run answers what the delete
+    /// would store or remove, writing nothing.
     pub(crate) fn delete(
-        &self,
+        self: &Arc<Self>,
         info: &'static ResourceInfo,
         namespace: Option<&str>,
         name: &str,
-        dry_run: bool,
+        opts: &DeleteOptions,
     ) -> Result<Value, SimError> {
         let key = key_for(info, namespace, name)?;
         let mut released = Vec::new();
-        let deleted = {
+        let mut timer = None;
+        let answer = {
             let mut store = lock(&self.store);
             let Some(current) = store.get(info.plural, &key) else {
                 return Err(SimError::NotFound {
@@ -559,29 +597,136 @@ impl Inner {
                     name: name.to_string(),
                 });
             };
-            if dry_run {
-                return Ok(current.clone());
-            }
-            if info.plural == "namespaces" {
-                for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
-                    for k in store.keys(r.plural, Some(name)) {
-                        store.commit(r.plural, k.clone(), None);
-                        if r.plural == "pods" {
-                            released.push(k);
-                        }
+            let action = lifecycle::plan_delete(info, current, opts, self.clock.now())?;
+            match action {
+                DeleteAction::Pending => current.clone(),
+                DeleteAction::Remove if opts.dry_run => current.clone(),
+                DeleteAction::Mark { object, .. } if opts.dry_run => {
+                    dry_run_result(current, object)
+                }
+                DeleteAction::Remove => remove_locked(&mut store, info, key.clone(), &mut released),
+                DeleteAction::Mark {
+                    object,
+                    remove_after,
+                } => {
+                    let stored = store.commit(info.plural, key.clone(), Some(object));
+                    if let Some(after) = remove_after {
+                        timer = Some((stamp_of(&stored), after));
                     }
+                    stored
                 }
             }
-            if info.plural == "pods" {
-                released.push(key.clone());
-            }
-            store.commit(info.plural, key, None)
         };
+        self.release(&released);
+        if let Some((stamp, after)) = timer {
+            self.remove_after_grace(info, key, stamp, after);
+        }
+        Ok(answer)
+    }
+
+    /// Remove at once, finalizers and grace notwithstanding (the Rust API's `Sim::delete`).
+    pub(crate) fn remove(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, SimError> {
+        let key = key_for(info, namespace, name)?;
+        let mut released = Vec::new();
+        let removed = {
+            let mut store = lock(&self.store);
+            if !store.contains(info.plural, &key) {
+                return Err(SimError::NotFound {
+                    resource: info.qualified(),
+                    name: name.to_string(),
+                });
+            }
+            remove_locked(&mut store, info, key, &mut released)
+        };
+        self.release(&released);
+        Ok(removed)
+    }
+
+    /// Commit an update (or patch) of `old` to `new`; one that empties the finalizers of an
+    /// object whose deletion is due removes it instead (`lifecycle::removed_by_update`).
+    pub(crate) fn commit_update(
+        &self,
+        store: &mut Store,
+        info: &'static ResourceInfo,
+        key: Key,
+        mode: UpdateMode,
+        new: Value,
+    ) -> (Value, Vec<Key>) {
+        let mut released = Vec::new();
+        let removes = mode != UpdateMode::Whole
+            && store
+                .get(info.plural, &key)
+                .is_some_and(|old| lifecycle::removed_by_update(old, &new));
+        let stored = if removes {
+            remove_locked(store, info, key, &mut released)
+        } else {
+            store.commit(info.plural, key, Some(new))
+        };
+        (stored, released)
+    }
+
+    /// Give the IPs of removed pods back (after the store lock is dropped: ipam is locked first elsewhere).
+    pub(crate) fn release(&self, pods: &[Key]) {
+        if pods.is_empty() {
+            return;
+        }
         let mut ipam = lock(&self.ipam);
-        for k in &released {
+        for k in pods {
             ipam.release(k);
         }
-        Ok(deleted)
+    }
+
+    /// When `after` has passed on tokio's clock, delete the object with grace 0 — what the
+    /// kubelet does once a pod's grace is over — if its deletion stamp is still `stamp` (a
+    /// shortened grace has its own timer; a removed or recreated object is left alone).
+    fn remove_after_grace(
+        self: &Arc<Self>,
+        info: &'static ResourceInfo,
+        key: Key,
+        stamp: Stamp,
+        after: Duration,
+    ) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        // The deadline is fixed now, not when the task is first polled.
+        let due = tokio::time::Instant::now() + after;
+        rt.spawn(async move {
+            tokio::time::sleep_until(due).await;
+            if let Some(inner) = weak.upgrade() {
+                inner.grace_over(info, key, &stamp);
+            }
+        });
+    }
+
+    fn grace_over(self: &Arc<Self>, info: &'static ResourceInfo, key: Key, stamp: &Stamp) {
+        let mut released = Vec::new();
+        {
+            let mut store = lock(&self.store);
+            let Some(current) = store.get(info.plural, &key) else {
+                return;
+            };
+            if &stamp_of(current) != stamp {
+                return;
+            }
+            let now = self.clock.now();
+            match lifecycle::plan_delete(info, current, &DeleteOptions::immediate(), now) {
+                Ok(DeleteAction::Remove) => {
+                    remove_locked(&mut store, info, key, &mut released);
+                }
+                Ok(DeleteAction::Mark { object, .. }) => {
+                    store.commit(info.plural, key, Some(object));
+                }
+                Ok(DeleteAction::Pending) | Err(_) => {}
+            }
+        }
+        self.release(&released);
     }
 
     /// Objects matching selectors, for list and deletecollection.

@@ -390,9 +390,13 @@ async fn patch_flavours_deletecollection_and_namespace_cascade() {
         .unwrap();
     assert_eq!(p.metadata.annotations.unwrap()["k"], "v");
     let ips_before = sim.ips_in_use();
+    // Grace 0: these pods are bound, so a plain delete would leave them Terminating for 30 s.
     let gone = pods
         .delete_collection(
-            &DeleteParams::default(),
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
             &ListParams::default().labels("app=web"),
         )
         .await

@@ -204,30 +204,6 @@ async fn kubectl_gets_and_creates_over_https_with_the_token_from_the_kubeconfig(
     // asserted on the raw requests below.)
 }
 
-/// The venv `.ci/run` creates (`PODGRANT_PYTHON`), else `~/.cache/podgrant-venv`, else
-/// `python3`, if it can import `kubernetes`.
-fn python() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/podgrant-venv/bin/python"))
-        .filter(|p| p.exists());
-    let py = std::env::var_os("PODGRANT_PYTHON")
-        .map(PathBuf::from)
-        .or(venv)
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    match std::process::Command::new(&py)
-        .args(["-c", "import kubernetes"])
-        .output()
-    {
-        Ok(o) if o.status.success() => Ok(py),
-        Ok(o) => Err(format!(
-            "{} cannot import kubernetes: {}",
-            py.display(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Err(format!("{}: {e}", py.display())),
-    }
-}
-
 const PYTHON_LIST_AND_WATCH: &str = r#"
 import sys
 from kubernetes import client, config, watch
@@ -243,7 +219,7 @@ for ev in w.stream(v1.list_namespaced_pod, "default", timeout_seconds=20):
 
 #[tokio::test]
 async fn the_python_client_lists_and_watches_over_https_with_the_token() {
-    let py = match python() {
+    let py = match common::python() {
         Ok(p) => p,
         Err(reason) => {
             return require::skip_or_fail(require::Component::Python, "python over https", &reason);

@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn a_line_over_the_bound_is_an_error_wherever_it_is_cut() {
         // (chunks, bound, outcome): the bound counts the line without its `\n` / `\r\n`.
-        let table: &[(&[&[u8]], usize, Option<&[&str]>)] = &[
+        type Case<'a> = (&'a [&'a [u8]], usize, Option<&'a [&'a str]>);
+        let table: &[Case] = &[
             (&[b"abcd\n"], 4, Some(&["abcd"])),
             (&[b"abcd\r\n"], 4, Some(&["abcd"])),
             (&[b"ab", b"cd\r\n"], 4, Some(&["abcd"])),

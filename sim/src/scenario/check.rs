@@ -347,8 +347,22 @@ pub(crate) fn check(step: &Step) -> Vec<FieldCause> {
                 c.ip("ip", ip);
             }
         }
-        Step::DeletePod { namespace, name }
-        | Step::SetPodReady {
+        Step::DeletePod {
+            namespace,
+            name,
+            grace_seconds,
+        } => {
+            c.namespace(namespace);
+            c.subdomain("name", name);
+            if grace_seconds.is_some_and(|g| g > 86_400) {
+                c.0.push(cause(
+                    "FieldValueInvalid",
+                    "grace_seconds",
+                    "must be at most 86400 (one day)",
+                ));
+            }
+        }
+        Step::SetPodReady {
             namespace, name, ..
         }
         | Step::SetPodTerminating { namespace, name } => {

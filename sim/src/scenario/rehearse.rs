@@ -56,9 +56,16 @@ impl Rehearsal<'_> {
                 ip,
                 ..
             } => self.create_pod(namespace, name, *host_network, ip.as_deref()),
-            Step::DeletePod { namespace, name } => {
+            Step::DeletePod {
+                namespace,
+                name,
+                grace_seconds,
+            } => {
                 self.need("pods", namespace, name)?;
-                self.delete_pod(namespace, name);
+                // A graceful delete leaves the (bound) pod Terminating, its IP held.
+                if grace_seconds.unwrap_or(0) == 0 {
+                    self.delete_pod(namespace, name);
+                }
                 Ok(())
             }
             Step::RelabelPod {

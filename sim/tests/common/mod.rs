@@ -101,3 +101,28 @@ pub fn types(lines: &[String]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The venv `.ci/run` creates (`PODGRANT_PYTHON`), else `~/.cache/podgrant-venv`, else
+/// `python3`, if it can import `kubernetes`.
+pub fn python() -> Result<std::path::PathBuf, String> {
+    use std::path::PathBuf;
+    let venv = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/podgrant-venv/bin/python"))
+        .filter(|p| p.exists());
+    let py = std::env::var_os("PODGRANT_PYTHON")
+        .map(PathBuf::from)
+        .or(venv)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    match std::process::Command::new(&py)
+        .args(["-c", "import kubernetes"])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(py),
+        Ok(o) => Err(format!(
+            "{} cannot import kubernetes: {}",
+            py.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{}: {e}", py.display())),
+    }
+}
