@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::body::{BodyError, SimBody};
 use crate::error::SimError;
 use crate::fault::{Decision, ErrorBody, InjectedError};
+use crate::fields::FieldValidation;
 use crate::lifecycle::UpdateMode;
 use crate::patch::PatchType;
 use crate::query::{ListParams, Query, Rv};
@@ -439,20 +440,27 @@ where
             }
         }
         "create" | "update" | "patch" => {
-            let dry_run = query.dry_run(match verb {
+            let options = match verb {
                 "create" => "CreateOptions",
                 "update" => "UpdateOptions",
                 _ => "PatchOptions",
-            })?;
+            };
+            let dry_run = query.dry_run(options)?;
+            let fields = crate::query::field_validation(query, options)?;
             let bytes = read_body(body, inner.config.max_body).await?;
             if verb == "patch" && crate::apply::is_apply(content_type) {
                 return server_side_apply(inner, info, ns, &name, query, &bytes, mode, dry_run);
             }
             if verb == "patch" {
                 let kind = PatchType::from_content_type(content_type)?;
-                let write = Write { mode, dry_run };
-                let obj = guaranteed_patch(inner, info, ns, &name, kind, &bytes, write)?;
-                return Ok(json_response(200, &obj));
+                let write = Write {
+                    mode,
+                    dry_run,
+                    fields,
+                };
+                let (obj, warnings) =
+                    guaranteed_patch(inner, info, ns, &name, kind, &bytes, write)?;
+                return Ok(with_warnings(json_response(200, &obj), &warnings));
             }
             if !is_json(content_type) {
                 return Err(SimError::UnsupportedMediaType(format!(
@@ -461,22 +469,29 @@ where
             }
             let obj: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?;
-            if let Err(size) = crate::limits::check_size(&obj, crate::limits::MAX_OBJECT_BYTES) {
-                return Err(crate::patch::too_large(&obj, size));
-            }
-            crate::validation::object_meta(info, &obj, verb == "create")?;
-            if verb == "create" {
-                if rr.subresource.is_some() {
-                    return Err(SimError::MethodNotAllowed);
+            let (obj, warnings) = decode_fields(info, &bytes, &obj, fields)?;
+            // The warnings are recorded once decoded: they go out with whatever the write answers,
+            // a later 409 or 422 included (the apiserver's warning recorder writes headers on
+            // every response).
+            let written = (|| {
+                if let Err(size) = crate::limits::check_size(&obj, crate::limits::MAX_OBJECT_BYTES)
+                {
+                    return Err(crate::patch::too_large(&obj, size));
                 }
-                let created = inner.create(info, ns, obj, true, dry_run)?;
-                Ok(json_response(201, &created))
-            } else {
-                Ok(json_response(
-                    200,
-                    &inner.update(info, ns, &name, obj, mode, dry_run)?,
-                ))
-            }
+                crate::validation::object_meta(info, &obj, verb == "create")?;
+                if verb == "create" {
+                    if rr.subresource.is_some() {
+                        return Err(SimError::MethodNotAllowed);
+                    }
+                    Ok((201, inner.create(info, ns, obj, true, dry_run)?))
+                } else {
+                    Ok((200, inner.update(info, ns, &name, obj, mode, dry_run)?))
+                }
+            })();
+            Ok(match written {
+                Ok((code, obj)) => with_warnings(json_response(code, &obj), &warnings),
+                Err(e) => with_warnings(error_response(&e), &warnings),
+            })
         }
         "delete" => {
             if rr.subresource.is_some() {
@@ -645,10 +660,101 @@ where
 /// patch with no lock held (so a costly patch stalls nobody else), then commit only if the
 /// object still has the resourceVersion it was read at; if it changed, start again, at most
 /// [`crate::limits::MAX_PATCH_ATTEMPTS`] times, then 409 Conflict.
-/// How a patch writes: to the main resource or `/status`, and for real or as a dry run.
+/// How a patch writes: to the main resource or `/status`, for real or as a dry run, and what
+/// becomes of unknown fields in the patched object.
 struct Write {
     mode: UpdateMode,
     dry_run: bool,
+    fields: FieldValidation,
+}
+
+/// Decode a create/update body as the apiserver's create.go/update.go do: a type error is 400
+/// whatever the directive, unknown or duplicate fields are 400 under `Strict`
+/// (`transformDecodeError`: "Pod in version "v1" cannot be handled as a Pod: strict decoding
+/// error: …"), warnings under `Warn`, nothing under `Ignore`. Returns the pruned object and the
+/// warnings to send.
+fn decode_fields(
+    info: &crate::resource::ResourceInfo,
+    bytes: &[u8],
+    obj: &Value,
+    directive: FieldValidation,
+) -> Result<(Value, Vec<String>), SimError> {
+    let cannot = |detail: String| {
+        SimError::BadRequest(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {detail}",
+            kind = info.kind,
+            version = info.version,
+        ))
+    };
+    let checked = crate::fields::check_body(info, bytes, obj).map_err(|e| cannot(e.0))?;
+    match directive {
+        FieldValidation::Strict if !checked.problems.is_empty() => Err(cannot(format!(
+            "strict decoding error: {}",
+            checked.problems.join(", ")
+        ))),
+        FieldValidation::Warn => Ok((checked.object, checked.problems)),
+        _ => Ok((checked.object, Vec::new())),
+    }
+}
+
+/// Decode a patched object as patch.go does: a type error, or unknown fields under `Strict`,
+/// is 422 Invalid with no kind or name and one cause on `patch` quoting the patched JSON (a
+/// strategic merge patch quotes the patch itself, as Go's `%+v` of the map prints it).
+/// Only unknown fields the patch brings are reported: an object stored through the Rust API
+/// (which does not validate) may hold some already; they are pruned, not reported.
+fn decode_patched(
+    info: &crate::resource::ResourceInfo,
+    (kind, body): (PatchType, &[u8]),
+    old: &Value,
+    patched: &Value,
+    directive: FieldValidation,
+) -> Result<(Value, Vec<String>), SimError> {
+    let invalid = |detail: String| {
+        let value = match kind {
+            PatchType::Strategic => serde_json::from_slice::<Value>(body)
+                .map(|p| crate::fields::go_format(&p))
+                .unwrap_or_default(),
+            _ => serde_json::to_string(patched).unwrap_or_default(),
+        };
+        SimError::InvalidFields {
+            kind: String::new(),
+            name: String::new(),
+            causes: vec![crate::error::FieldCause {
+                reason: "FieldValueInvalid",
+                field: "patch".into(),
+                message: format!("Invalid value: {value:?}: {detail}"),
+            }],
+        }
+    };
+    let mut checked = crate::fields::check(info, patched).map_err(|e| invalid(e.0))?;
+    if !checked.problems.is_empty() {
+        if let Ok(before) = crate::fields::check(info, old) {
+            checked.problems.retain(|p| !before.problems.contains(p));
+        }
+    }
+    match directive {
+        FieldValidation::Strict if !checked.problems.is_empty() => Err(invalid(format!(
+            "strict decoding error: {}",
+            checked.problems.join(", ")
+        ))),
+        FieldValidation::Warn => Ok((checked.object, checked.problems)),
+        _ => Ok((checked.object, Vec::new())),
+    }
+}
+
+/// Add one `Warning: 299 - "…"` header per report (the apiserver's warning recorder drops
+/// repeats of the same text).
+fn with_warnings(mut resp: Response<SimBody>, warnings: &[String]) -> Response<SimBody> {
+    let mut sent = std::collections::HashSet::new();
+    for w in warnings {
+        if !sent.insert(w) {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(crate::fields::warning_header(w).as_bytes()) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
 }
 
 fn guaranteed_patch(
@@ -658,8 +764,12 @@ fn guaranteed_patch(
     name: &str,
     kind: PatchType,
     body: &[u8],
-    Write { mode, dry_run }: Write,
-) -> Result<Value, SimError> {
+    Write {
+        mode,
+        dry_run,
+        fields,
+    }: Write,
+) -> Result<(Value, Vec<String>), SimError> {
     let key = match (info.namespaced, ns) {
         (true, Some(ns)) => (ns.to_string(), name.to_string()),
         (true, None) => {
@@ -674,6 +784,7 @@ fn guaranteed_patch(
     for _ in 0..crate::limits::MAX_PATCH_ATTEMPTS {
         let old = inner.get(info, ns, name)?;
         let patched = crate::patch::apply(kind, &old, body)?;
+        let (patched, warnings) = decode_patched(info, (kind, body), &old, &patched, fields)?;
         crate::validation::object_meta(info, &patched, false)?;
         let new = crate::lifecycle::prepare_update(info, &old, patched, mode)?;
         let mut store = lock(&inner.store);
@@ -687,13 +798,15 @@ fn guaranteed_patch(
             continue;
         }
         let (stored, released) = match new {
-            None => return Ok(current.clone()),
-            Some(new) if dry_run => return Ok(crate::sim::dry_run_result(current, new)),
+            None => return Ok((current.clone(), warnings)),
+            Some(new) if dry_run => {
+                return Ok((crate::sim::dry_run_result(current, new), warnings))
+            }
             Some(new) => inner.commit_update(&mut store, info, key, mode, new),
         };
         drop(store);
         inner.release(&released);
-        return Ok(stored);
+        return Ok((stored, warnings));
     }
     Err(SimError::Conflict {
         resource: info.qualified(),

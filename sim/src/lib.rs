@@ -11,6 +11,7 @@ pub mod discovery; // /version, /api, /apis discovery documents
 pub mod encoded; // objects encoded once: shared JSON bytes and selector values
 pub mod error; // SimError, mapped to metav1.Status codes
 pub mod fault; // fault plans, rules, per-request decisions
+pub mod fields; // server-side field validation: unknown fields pruned and reported
 pub mod flood; // churn generator
 mod gc; // garbage-collector decisions over ownerReferences
 mod handler; // HTTP handler: verbs on resources

@@ -89,6 +89,33 @@ impl Query {
     }
 }
 
+/// `fieldValidation` on a write (`options`: `CreateOptions`, `UpdateOptions`, `PatchOptions`):
+/// absent or empty = `Warn` (apiserver handlers/rest.go `fieldValidation`); anything but
+/// `Ignore`, `Warn`, `Strict` is 422 against `{options}.meta.k8s.io`
+/// (apimachinery `ValidateFieldValidation`, a `NotSupported` error listing the sorted set).
+pub fn field_validation(
+    query: &Query,
+    options: &str,
+) -> Result<crate::fields::FieldValidation, SimError> {
+    use crate::fields::FieldValidation;
+    match query.get("fieldValidation").unwrap_or("") {
+        "" | "Warn" => Ok(FieldValidation::Warn),
+        "Ignore" => Ok(FieldValidation::Ignore),
+        "Strict" => Ok(FieldValidation::Strict),
+        other => Err(SimError::InvalidFields {
+            kind: format!("{options}.meta.k8s.io"),
+            name: String::new(),
+            causes: vec![crate::error::FieldCause {
+                reason: "FieldValueNotSupported",
+                field: "fieldValidation".into(),
+                message: format!(
+                    "Unsupported value: {other:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                ),
+            }],
+        }),
+    }
+}
+
 fn dry_run_values(values: Vec<&str>, options: &str) -> Result<bool, SimError> {
     dry_run_cause(&values).map_err(|cause| SimError::InvalidFields {
         kind: format!("{options}.meta.k8s.io"),
