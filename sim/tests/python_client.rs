@@ -1,4 +1,4 @@
-//! The official Python `kubernetes` client (PyPI) runs `tests/python/client_suite.py` against the sim over TCP: list/watch/resume/410, Exact lists, dry run, defaults, preconditions, graceful deletion, finalizers, throttling and the client's Retry-After.
+//! The official Python `kubernetes` client (PyPI) runs `tests/python/client_suite.py` against the sim over TCP: list/watch/resume/410, Exact lists, dry run, defaults, preconditions, graceful deletion, finalizers, throttling and the client's Retry-After, server-side apply.
 
 mod common;
 #[path = "../../harness/src/require.rs"]
@@ -22,6 +22,7 @@ const CASES: &[&str] = &[
     "finalizer_holds_deletion_until_removed",
     "throttled_429_reads_as_priority_and_fairness",
     "the_client_waits_retry_after_and_retries",
+    "server_side_apply_conflicts_unless_forced",
 ];
 
 #[tokio::test]

@@ -157,3 +157,18 @@ with urllib.request.urlopen(SERVER + "/_sim/stats", timeout=10) as r:
     stats = json.load(r)
 assert stats["faults"]["http_429"] == 2, stats["faults"]
 ok("the_client_waits_retry_after_and_retries")
+
+# -- server-side apply (KEP-555, apiserver fieldmanager): create, conflict, force -----------
+cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"k": "one"}}
+made = v1.patch_namespaced_config_map("ssa", NS, cm, field_manager="py-a",
+                                      _content_type="application/apply-patch+yaml")
+assert made.data == {"k": "one"}, made.data
+assert [m.manager for m in made.metadata.managed_fields] == ["py-a"], made.metadata.managed_fields
+cm["data"]["k"] = "two"
+e = expect_api_error(409, v1.patch_namespaced_config_map, "ssa", NS, cm, field_manager="py-b",
+                     _content_type="application/apply-patch+yaml")
+assert "conflict with \"py-a\"" in json.loads(e.body)["message"], e.body
+forced = v1.patch_namespaced_config_map("ssa", NS, cm, field_manager="py-b", force=True,
+                                        _content_type="application/apply-patch+yaml")
+assert forced.data == {"k": "two"}, forced.data
+ok("server_side_apply_conflicts_unless_forced")
