@@ -193,8 +193,50 @@ fn name_of(v: &Value) -> String {
         .to_string()
 }
 
-/// Strategic merge: like merge patch, but honours `$patch` directives, drops other `$` keys,
-/// and merges lists of objects keyed by `name` (containers, ports) or `type` (conditions).
+/// How a list field merges in a strategic merge patch: the built-in types' `patchStrategy` /
+/// `patchMergeKey` struct tags (k8s.io/api, e.g. `PodSpec.Containers`
+/// `patchStrategy:"merge" patchMergeKey:"name"`, `ServiceSpec.Ports` keyed by `port`,
+/// `ObjectMeta.Finalizers` `patchStrategy:"merge"`). A list with no strategy is replaced whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListStrategy {
+    /// Items are objects merged by this key.
+    MergeByKey(&'static str),
+    /// Items are scalars; the patch's are added (a set union in order).
+    MergePrimitives,
+    /// The patch's list replaces the live one.
+    Replace,
+}
+
+fn list_strategy(field: &str, sample: Option<&Value>) -> ListStrategy {
+    use ListStrategy::*;
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims" => MergeByKey("name"),
+        "volumeMounts" => MergeByKey("mountPath"),
+        "volumeDevices" => MergeByKey("devicePath"),
+        // Container ports are keyed by containerPort, Service ports by port.
+        "ports" if sample.is_some_and(|i| i.get("containerPort").is_some()) => {
+            MergeByKey("containerPort")
+        }
+        "ports" => MergeByKey("port"),
+        "conditions" => MergeByKey("type"),
+        "ownerReferences" => MergeByKey("uid"),
+        "hostAliases" => MergeByKey("ip"),
+        "topologySpreadConstraints" => MergeByKey("topologyKey"),
+        "finalizers" => MergePrimitives,
+        _ => Replace,
+    }
+}
+
+/// Strategic merge (`k8s.io/apimachinery/pkg/util/strategicpatch`): maps merge as in a merge
+/// patch (`null` deletes), list fields merge by their strategy ([`list_strategy`]); the
+/// directives `$patch: replace|delete` (a map or a list item), `$retainKeys` (keys not listed
+/// are cleared), `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>` are honoured.
 pub fn strategic_merge(target: &mut Value, patch: &Value) {
     let Some(pmap) = patch.as_object() else {
         *target = patch.clone();
@@ -219,6 +261,10 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     let Some(tmap) = target.as_object_mut() else {
         return;
     };
+    if let Some(keep) = pmap.get("$retainKeys").and_then(Value::as_array) {
+        let keep: std::collections::HashSet<&str> = keep.iter().filter_map(Value::as_str).collect();
+        tmap.retain(|k, _| keep.contains(k.as_str()));
+    }
     for (k, v) in pmap {
         if k.starts_with('$') {
             continue;
@@ -236,28 +282,80 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
             }
             Value::Array(items) => {
                 let merged = match tmap.get(k) {
-                    Some(Value::Array(existing)) => merge_list(existing, items),
+                    Some(Value::Array(existing)) => merge_list(k, existing, items),
                     _ => None,
                 };
-                tmap.insert(k.clone(), merged.unwrap_or_else(|| v.clone()));
+                let value = merged.unwrap_or_else(|| {
+                    // No live list: the patch's, without delete directives.
+                    Value::Array(
+                        items
+                            .iter()
+                            .filter(|i| i.get("$patch").and_then(Value::as_str) != Some("delete"))
+                            .cloned()
+                            .collect(),
+                    )
+                });
+                tmap.insert(k.clone(), value);
             }
             _ => {
                 tmap.insert(k.clone(), v.clone());
             }
         }
     }
+    for (k, v) in pmap {
+        if let (Some(field), Some(gone)) =
+            (k.strip_prefix("$deleteFromPrimitiveList/"), v.as_array())
+        {
+            if let Some(Value::Array(list)) = tmap.get_mut(field) {
+                list.retain(|x| !gone.contains(x));
+            }
+        }
+    }
+    for (k, v) in pmap {
+        if let (Some(field), Some(order)) = (k.strip_prefix("$setElementOrder/"), v.as_array()) {
+            if let Some(Value::Array(list)) = tmap.get_mut(field) {
+                set_element_order(field, list, order);
+            }
+        }
+    }
 }
 
-fn merge_key(items: &[Value]) -> Option<&'static str> {
-    ["name", "type", "containerPort", "ip"]
-        .into_iter()
-        .find(|key| !items.is_empty() && items.iter().all(|i| i.get(*key).is_some()))
+/// `$setElementOrder/<field>`: the listed items first, in that order (matched by merge key or
+/// value), then any others as they were.
+fn set_element_order(field: &str, list: &mut [Value], order: &[Value]) {
+    let key = match list_strategy(field, order.first()) {
+        ListStrategy::MergeByKey(k) => Some(k),
+        _ => None,
+    };
+    let id = |v: &Value| match key {
+        Some(k) => v.get(k).map(|x| x.to_string()).unwrap_or_default(),
+        None => v.to_string(),
+    };
+    let rank: std::collections::HashMap<String, usize> =
+        order.iter().enumerate().map(|(i, v)| (id(v), i)).collect();
+    // A stable sort: unlisted items keep their relative order, after the listed ones.
+    list.sort_by_key(|v| rank.get(&id(v)).copied().unwrap_or(usize::MAX));
 }
 
-/// Merge a patch list into a keyed list in O(n + m): existing items are indexed by their key's JSON text.
-fn merge_list(existing: &[Value], patch: &[Value]) -> Option<Value> {
-    let key = merge_key(patch)?;
-    if !existing.iter().all(|i| i.get(key).is_some()) {
+/// Merge a patch list into a live one by the field's strategy, in O(n + m) (live items are
+/// indexed by their key's JSON text); `None` when the list is replaced.
+fn merge_list(field: &str, existing: &[Value], patch: &[Value]) -> Option<Value> {
+    let key = match list_strategy(field, patch.first().or(existing.first())) {
+        ListStrategy::Replace => return None,
+        ListStrategy::MergePrimitives => {
+            let mut out = existing.to_vec();
+            let mut seen: std::collections::HashSet<String> =
+                out.iter().map(|v| v.to_string()).collect();
+            for p in patch {
+                if seen.insert(p.to_string()) {
+                    out.push(p.clone());
+                }
+            }
+            return Some(Value::Array(out));
+        }
+        ListStrategy::MergeByKey(key) => key,
+    };
+    if !patch.iter().all(|i| i.get(key).is_some()) {
         return None;
     }
     let id_of = |v: &Value| v.get(key).map(|k| k.to_string()).unwrap_or_default();
@@ -268,21 +366,30 @@ fn merge_list(existing: &[Value], patch: &[Value]) -> Option<Value> {
     }
     for p in patch {
         let id = id_of(p);
-        let delete = p.get("$patch").and_then(Value::as_str) == Some("delete");
+        let directive = p.get("$patch").and_then(Value::as_str);
         match index.get(&id).copied() {
-            Some(i) if delete => {
+            Some(i) if directive == Some("delete") => {
                 out[i] = None;
                 index.remove(&id);
+            }
+            Some(i) if directive == Some("replace") => {
+                let mut clean = p.clone();
+                if let Some(m) = clean.as_object_mut() {
+                    m.remove("$patch");
+                }
+                out[i] = Some(clean);
             }
             Some(i) => {
                 if let Some(item) = out[i].as_mut() {
                     strategic_merge(item, p);
                 }
             }
-            None if delete => {}
+            None if directive == Some("delete") => {}
             None => {
+                let mut item = Value::Null;
+                strategic_merge(&mut item, p);
                 index.insert(id, out.len());
-                out.push(Some(p.clone()));
+                out.push(Some(item));
             }
         }
     }
@@ -304,6 +411,71 @@ mod tests {
             out["spec"]["containers"],
             json!([{"name": "c", "image": "y"}])
         );
+    }
+
+    /// strategicpatch by the types' tags: one Service port patched keeps the others (merge key
+    /// `port`), finalizers merge as a set, a list without a strategy (args) is replaced, and the
+    /// `$retainKeys`, `$deleteFromPrimitiveList`, `$setElementOrder`, `$patch` directives.
+    #[test]
+    fn strategic_lists_merge_by_the_fields_strategy() {
+        let svc = json!({"metadata": {"finalizers": ["a"]}, "spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]}});
+        // (patch, pointer, expected)
+        let cases: &[(&str, &str, Value)] = &[
+            (
+                r#"{"spec":{"ports":[{"port":80,"targetPort":8080}]}}"#,
+                "/spec/ports",
+                json!([{"name": "http", "port": 80, "targetPort": 8080}, {"name": "dns", "port": 53, "protocol": "UDP"}]),
+            ),
+            (
+                r#"{"metadata":{"finalizers":["b","a"]}}"#,
+                "/metadata/finalizers",
+                json!(["a", "b"]),
+            ),
+            (
+                r#"{"metadata":{"$deleteFromPrimitiveList/finalizers":["a"]}}"#,
+                "/metadata/finalizers",
+                json!([]),
+            ),
+            (
+                r#"{"spec":{"ports":[{"port":53,"$patch":"delete"}]}}"#,
+                "/spec/ports",
+                json!([{"name": "http", "port": 80, "targetPort": 80}]),
+            ),
+            (
+                r#"{"spec":{"$setElementOrder/ports":[{"port":53},{"port":80}],"ports":[{"port":80,"name":"web"}]}}"#,
+                "/spec/ports",
+                json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "web", "port": 80, "targetPort": 80}]),
+            ),
+            (
+                r#"{"spec":{"$retainKeys":["ports"],"type":null}}"#,
+                "/spec",
+                svc["spec"].clone(),
+            ),
+        ];
+        for (patch, ptr, want) in cases {
+            let out = apply(PatchType::Strategic, &svc, patch.as_bytes()).unwrap();
+            assert_eq!(out.pointer(ptr), Some(want), "{patch}");
+        }
+        let pod =
+            json!({"spec": {"containers": [{"name": "c", "image": "x", "args": ["a", "b"]}]}});
+        let out = apply(
+            PatchType::Strategic,
+            &pod,
+            br#"{"spec":{"containers":[{"name":"c","args":["z"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "c", "image": "x", "args": ["z"]}])
+        );
+        let out = apply(
+            PatchType::Strategic,
+            &pod,
+            br#"{"spec":{"$retainKeys":["containers"],"containers":[{"name":"d","image":"y"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), 2);
     }
 
     #[test]
@@ -416,14 +588,14 @@ mod tests {
         let patch: Vec<Value> = (0..n)
             .map(|i| json!({"name": format!("c{i}"), "v": 1}))
             .collect();
-        let out = merge_list(&existing, &patch).unwrap();
+        let out = merge_list("containers", &existing, &patch).unwrap();
         assert_eq!(out.as_array().unwrap().len(), n);
         assert!(out.as_array().unwrap().iter().all(|c| c["v"] == 1));
         let del = [
             json!({"name": "c1", "$patch": "delete"}),
             json!({"name": "new"}),
         ];
-        let out = merge_list(&existing[..3], &del).unwrap();
+        let out = merge_list("containers", &existing[..3], &del).unwrap();
         let names: Vec<_> = out
             .as_array()
             .unwrap()

@@ -331,3 +331,53 @@ async fn kubectl_get_prints_server_side_table_columns() {
     assert_eq!((cols[0], cols[1]), ("web-2", "1/1"), "{line}");
     child.kill().await.unwrap();
 }
+
+/// Client-side `kubectl apply` of a changed manifest: kubectl computes a three-way strategic
+/// merge patch (with `$setElementOrder` and `null` for removed fields) and the sim merges it
+/// by the types' strategies (strategicpatch: Service ports keyed by `port`).
+#[tokio::test]
+async fn kubectl_apply_of_a_changed_manifest_merges_three_ways() {
+    let e = env().await;
+    e.sim.apply(&Step::create_namespace("shop")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("svc.yaml");
+    let write = |labels: &str, target: u16| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n  labels: {{{labels}}}\n\
+                 spec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: {target}}}\n  \
+                 - {{name: dns, port: 53, protocol: UDP}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let path = manifest.to_str().unwrap().to_string();
+    write("app: web, tier: fe", 80);
+    let out = kubectl_ok(&e.kubeconfig, &["apply", "-f", &path]).await;
+    assert!(out.contains("service/web created"), "{out}");
+    // Someone else adds a label the manifest never had: a three-way merge keeps it.
+    kubectl_ok(
+        &e.kubeconfig,
+        &["label", "-n", "shop", "svc/web", "owner=ops"],
+    )
+    .await;
+    write("app: web", 8080);
+    let out = kubectl_ok(&e.kubeconfig, &["apply", "-f", &path]).await;
+    assert!(out.contains("service/web configured"), "{out}");
+    let svc = e.sim.get("services", Some("shop"), "web").unwrap();
+    let labels = &svc["metadata"]["labels"];
+    assert_eq!(
+        labels.get("tier"),
+        None,
+        "removed from the manifest: {labels}"
+    );
+    assert_eq!(
+        labels["owner"], "ops",
+        "not the manifest's to remove: {labels}"
+    );
+    let ports = svc["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert_eq!(ports[0]["targetPort"], 8080);
+    assert_eq!(ports[1]["port"], 53);
+}
