@@ -12,7 +12,8 @@
 
 mod common;
 
-use std::path::Path;
+use common::run_kubectl as kubectl;
+
 use std::time::{Duration, SystemTime};
 
 use common::{raw, send, types, watch_lines};
@@ -532,26 +533,6 @@ async fn kube_rs_delete_with_a_wrong_uid_precondition_is_a_conflict() {
     };
     pods.delete("web-1", &dp).await.unwrap();
     assert!(pods.get_opt("web-1").await.unwrap().is_none());
-}
-
-async fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(common::kubectl())
-            .arg("--kubeconfig")
-            .arg(kc)
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl timed out")
-    .expect("kubectl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 // Real kubectl: a plain delete of a bound pod returns (--wait=false) with the pod still listed

@@ -2,13 +2,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::Duration;
+use common::run_kubectl as kubectl;
 
 use http::HeaderMap;
 use podgrant_sim::Sim;
 use serde_json::{json, Value};
-use tokio::process::Command;
 
 fn warnings(h: &HeaderMap) -> Vec<String> {
     h.get_all("warning")
@@ -424,26 +422,6 @@ async fn kube_rs_create_with_unknown_field_is_pruned() {
     let stored = sim.get("pods", Some("default"), "web").unwrap();
     assert!(stored["spec"]["containers"][0].get("colour").is_none());
     assert_eq!(stored["spec"]["containers"][0]["image"], "nginx");
-}
-
-async fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(common::kubectl())
-            .arg("--kubeconfig")
-            .arg(kc)
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl timed out")
-    .expect("kubectl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// kubectl ≥ 1.27 sends `fieldValidation=Strict` on `create -f` (server-side validation, as

@@ -11,7 +11,8 @@
 
 mod common;
 
-use std::path::Path;
+use common::run_kubectl as kubectl;
+
 use std::time::{Duration, SystemTime};
 
 use common::{raw, send, types, watch_lines};
@@ -481,26 +482,6 @@ async fn foreground_without_blockers_removes_the_owner_at_once() {
             "{path}"
         );
     }
-}
-
-async fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(common::kubectl())
-            .arg("--kubeconfig")
-            .arg(kc)
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl timed out")
-    .expect("kubectl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 // Real kubectl: `delete namespace --wait=false` returns with the namespace listed as

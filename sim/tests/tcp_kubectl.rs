@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::run_kubectl as kubectl;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -34,26 +36,6 @@ async fn env() -> Env {
         _dir: dir,
         kubeconfig,
     }
-}
-
-async fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(common::kubectl())
-            .arg("--kubeconfig")
-            .arg(kc)
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl timed out")
-    .expect("kubectl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 async fn kubectl_ok(kc: &Path, args: &[&str]) -> String {

@@ -126,3 +126,24 @@ pub fn python() -> Result<std::path::PathBuf, String> {
         Err(e) => Err(format!("{}: {e}", py.display())),
     }
 }
+
+/// Run the real kubectl with `--kubeconfig kc` (at most 60 s): (success, stdout, stderr).
+pub async fn run_kubectl(kc: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(kc)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl timed out")
+    .expect("kubectl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
