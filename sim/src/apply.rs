@@ -14,9 +14,14 @@
 //! Associative lists are known by their field name (the built-in schemas' `x-kubernetes-list-map-keys`):
 //! containers, env, volumes by `name`, ports by `containerPort`+`protocol` (containers) or
 //! `port`+`protocol` (Services), `volumeMounts` by `mountPath`, `conditions` by `type`,
-//! `ownerReferences` by `uid`; `finalizers` is a set. Other lists are atomic. Not done:
-//! `operation: Update` entries for PUT/PATCH (those writes are not tracked: a later apply does
-//! not conflict with them), `x-kubernetes-map-type`, per-version schemas.
+//! `ownerReferences` by `uid`; `finalizers` is a set. Other lists are atomic.
+//!
+//! Every other write records too ([`record_update`], structured-merge-diff's `Update`): a create,
+//! PUT or non-apply PATCH gives its manager (`fieldManager`, else the User-Agent up to its first
+//! `/`) an `operation: Update` entry owning the fields it added or changed, taken from whoever
+//! owned them, so a later apply changing one of them conflicts with that manager (`conflict with
+//! "kubectl-edit"`). Writes to `/status` own `status` fields in an entry with `subresource:
+//! status`. Not done: `x-kubernetes-map-type`, per-version schemas.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,6 +83,16 @@ pub fn field_set(config: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
     walk(config, &mut Vec::new(), &mut out);
     out.retain(|p| !ignored(p));
+    out
+}
+
+/// Pure: the fields of `obj.status` (what a write to the `/status` subresource can own).
+fn status_field_set(obj: &Value) -> BTreeSet<Path> {
+    let mut out = BTreeSet::new();
+    if let Some(status) = obj.get("status") {
+        let mut path = vec!["f:status".to_string()];
+        walk_field("status", status, &mut path, &mut out);
+    }
     out
 }
 
@@ -268,8 +283,12 @@ fn merge(live: &mut Value, config: &Value, field: &str) {
     }
 }
 
-/// The managers recorded on an object: (manager, operation) → (entry, fields).
-type Managers = BTreeMap<(String, String), (Value, BTreeSet<Path>)>;
+/// Who owns a set of fields: manager, operation (`Apply`/`Update`) and subresource (`""` for the
+/// main resource) — upstream keys managedFields entries by all three.
+type Owner = (String, String, String);
+
+/// The managers recorded on an object: owner → (entry, fields).
+type Managers = BTreeMap<Owner, (Value, BTreeSet<Path>)>;
 
 fn managers(obj: &Value) -> Managers {
     let mut out = BTreeMap::new();
@@ -289,10 +308,152 @@ fn managers(obj: &Value) -> Managers {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let sub = e
+            .get("subresource")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let set = e.get("fieldsV1").map(from_fields_v1).unwrap_or_default();
-        out.insert((name, op), (e.clone(), set));
+        out.insert((name, op, sub), (e.clone(), set));
     }
     out
+}
+
+/// Render managers as `metadata.managedFields` entries (managers owning nothing are dropped);
+/// `fresh` gets `api_version` and `now`, the others keep theirs.
+fn entries(mgrs: Managers, fresh: &Owner, api_version: &str, now: &str) -> Vec<Value> {
+    mgrs.into_iter()
+        .filter(|(_, (_, set))| !set.is_empty())
+        .map(|(owner, (old, set))| {
+            let is_fresh = owner == *fresh;
+            let (name, op, sub) = owner;
+            let mut e = json!({
+                "manager": name,
+                "operation": op,
+                "apiVersion": if is_fresh { json!(api_version) } else { old.get("apiVersion").cloned().unwrap_or(json!(api_version)) },
+                "time": if is_fresh { json!(now) } else { old.get("time").cloned().unwrap_or(json!(now)) },
+                "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(&set),
+            });
+            if !sub.is_empty() {
+                e["subresource"] = json!(sub);
+            }
+            e
+        })
+        .collect()
+}
+
+/// The manager a non-apply write is recorded under, as upstream's `managerOrUserAgent`: the
+/// `fieldManager` parameter, else the User-Agent up to its first `/` (printable characters, at
+/// most 128), e.g. `kubectl-edit`, `OpenAPI-Generator`.
+pub fn manager_or_user_agent(field_manager: Option<&str>, user_agent: &str) -> String {
+    match field_manager.filter(|m| !m.is_empty()) {
+        Some(m) => m.to_string(),
+        None => user_agent
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(128)
+            .collect(),
+    }
+}
+
+/// `fieldManager` as upstream validates it (`ValidateFieldManager`): at most 128 characters,
+/// all printable.
+pub fn validate_field_manager(m: &str) -> Result<(), SimError> {
+    let message = if m.chars().count() > 128 {
+        "Too long: may not be more than 128 bytes"
+    } else if m.chars().any(char::is_control) {
+        "Invalid value: must only contain printable characters"
+    } else {
+        return Ok(());
+    };
+    Err(SimError::InvalidFields {
+        kind: "Options.meta.k8s.io".into(),
+        name: String::new(),
+        causes: vec![crate::error::FieldCause {
+            reason: "FieldValueInvalid",
+            field: "fieldManager".into(),
+            message: message.into(),
+        }],
+    })
+}
+
+/// Pure: record a non-apply write (create when `old` is `None`, update, patch) in `new`'s
+/// `metadata.managedFields`, as structured-merge-diff's `Update` does: the fields `new` adds or
+/// changes against `old` go to `manager`'s `operation: Update` entry and are taken from every
+/// other manager; fields `new` removes leave every manager. The base is the managedFields the
+/// request carried, if any, else `old`'s (a client that doesn't know managedFields can't wipe
+/// them); a request carrying `[{}]` clears them and records nothing (upstream's reset).
+/// `status` is a write through the `/status` subresource, which owns only `status` fields.
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, status: bool, now: &str) {
+    let sent = new.pointer("/metadata/managedFields").cloned();
+    if let Some(Value::Array(a)) = &sent {
+        if a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty) {
+            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
+            return;
+        }
+    }
+    let base = match &sent {
+        Some(v @ Value::Array(a)) if !a.is_empty() => {
+            managers(&json!({"metadata": {"managedFields": v}}))
+        }
+        _ => old.map(managers).unwrap_or_default(),
+    };
+    let sets = |o: &Value| {
+        if status {
+            status_field_set(o)
+        } else {
+            field_set(o)
+        }
+    };
+    let empty = json!({});
+    let before_obj = old.unwrap_or(&empty);
+    let before = sets(before_obj);
+    let after = sets(new);
+    let changed: BTreeSet<Path> = after
+        .iter()
+        .filter(|p| value_at(before_obj, p) != value_at(new, p))
+        .cloned()
+        .collect();
+    let removed: BTreeSet<Path> = before.difference(&after).cloned().collect();
+    let me: Owner = (
+        manager.to_string(),
+        "Update".to_string(),
+        if status {
+            "status".into()
+        } else {
+            String::new()
+        },
+    );
+    let mut mgrs = base;
+    for (owner, (_, set)) in mgrs.iter_mut() {
+        set.retain(|p| !removed.contains(p) && (*owner == me || !changed.contains(p)));
+    }
+    mgrs.entry(me.clone())
+        .or_insert_with(|| (json!({}), BTreeSet::new()))
+        .1
+        .extend(changed);
+    let api_version = new
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string();
+    let list = entries(mgrs, &me, &api_version, now);
+    if !new.get("metadata").is_some_and(Value::is_object) {
+        new["metadata"] = json!({});
+    }
+    if list.is_empty() {
+        if let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    } else {
+        new["metadata"]["managedFields"] = Value::Array(list);
+    }
 }
 
 /// Pure: apply `config` as `manager` over `live` (`None`: the object does not exist yet and is
@@ -310,7 +471,7 @@ pub fn apply(
         .and_then(Value::as_str)
         .unwrap_or("v1")
         .to_string();
-    let me = (manager.to_string(), "Apply".to_string());
+    let me: Owner = (manager.to_string(), "Apply".to_string(), String::new());
     let (mut object, mut mgrs) = match live {
         Some(l) => (l.clone(), managers(l)),
         None => (json!({}), Managers::new()),
@@ -326,26 +487,26 @@ pub fn apply(
         if !differs {
             continue;
         }
-        for ((name, op), (_, set)) in mgrs.iter_mut() {
-            if (name.as_str(), op.as_str()) == (me.0.as_str(), me.1.as_str()) || !set.contains(p) {
+        for (owner, (entry, set)) in mgrs.iter_mut() {
+            if *owner == me || !set.contains(p) {
                 continue;
             }
             if force {
                 set.remove(p);
             } else {
-                conflicts.push((name.clone(), render(p)));
+                conflicts.push((print_manager(owner, entry), render(p)));
             }
         }
     }
     if !conflicts.is_empty() {
         let list = conflicts
             .iter()
-            .map(|(m, f)| format!("- conflict with \"{m}\": {f}"))
+            .map(|(m, f)| format!("- conflict with {m}: {f}"))
             .collect::<Vec<_>>()
             .join("\n");
         let message = if conflicts.len() == 1 {
             format!(
-                "Apply failed with 1 conflict: conflict with \"{}\": {}",
+                "Apply failed with 1 conflict: conflict with {}: {}",
                 conflicts[0].0, conflicts[0].1
             )
         } else {
@@ -355,7 +516,7 @@ pub fn apply(
             message,
             causes: conflicts
                 .into_iter()
-                .map(|(m, f)| (format!("conflict with \"{m}\""), f))
+                .map(|(m, f)| (format!("conflict with {m}"), f))
                 .collect(),
         });
     }
@@ -369,26 +530,33 @@ pub fn apply(
     }
     merge(&mut object, config, "");
     mgrs.insert(me.clone(), (json!({}), new_set));
-    let entries: Vec<Value> = mgrs
-        .into_iter()
-        .filter(|(_, (_, set))| !set.is_empty())
-        .map(|((name, op), (old, set))| {
-            let fresh = name == me.0 && op == me.1;
-            json!({
-                "manager": name,
-                "operation": op,
-                "apiVersion": if fresh { json!(api_version) } else { old.get("apiVersion").cloned().unwrap_or(json!(api_version)) },
-                "time": if fresh { json!(now) } else { old.get("time").cloned().unwrap_or(json!(now)) },
-                "fieldsType": "FieldsV1",
-                "fieldsV1": to_fields_v1(&set),
-            })
-        })
-        .collect();
+    let entries = entries(mgrs, &me, &api_version, now);
     if !object.get("metadata").is_some_and(Value::is_object) {
         object["metadata"] = json!({});
     }
     object["metadata"]["managedFields"] = Value::Array(entries);
     Ok(object)
+}
+
+/// A manager as upstream's conflict message names it (fieldmanager `printManager`): `"one"`,
+/// `"kubectl-edit" using v1 at 2026-01-01T00:00:00Z`, `"x" with subresource "status"`.
+fn print_manager(owner: &Owner, entry: &Value) -> String {
+    let (name, op, sub) = owner;
+    let mut s = format!("{name:?}");
+    if !sub.is_empty() {
+        s.push_str(&format!(" with subresource {sub:?}"));
+    }
+    if op == "Update" {
+        let api_version = entry
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        s.push_str(&format!(" using {api_version}"));
+        if let Some(t) = entry.get("time").and_then(Value::as_str) {
+            s.push_str(&format!(" at {t}"));
+        }
+    }
+    s
 }
 
 /// A path as upstream's conflict message writes it: `.spec.replicas`, `.spec.containers[name="c"].image`.
@@ -546,5 +714,80 @@ mod tests {
         .unwrap();
         assert_eq!(b["metadata"]["finalizers"], json!(["x", "y"]));
         assert_eq!(b["spec"]["containers"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_update_owns_what_it_changes_and_takes_it_from_other_managers() {
+        let mut made = deploy(2, "nginx", json!({"a": "1"}));
+        record_update(None, &mut made, "maker", false, "t0");
+        let owners = managers(&made);
+        let maker = ("maker".to_string(), "Update".to_string(), String::new());
+        assert!(owners[&maker]
+            .1
+            .contains(&vec!["f:spec".to_string(), "f:replicas".to_string()]));
+
+        let mut edited = made.clone();
+        edited["spec"]["replicas"] = json!(4);
+        edited["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("a");
+        record_update(Some(&made), &mut edited, "editor", false, "t1");
+        let owners = managers(&edited);
+        let editor = ("editor".to_string(), "Update".to_string(), String::new());
+        let replicas = vec!["f:spec".to_string(), "f:replicas".to_string()];
+        let label = vec![
+            "f:metadata".to_string(),
+            "f:labels".to_string(),
+            "f:a".to_string(),
+        ];
+        // (The emptied labels map is a leaf now, so the editor owns `f:labels` too, as in SMD.)
+        assert!(owners[&editor].1.contains(&replicas));
+        assert!(!owners[&maker].1.contains(&replicas));
+        assert!(
+            !owners[&maker].1.contains(&label),
+            "a removed field leaves its owner"
+        );
+        assert_eq!(
+            owners[&maker].0["time"], "t0",
+            "an untouched manager keeps its time"
+        );
+
+        // An apply changing replicas now conflicts with the updater, as upstream prints it.
+        let err = apply(
+            Some(&edited),
+            &deploy(9, "nginx", json!({})),
+            "ssa",
+            false,
+            "t2",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("conflict with \"editor\" using apps/v1 at t1: .spec.replicas"),
+            "{err}"
+        );
+
+        // `[{}]` resets managedFields; nothing is recorded.
+        let mut reset = edited.clone();
+        reset["metadata"]["managedFields"] = json!([{}]);
+        record_update(Some(&edited), &mut reset, "x", false, "t3");
+        assert!(reset.pointer("/metadata/managedFields").is_none());
+    }
+
+    #[test]
+    fn the_user_agent_names_a_manager_and_field_managers_are_validated() {
+        assert_eq!(
+            manager_or_user_agent(None, "kubectl/v1.31.0 (linux/amd64)"),
+            "kubectl"
+        );
+        assert_eq!(manager_or_user_agent(Some("m"), "kubectl/v1"), "m");
+        assert_eq!(manager_or_user_agent(Some(""), "a\u{1}b/c"), "ab");
+        assert!(validate_field_manager(&"x".repeat(128)).is_ok());
+        assert_eq!(
+            validate_field_manager(&"x".repeat(129)).unwrap_err().code(),
+            422
+        );
+        assert_eq!(validate_field_manager("a\nb").unwrap_err().code(), 422);
     }
 }

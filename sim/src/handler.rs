@@ -132,7 +132,12 @@ where
             return Ok(json_response(200, &doc));
         }
     }
-    let query = Query::parse(parts.uri.query());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let query = Query::parse(parts.uri.query()).with_user_agent(user_agent);
     let route = match routes::route(&path) {
         Ok(r) => r,
         Err(e) => {
@@ -447,6 +452,7 @@ where
             };
             let dry_run = query.dry_run(options)?;
             let fields = crate::query::field_validation(query, options)?;
+            let manager = query.field_manager()?;
             let bytes = read_body(body, inner.config.max_body).await?;
             if verb == "patch" && crate::apply::is_apply(content_type) {
                 return server_side_apply(inner, info, ns, &name, query, &bytes, mode, dry_run);
@@ -457,6 +463,7 @@ where
                     mode,
                     dry_run,
                     fields,
+                    manager,
                 };
                 let (obj, warnings) =
                     guaranteed_patch(inner, info, ns, &name, kind, &bytes, write)?;
@@ -483,9 +490,15 @@ where
                     if rr.subresource.is_some() {
                         return Err(SimError::MethodNotAllowed);
                     }
-                    Ok((201, inner.create(info, ns, obj, true, dry_run)?))
+                    Ok((
+                        201,
+                        inner.create(info, ns, obj, true, dry_run, Some(&manager))?,
+                    ))
                 } else {
-                    Ok((200, inner.update(info, ns, &name, obj, mode, dry_run)?))
+                    Ok((
+                        200,
+                        inner.update(info, ns, &name, obj, mode, dry_run, Some(&manager))?,
+                    ))
                 }
             })();
             Ok(match written {
@@ -502,7 +515,19 @@ where
             let opts = read_body(body, inner.config.max_body).await?;
             let opts = query.delete_options(&opts)?;
             let obj = inner.delete(info, ns, &name, &opts)?;
-            Ok(json_response(200, &obj))
+            // handlers/delete.go: 202 Accepted when the object was not deleted at once (it carries
+            // a deletionTimestamp and is still stored) and the client asked for cascading
+            // deletion with the deprecated `orphanDependents: false`; 200 otherwise.
+            let kept = obj.pointer("/metadata/deletionTimestamp").is_some()
+                && inner.get(info, ns, &name).is_ok_and(|live| {
+                    live.pointer("/metadata/uid") == obj.pointer("/metadata/uid")
+                });
+            let code = if kept && opts.orphan_dependents == Some(false) {
+                202
+            } else {
+                200
+            };
+            Ok(json_response(code, &obj))
         }
         _ => Err(SimError::MethodNotAllowed),
     }
@@ -565,7 +590,7 @@ fn server_side_apply(
         match current {
             None => {
                 wanted["metadata"]["name"] = Value::String(name.to_string());
-                match inner.create(info, ns, wanted, true, dry_run) {
+                match inner.create(info, ns, wanted, true, dry_run, None) {
                     Ok(created) => return Ok(json_response(201, &created)),
                     Err(SimError::AlreadyExists { .. }) => continue,
                     Err(e) => return Err(e),
@@ -576,7 +601,7 @@ fn server_side_apply(
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(Value::Null);
-                match inner.update(info, ns, name, wanted, mode, dry_run) {
+                match inner.update(info, ns, name, wanted, mode, dry_run, None) {
                     Ok(stored) => return Ok(json_response(200, &stored)),
                     Err(SimError::Conflict { .. }) => continue,
                     Err(e) => return Err(e),
@@ -643,7 +668,15 @@ where
                 .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?,
         };
         let wanted = apply_scale(&current, &scale)?;
-        match inner.update(info, ns, name, wanted, UpdateMode::Main, dry_run) {
+        match inner.update(
+            info,
+            ns,
+            name,
+            wanted,
+            UpdateMode::Main,
+            dry_run,
+            Some(&query.field_manager()?),
+        ) {
             Ok(stored) => return Ok(json_response(200, &to_scale(&stored))),
             Err(SimError::Conflict { .. }) if patch.is_some() => continue,
             Err(e) => return Err(e),
@@ -666,6 +699,8 @@ struct Write {
     mode: UpdateMode,
     dry_run: bool,
     fields: FieldValidation,
+    /// Who the patch is recorded under in managedFields.
+    manager: String,
 }
 
 /// Decode a create/update body as the apiserver's create.go/update.go do: a type error is 400
@@ -768,6 +803,7 @@ fn guaranteed_patch(
         mode,
         dry_run,
         fields,
+        manager,
     }: Write,
 ) -> Result<(Value, Vec<String>), SimError> {
     let key = match (info.namespaced, ns) {
@@ -786,7 +822,12 @@ fn guaranteed_patch(
         let patched = crate::patch::apply(kind, &old, body)?;
         let (patched, warnings) = decode_patched(info, (kind, body), &old, &patched, fields)?;
         crate::validation::object_meta(info, &patched, false)?;
-        let new = crate::lifecycle::prepare_update(info, &old, patched, mode)?;
+        let now = inner.clock.now_rfc3339();
+        let status = mode == UpdateMode::Status;
+        let new = crate::lifecycle::prepare_update(info, &old, patched, mode)?.map(|mut new| {
+            crate::apply::record_update(Some(&old), &mut new, &manager, status, &now);
+            new
+        });
         let mut store = lock(&inner.store);
         let current = store
             .get(info.plural, &key)

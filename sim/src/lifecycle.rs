@@ -457,6 +457,22 @@ pub fn prepare_update(
     // Immutable / server-owned metadata comes from the old object.
     let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let meta = meta_mut(&mut out);
+    // A client that doesn't send managedFields (or sends `[]`) keeps the live ones (fieldmanager:
+    // "prevent clients who don't understand managedFields from deleting it accidentally").
+    if meta
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        match old_meta.get("managedFields") {
+            Some(v) => {
+                meta.insert("managedFields".into(), v.clone());
+            }
+            None => {
+                meta.remove("managedFields");
+            }
+        }
+    }
     for key in [
         "name",
         "namespace",

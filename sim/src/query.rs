@@ -5,10 +5,11 @@ use std::time::Duration;
 use crate::error::{FieldCause, SimError};
 use crate::lifecycle::DeleteOptions;
 
-/// Decoded query pairs.
+/// Decoded query pairs, and the User-Agent that names a write's field manager by default.
 #[derive(Debug, Default)]
 pub struct Query {
     pairs: Vec<(String, String)>,
+    user_agent: String,
 }
 
 fn decode(s: &str) -> String {
@@ -47,7 +48,26 @@ impl Query {
                 None => (decode(p), String::new()),
             })
             .collect();
-        Self { pairs }
+        Self {
+            pairs,
+            user_agent: String::new(),
+        }
+    }
+
+    /// The request's User-Agent, for [`Query::field_manager`].
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = user_agent.to_string();
+        self
+    }
+
+    /// The manager a create, update or non-apply patch is recorded under in managedFields:
+    /// `fieldManager`, else the User-Agent's first segment; 422 for an invalid `fieldManager`.
+    pub fn field_manager(&self) -> Result<String, SimError> {
+        let given = self.get("fieldManager");
+        if let Some(m) = given {
+            crate::apply::validate_field_manager(m)?;
+        }
+        Ok(crate::apply::manager_or_user_agent(given, &self.user_agent))
     }
 
     /// The last value of a key.

@@ -331,7 +331,7 @@ impl Sim {
         obj: Value,
     ) -> Result<Value, SimError> {
         self.inner
-            .create(info_for(resource)?, namespace, obj, false, false)
+            .create(info_for(resource)?, namespace, obj, false, false, None)
     }
 
     /// Replace an object wholesale, status and deletionTimestamp included (RV precondition honoured if set).
@@ -348,7 +348,7 @@ impl Sim {
             .unwrap_or("")
             .to_string();
         self.inner
-            .update(info, namespace, &name, obj, UpdateMode::Whole, false)
+            .update(info, namespace, &name, obj, UpdateMode::Whole, false, None)
     }
 
     /// Delete an object at once (no grace, finalizers ignored — what a scenario's delete step means).
@@ -559,6 +559,9 @@ impl Inner {
     /// Create; `require_namespace` enforces that the namespace exists (HTTP path). A dry run
     /// checks everything a create checks and answers what would be stored, with no
     /// resourceVersion, writing nothing (no event, no RV, no cluster IP taken).
+    /// `manager`: who the create is recorded under in managedFields (`None`: not recorded, as for
+    /// a server-side apply that recorded itself, or the `Sim` API's own writes).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn create(
         &self,
         info: &'static ResourceInfo,
@@ -566,9 +569,18 @@ impl Inner {
         obj: Value,
         require_namespace: bool,
         dry_run: bool,
+        manager: Option<&str>,
     ) -> Result<Value, SimError> {
         let meta = self.new_meta();
+        let sent_fields = obj
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         let (ns, name, mut obj) = lifecycle::prepare_create(info, namespace, obj, meta)?;
+        if let Some(m) = manager.filter(|_| !sent_fields) {
+            // A create sending managedFields keeps them as given (lifecycle::prepare_create).
+            crate::apply::record_update(None, &mut obj, m, false, &self.clock.now_rfc3339());
+        }
         // Encode before taking the lock (a Service still waiting for its cluster IP is encoded at commit).
         let needs_ip = info.kind == "Service"
             && obj.pointer("/spec/clusterIP").is_none()
@@ -630,6 +642,7 @@ impl Inner {
         Ok(store.commit(info.plural, key, Some(obj)))
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn update(
         &self,
         info: &'static ResourceInfo,
@@ -638,6 +651,7 @@ impl Inner {
         obj: Value,
         mode: UpdateMode,
         dry_run: bool,
+        manager: Option<&str>,
     ) -> Result<Value, SimError> {
         if let Some(body_name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
             if !body_name.is_empty() && body_name != name {
@@ -654,7 +668,20 @@ impl Inner {
                 resource: info.qualified(),
                 name: name.to_string(),
             })?;
-        let (stored, released) = match lifecycle::prepare_update(info, old, obj, mode)? {
+        let prepared = lifecycle::prepare_update(info, old, obj, mode)?.map(|mut new| {
+            if let Some(m) = manager {
+                let status = mode == UpdateMode::Status;
+                crate::apply::record_update(
+                    Some(old),
+                    &mut new,
+                    m,
+                    status,
+                    &self.clock.now_rfc3339(),
+                );
+            }
+            new
+        });
+        let (stored, released) = match prepared {
             None => return Ok(old.clone()),
             Some(new) if dry_run => return Ok(dry_run_result(old, new)),
             Some(new) => self.commit_update(&mut store, info, key, mode, new),

@@ -570,3 +570,32 @@ async fn kubectl_graceful_then_forced_delete() {
     );
     assert_eq!(sim.ips_in_use(), 0);
 }
+
+/// `handlers/delete.go`: a delete that leaves the object in place (here held by a finalizer)
+/// answers 202 Accepted when the client asked for cascading deletion with the deprecated
+/// `orphanDependents: false`, 200 otherwise; a delete that removes at once is 200 either way.
+#[tokio::test(start_paused = true)]
+async fn a_held_delete_with_orphan_dependents_false_is_202() {
+    let sim = sim();
+    for name in ["held", "gone"] {
+        let finalizers = if name == "held" {
+            json!(["example.com/hold"])
+        } else {
+            json!([])
+        };
+        post(
+            &sim,
+            SECRETS,
+            json!({"metadata": {"name": name, "finalizers": finalizers}}),
+        )
+        .await;
+    }
+    let body = json!({"orphanDependents": false}).to_string();
+    let (code, held) = delete(&sim, &format!("{SECRETS}/held"), &body).await;
+    assert_eq!(code, 202, "{held}");
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    let (code, gone) = delete(&sim, &format!("{SECRETS}/gone"), &body).await;
+    assert_eq!(code, 200, "{gone}");
+    let (code, _) = get(&sim, &format!("{SECRETS}/gone")).await;
+    assert_eq!(code, 404);
+}

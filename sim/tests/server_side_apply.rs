@@ -210,3 +210,146 @@ async fn kubectl_apply_server_side_twice_conflicts_then_forces() {
         5
     );
 }
+
+/// Every write records its manager (structured-merge-diff `Update`, fieldmanager
+/// `managerOrUserAgent`): create and merge-patch own what they set or change as
+/// `operation: Update`, a `/status` write owns status under `subresource: status`, and an apply
+/// changing an updater's field conflicts with it as upstream prints it ("… using apps/v1 at …").
+#[tokio::test]
+async fn updates_and_patches_record_managed_fields_and_an_apply_conflicts_with_them() {
+    use kube::api::PostParams;
+    let sim = Sim::builder().seed(3).build();
+    sim.apply(&Step::create_namespace("ssa")).unwrap();
+    let api: Api<Deployment> = Api::namespaced(common::client(&sim), "ssa");
+    let made: Deployment = api
+        .create(
+            &PostParams {
+                field_manager: Some("maker".into()),
+                ..Default::default()
+            },
+            &serde_json::from_value(deploy(2, json!({"team": "a"}))).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(managers(&made), [("maker".into(), "Update".into())]);
+    let fields = serde_json::to_value(&made.metadata.managed_fields.as_ref().unwrap()[0]).unwrap();
+    assert!(
+        fields.pointer("/fieldsV1/f:spec/f:replicas").is_some(),
+        "{fields}"
+    );
+
+    // A merge patch by "editor" takes replicas from "maker".
+    let edited = api
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("editor".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let entries = serde_json::to_value(edited.metadata.managed_fields.as_ref().unwrap()).unwrap();
+    let owner_of_replicas: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.pointer("/fieldsV1/f:spec/f:replicas").is_some())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owner_of_replicas, ["editor"], "{entries}");
+
+    // A status write is its own entry, on the status subresource.
+    let status = api
+        .patch_status(
+            "web",
+            &PatchParams {
+                field_manager: Some("ctl".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"status": {"observedGeneration": 2}})),
+        )
+        .await
+        .unwrap();
+    let entries = serde_json::to_value(status.metadata.managed_fields.as_ref().unwrap()).unwrap();
+    let ctl = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "ctl")
+        .unwrap_or_else(|| panic!("{entries}"));
+    assert_eq!(ctl["subresource"], "status");
+    assert!(ctl
+        .pointer("/fieldsV1/f:status/f:observedGeneration")
+        .is_some());
+
+    // An apply changing editor's replicas conflicts with editor, printed as upstream does.
+    let err = api
+        .patch(
+            "web",
+            &PatchParams::apply("alpha"),
+            &Patch::Apply(deploy(7, json!({}))),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(s.code, 409);
+    assert!(
+        s.message
+            .contains("conflict with \"editor\" using apps/v1 at ")
+            && s.message.contains(".spec.replicas"),
+        "{}",
+        s.message
+    );
+    // Same replicas as live: no conflict, shared ownership.
+    api.patch(
+        "web",
+        &PatchParams::apply("alpha"),
+        &Patch::Apply(deploy(3, json!({}))),
+    )
+    .await
+    .unwrap();
+}
+
+/// Without `fieldManager` a write is recorded under the User-Agent's first segment; an invalid
+/// `fieldManager` is 422 (apimachinery `ValidateFieldManager`).
+#[tokio::test]
+async fn the_user_agent_names_the_manager_and_a_bad_field_manager_is_422() {
+    use tower::ServiceExt;
+    let sim = Sim::builder().seed(4).build();
+    sim.apply(&Step::create_namespace("ua")).unwrap();
+    let send = |uri: String| {
+        let svc = sim.service();
+        async move {
+            let req = http::Request::post(uri)
+                .header("content-type", "application/json")
+                .header("user-agent", "mytool/1.2 (linux)")
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    serde_json::to_vec(&json!({"metadata": {"name": "c"}, "data": {"a": "b"}}))
+                        .unwrap(),
+                )))
+                .unwrap();
+            let resp = svc.oneshot(req).await.unwrap();
+            let code = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (code, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let (code, made) = send("/api/v1/namespaces/ua/configmaps".into()).await;
+    assert_eq!(code, 201, "{made}");
+    assert_eq!(made["metadata"]["managedFields"][0]["manager"], "mytool");
+    assert_eq!(made["metadata"]["managedFields"][0]["operation"], "Update");
+    let long = "m".repeat(129);
+    let (code, status) = send(format!(
+        "/api/v1/namespaces/ua/configmaps?fieldManager={long}"
+    ))
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(status["message"].as_str().unwrap().contains("fieldManager"));
+}
