@@ -110,6 +110,9 @@
               KUBECTL = "${pkgs.kubectl}/bin/kubectl";
               PODGRANT_TEST_MYSQL = "spawn";
               # No skip to green: a test that can't find one of these fails (harness/src/require.rs).
+              # Not node: @kubernetes/client-node comes from npm, which the sandbox can't reach
+              # without a fixed-output derivation; sim/tests/node_client.rs skips loudly there
+              # and .ci/run requires it.
               PODGRANT_REQUIRE = "mysql,kubectl,go,python";
               # The probe's Python subject (harness/tests/probe.rs) and the sim's Python suite need
               # the `kubernetes` client; sim/tests/kopf_operator.rs needs kopf.

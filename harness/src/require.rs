@@ -25,16 +25,19 @@ pub enum Component {
     Go,
     Python,
     Docker,
+    /// Node.js with `@kubernetes/client-node` (`PODGRANT_NODE_CLIENT`, `.ci/run` installs it).
+    Node,
 }
 
 impl Component {
     /// Every component, in the order the list documents them.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Mysql,
         Component::Kubectl,
         Component::Go,
         Component::Python,
         Component::Docker,
+        Component::Node,
     ];
 
     /// The name used in `PODGRANT_REQUIRE`.
@@ -45,6 +48,7 @@ impl Component {
             Component::Go => "go",
             Component::Python => "python",
             Component::Docker => "docker",
+            Component::Node => "node",
         }
     }
 }
@@ -65,7 +69,7 @@ impl fmt::Display for RequireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{REQUIRE_ENV}: unknown component {:?} (expected a comma-separated list of mysql, kubectl, go, python, docker)",
+            "{REQUIRE_ENV}: unknown component {:?} (expected a comma-separated list of mysql, kubectl, go, python, docker, node)",
             self.unknown
         )
     }
@@ -151,7 +155,7 @@ mod tests {
 
     #[test]
     fn parses_every_documented_component_and_rejects_unknown_ones() {
-        let r = Required::parse(" MySQL, kubectl,,go ,python,docker,mysql").expect("parses");
+        let r = Required::parse(" MySQL, kubectl,,go ,python,docker,node,mysql").expect("parses");
         for c in Component::ALL {
             assert!(r.contains(c), "{c}");
         }

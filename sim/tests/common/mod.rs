@@ -127,6 +127,33 @@ pub fn python() -> Result<std::path::PathBuf, String> {
     }
 }
 
+/// Node.js and the folder holding `node_modules/@kubernetes/client-node` (`PODGRANT_NODE_CLIENT`,
+/// which `.ci/run` fills, else `~/.cache/podgrant-node`), if both are there and Node runs.
+#[allow(dead_code)]
+pub fn node_client() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    use std::path::PathBuf;
+    let dir = std::env::var_os("PODGRANT_NODE_CLIENT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/podgrant-node")))
+        .ok_or("neither PODGRANT_NODE_CLIENT nor HOME is set")?;
+    let module = dir.join("node_modules/@kubernetes/client-node/package.json");
+    if !module.exists() {
+        return Err(format!(
+            "{} is missing (npm install @kubernetes/client-node@1.4.0 there)",
+            module.display()
+        ));
+    }
+    let node = PathBuf::from("node");
+    match std::process::Command::new(&node).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok((node, dir)),
+        Ok(o) => Err(format!(
+            "node --version failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("node: {e}")),
+    }
+}
+
 /// Run the real kubectl with `--kubeconfig kc` (at most 60 s): (success, stdout, stderr).
 pub async fn run_kubectl(kc: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = tokio::time::timeout(
