@@ -150,7 +150,9 @@ fn watch_tcp(c: &mut Criterion) {
         raw_list("application/json", LIST_PODS * 300).len()
     );
     assert!(
-        first.windows(35).any(|w| w == b"application/vnd.kubernetes.protobuf"),
+        first
+            .windows(35)
+            .any(|w| w == b"application/vnd.kubernetes.protobuf"),
         "not a protobuf response"
     );
     g.bench_function("raw_bytes", |b| {

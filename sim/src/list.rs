@@ -173,7 +173,7 @@ pub(crate) fn render(
         return Ok((bytes, page.more.is_none()));
     }
     if wire == Wire::Protobuf {
-        if let Some(bytes) = crate::protobuf::list(info, &metadata, &page.items)? {
+        if let Some(bytes) = crate::protobuf::list(info, &metadata, &page.items) {
             return Ok((bytes, page.more.is_none()));
         }
     }

@@ -84,12 +84,14 @@ impl Wire {
 
     /// A response with `v` (an object or a list, its `apiVersion`/`kind` naming its message;
     /// `info`'s when absent): protobuf when negotiated and the kind has a message, else JSON.
+    /// An object that does not fit its message (one stored through the Rust API, which does
+    /// not validate) goes out as JSON, which every client that asks for protobuf also accepts.
     pub fn object(self, code: u16, info: &ResourceInfo, v: &Value) -> Response<SimBody> {
         if self == Wire::Protobuf {
             match encode_object(info, v) {
                 Ok(Some(bytes)) => return response(code, bytes, MEDIA_TYPE),
                 Ok(None) => {}
-                Err(e) => return crate::handler::error_response(&encode_failed(e)),
+                Err(e) => tracing::warn!(kind = info.kind, "sent as JSON: {e}"),
             }
         }
         crate::handler::json_response(code, v)
@@ -99,10 +101,6 @@ impl Wire {
     pub fn watch_in_protobuf(self, info: &ResourceInfo) -> bool {
         self == Wire::Protobuf && has_message(info)
     }
-}
-
-fn encode_failed(e: CodecError) -> SimError {
-    SimError::Internal(format!("encoding the object as protobuf: {e}"))
 }
 
 fn response(code: u16, body: Vec<u8>, content_type: &'static str) -> Response<SimBody> {
@@ -282,12 +280,23 @@ fn varint_len(v: u64) -> usize {
 }
 
 /// A `<Kind>List` envelope of stored objects, each item's message encoded once and kept with
-/// the object (the watch cache's `cachingObject` idea). `Ok(None)` when the kind has no message.
-pub(crate) fn list(
+/// the object (the watch cache's `cachingObject` idea). `None` when the kind has no message or
+/// an object does not fit it (the list then goes out as JSON, as [`Wire::object`] does).
+pub(crate) fn list(info: &ResourceInfo, metadata: &Value, items: &[Arc<Obj>]) -> Option<Vec<u8>> {
+    match list_inner(info, metadata, items) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(kind = info.kind, "list sent as JSON: {e}");
+            None
+        }
+    }
+}
+
+fn list_inner(
     info: &ResourceInfo,
     metadata: &Value,
     items: &[Arc<Obj>],
-) -> Result<Option<Vec<u8>>, SimError> {
+) -> Result<Option<Vec<u8>>, CodecError> {
     let schema = Schema::get();
     let api_version = info.api_version();
     let list_kind = info.list_kind();
@@ -307,15 +316,13 @@ pub(crate) fn list(
         _ => return Ok(None),
     };
     let mut meta = Vec::new();
-    codec::encode(schema, meta_msg, metadata, &mut meta, "metadata").map_err(encode_failed)?;
+    codec::encode(schema, meta_msg, metadata, &mut meta, "metadata")?;
     let mut encoded = Vec::with_capacity(items.len());
     for o in items {
-        let bytes = o
-            .protobuf(|v| {
-                let mut b = Vec::with_capacity(o.json().len() / 2);
-                codec::encode(schema, item_msg, v, &mut b, "").map(|()| Bytes::from(b))
-            })
-            .map_err(encode_failed)?;
+        let bytes = o.protobuf(|v| {
+            let mut b = Vec::with_capacity(o.json().len() / 2);
+            codec::encode(schema, item_msg, v, &mut b, "").map(|()| Bytes::from(b))
+        })?;
         encoded.push(bytes);
     }
     let field_len =

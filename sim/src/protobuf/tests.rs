@@ -127,7 +127,7 @@ fn a_list_envelope_holds_each_items_message() {
         })
         .collect();
     let meta = json!({"resourceVersion": "9", "continue": "abc", "remainingItemCount": 4});
-    let bytes = list(info("pods"), &meta, &pods).unwrap().unwrap();
+    let bytes = list(info("pods"), &meta, &pods).unwrap();
     let v = decode_envelope(&bytes).unwrap();
     assert_eq!(v["kind"], "PodList");
     assert_eq!(v["metadata"], meta);
@@ -139,7 +139,7 @@ fn a_list_envelope_holds_each_items_message() {
         .collect();
     assert_eq!(names, ["p0", "p1", "p2"]);
     // The second time the items' messages come from their cache: the same bytes.
-    assert_eq!(list(info("pods"), &meta, &pods).unwrap().unwrap(), bytes);
+    assert_eq!(list(info("pods"), &meta, &pods).unwrap(), bytes);
 }
 
 #[test]
@@ -274,4 +274,20 @@ fn deeply_nested_raw_extensions_are_refused() {
         inner = env;
     }
     assert!(decode_envelope(&inner).is_err());
+}
+
+/// A stored object that does not fit its message (the Rust API stores without validating)
+/// goes out as JSON rather than as a 500 or a half-encoded message.
+#[test]
+fn an_object_that_does_not_fit_its_message_goes_out_as_json() {
+    let odd = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "ports": [{"containerPort": "eighty"}]}]}});
+    assert!(matches!(
+        encode_object(info("pods"), &odd),
+        Err(CodecError::Field { .. })
+    ));
+    let resp = Wire::Protobuf.object(200, info("pods"), &odd);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let obj = Obj::encode("pods", "ADDED", &odd).0;
+    assert!(list(info("pods"), &json!({}), &[obj]).is_none());
 }
