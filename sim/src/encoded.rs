@@ -19,6 +19,8 @@ pub struct Obj {
     fields: Fields,
     /// Parsed from `json` the first time someone asks for a `Value`.
     value: OnceLock<Value>,
+    /// Its protobuf message, encoded the first time a protobuf list asks for it.
+    protobuf: OnceLock<Bytes>,
 }
 
 impl std::fmt::Debug for Obj {
@@ -109,6 +111,7 @@ impl Obj {
             labels,
             fields,
             value: OnceLock::new(),
+            protobuf: OnceLock::new(),
         })
     }
 
@@ -139,6 +142,18 @@ impl Obj {
             Some(v) => v.clone(),
             None => serde_json::from_slice(&self.json).unwrap_or(Value::Null),
         }
+    }
+
+    /// The object's protobuf message: encoded by `encode` from its value the first time, then kept.
+    pub(crate) fn protobuf<E>(
+        &self,
+        encode: impl FnOnce(&Value) -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        if let Some(b) = self.protobuf.get() {
+            return Ok(b.clone());
+        }
+        let b = encode(&self.to_value())?;
+        Ok(self.protobuf.get_or_init(|| b).clone())
     }
 
     /// Whether both selectors match, from the pre-extracted values (no parsing).

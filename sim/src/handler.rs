@@ -14,6 +14,7 @@ use crate::fault::{Decision, ErrorBody, InjectedError};
 use crate::fields::FieldValidation;
 use crate::lifecycle::UpdateMode;
 use crate::patch::PatchType;
+use crate::protobuf::Wire;
 use crate::query::{ListParams, Query, Rv};
 use crate::routes::{self, ResourceRequest, Route};
 use crate::selector::{FieldSelector, LabelSelector, Selectors};
@@ -173,12 +174,13 @@ where
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let table = TableOpts::from_request(accept, query.get("includeObject"));
+            let wire = Wire::negotiate(accept);
             resource(
                 &inner,
                 &parts.method,
                 rr,
                 &query,
-                &content_type,
+                (&content_type, wire),
                 table,
                 body,
             )
@@ -274,17 +276,12 @@ async fn apply_pre_faults(d: &Decision) -> Result<Option<Response<SimBody>>, Fai
 
 use futures::StreamExt;
 
-fn is_json(ct: &str) -> bool {
-    let base = ct.split(';').next().unwrap_or("").trim();
-    base.is_empty() || base == "application/json" || base == "*/*"
-}
-
 async fn resource<B>(
     inner: &Arc<Inner>,
     method: &Method,
     rr: ResourceRequest,
     query: &Query,
-    content_type: &str,
+    (content_type, wire): (&str, Wire),
     table: Option<TableOpts>,
     body: B,
 ) -> Result<Response<SimBody>, Failure>
@@ -312,9 +309,18 @@ where
     if let Some(resp) = apply_pre_faults(&decision).await? {
         return Ok(resp);
     }
-    execute(inner, rr, verb, query, content_type, table, decision, body)
-        .await
-        .map_err(Failure::Status)
+    execute(
+        inner,
+        rr,
+        verb,
+        query,
+        (content_type, wire),
+        table,
+        decision,
+        body,
+    )
+    .await
+    .map_err(Failure::Status)
 }
 
 /// Carry out a verb (after faults that answer early).
@@ -324,7 +330,7 @@ async fn execute<B>(
     rr: ResourceRequest,
     verb: &'static str,
     query: &Query,
-    content_type: &str,
+    (content_type, wire): (&str, Wire),
     table: Option<TableOpts>,
     decision: Decision,
     body: B,
@@ -343,7 +349,7 @@ where
             rr.name.as_deref().unwrap_or(""),
             verb,
             query,
-            content_type,
+            (content_type, wire),
             body,
         )
         .await;
@@ -363,7 +369,7 @@ where
                     200,
                     &crate::table::from_object(info, &obj, inner.clock.now(), t, true),
                 )),
-                None => Ok(json_response(200, &obj)),
+                None => Ok(wire.object(200, info, &obj)),
             }
         }
         "list" | "watch" | "deletecollection" => {
@@ -395,11 +401,12 @@ where
                             continue_token: params.continue_token.as_deref(),
                         },
                         table.map(|t| (t, now)),
+                        wire,
                     )?;
                     if last {
                         lock(&inner.stats).count_list_served(info.plural);
                     }
-                    Ok(bytes_response(200, bytes))
+                    Ok(crate::protobuf::body_response(200, bytes))
                 }
                 "watch" => {
                     // A streaming list (sendInitialEvents) at an RV the store has not reached waits
@@ -415,7 +422,13 @@ where
                         _ => None,
                     };
                     Ok(start_watch(
-                        inner, rr, params, selectors, decision, table, stale,
+                        inner,
+                        rr,
+                        params,
+                        selectors,
+                        decision,
+                        (table, wire),
+                        stale,
                     ))
                 }
                 _ => {
@@ -433,8 +446,9 @@ where
                         }
                     }
                     let store = lock(&inner.store);
-                    Ok(json_response(
+                    Ok(wire.object(
                         200,
+                        info,
                         &serde_json::json!({
                             "kind": info.list_kind(), "apiVersion": info.api_version(),
                             "metadata": {"resourceVersion": store.current_rv().to_string()},
@@ -467,15 +481,9 @@ where
                 };
                 let (obj, warnings) =
                     guaranteed_patch(inner, info, ns, &name, kind, &bytes, write)?;
-                return Ok(with_warnings(json_response(200, &obj), &warnings));
+                return Ok(with_warnings(wire.object(200, info, &obj), &warnings));
             }
-            if !is_json(content_type) {
-                return Err(SimError::UnsupportedMediaType(format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json (got \"{content_type}\")"
-                )));
-            }
-            let obj: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?;
+            let (obj, bytes) = crate::protobuf::decode_body(info, content_type, bytes)?;
             let (obj, warnings) = decode_fields(info, &bytes, &obj, fields)?;
             // The warnings are recorded once decoded: they go out with whatever the write answers,
             // a later 409 or 422 included (the apiserver's warning recorder writes headers on
@@ -502,7 +510,7 @@ where
                 }
             })();
             Ok(match written {
-                Ok((code, obj)) => with_warnings(json_response(code, &obj), &warnings),
+                Ok((code, obj)) => with_warnings(wire.object(code, info, &obj), &warnings),
                 Err(e) => with_warnings(error_response(&e), &warnings),
             })
         }
@@ -527,7 +535,7 @@ where
             } else {
                 200
             };
-            Ok(json_response(code, &obj))
+            Ok(wire.object(code, info, &obj))
         }
         _ => Err(SimError::MethodNotAllowed),
     }
@@ -627,7 +635,7 @@ async fn scale_request<B>(
     name: &str,
     verb: &str,
     query: &Query,
-    content_type: &str,
+    (content_type, wire): (&str, Wire),
     body: B,
 ) -> Result<Response<SimBody>, SimError>
 where
@@ -642,17 +650,18 @@ where
         _ => return Err(SimError::MethodNotAllowed),
     };
     if verb == "get" {
-        return Ok(json_response(200, &to_scale(&inner.get(info, ns, name)?)));
+        return Ok(wire.object(200, info, &to_scale(&inner.get(info, ns, name)?)));
     }
     let bytes = read_body(body, inner.config.max_body).await?;
-    let patch = if verb == "patch" {
-        Some(PatchType::from_content_type(content_type)?)
-    } else if !is_json(content_type) {
-        return Err(SimError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got \"{content_type}\")"
-        )));
+    let (patch, put) = if verb == "patch" {
+        (Some(PatchType::from_content_type(content_type)?), None)
     } else {
-        None
+        let scale = crate::protobuf::decode_typed(
+            ("autoscaling/v1", "Scale"),
+            content_type,
+            bytes.clone(),
+        )?;
+        (None, Some(scale.0))
     };
     for _ in 0..5 {
         let current = inner.get(info, ns, name)?;
@@ -664,8 +673,7 @@ where
                     to_scale(&current)["metadata"]["resourceVersion"].clone();
                 s
             }
-            None => serde_json::from_slice(&bytes)
-                .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?,
+            None => put.clone().unwrap_or_default(),
         };
         let wanted = apply_scale(&current, &scale)?;
         match inner.update(
@@ -677,7 +685,7 @@ where
             dry_run,
             Some(&query.field_manager()?),
         ) {
-            Ok(stored) => return Ok(json_response(200, &to_scale(&stored))),
+            Ok(stored) => return Ok(wire.object(200, info, &to_scale(&stored))),
             Err(SimError::Conflict { .. }) if patch.is_some() => continue,
             Err(e) => return Err(e),
         }
@@ -862,7 +870,7 @@ fn start_watch(
     params: ListParams,
     selectors: Selectors,
     decision: Decision,
-    table: Option<TableOpts>,
+    (table, wire): (Option<TableOpts>, Wire),
     stale: Option<SimError>,
 ) -> Response<SimBody> {
     {
@@ -938,11 +946,19 @@ fn start_watch(
         plan_changes: Some(watch::PlanChanges::new(inner.faults.clone())),
     };
     let s = watch::stream(spec, start, rx, decision.watch, inner.stats.clone());
-    let mut resp = Response::new(SimBody::stream(s));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut resp = if table.is_none() && wire.watch_in_protobuf(rr.info) {
+        let mut resp = Response::new(SimBody::stream(crate::protobuf::watch_stream(rr.info, s)));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, crate::protobuf::watch_content_type());
+        resp
+    } else {
+        let mut resp = Response::new(SimBody::stream(s));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    };
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),

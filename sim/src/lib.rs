@@ -23,6 +23,7 @@ pub mod list; // list pages and continue tokens
 mod microtime; // metav1.MicroTime fields checked and stored as upstream
 pub mod openapi; // minimal OpenAPI v3 for kubectl's field-validation probe
 pub mod patch; // merge, JSON and strategic merge patches
+mod protobuf; // application/vnd.kubernetes.protobuf bodies for built-in kinds
 pub mod query; // query-string parsing and list/watch parameters
 pub mod resource; // the table of served resources
 pub mod routes; // URL routing

@@ -251,22 +251,16 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
             }
             match kind {
                 "Deployment" => {
-                    default_field(
+                    default_strategy(
                         spec,
                         "strategy",
-                        json!({"type": "RollingUpdate",
-                        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                        json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
                     );
                     default_field(spec, "progressDeadlineSeconds", json!(600));
                 }
                 "StatefulSet" => {
                     default_field(spec, "podManagementPolicy", json!("OrderedReady"));
-                    default_field(
-                        spec,
-                        "updateStrategy",
-                        json!({"type": "RollingUpdate",
-                        "rollingUpdate": {"partition": 0}}),
-                    );
+                    default_strategy(spec, "updateStrategy", json!({"partition": 0}));
                     default_field(
                         spec,
                         "persistentVolumeClaimRetentionPolicy",
@@ -274,11 +268,10 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
                     );
                 }
                 "DaemonSet" => {
-                    default_field(
+                    default_strategy(
                         spec,
                         "updateStrategy",
-                        json!({"type": "RollingUpdate",
-                        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                        json!({"maxUnavailable": 1, "maxSurge": 0}),
                     );
                 }
                 _ => {}
@@ -334,6 +327,33 @@ fn default_pod_spec(spec: &mut Value) {
 }
 
 /// Set `obj[key]` when it is absent or null.
+/// A workload's update strategy as `SetDefaults_{Deployment,StatefulSet,DaemonSet}` default it
+/// field by field: an empty type is `RollingUpdate`, whose missing parameters get `rolling`'s
+/// (so `strategy: {}`, which Go clients send for an unset strategy, is defaulted too).
+fn default_strategy(spec: &mut Value, key: &str, rolling: Value) {
+    if !spec.get(key).is_some_and(Value::is_object) {
+        spec[key] = json!({});
+    }
+    let strategy = &mut spec[key];
+    if strategy.get("type").is_none_or(|t| t.is_null() || t == "") {
+        strategy["type"] = json!("RollingUpdate");
+    }
+    if strategy["type"] != "RollingUpdate" {
+        return;
+    }
+    default_field(strategy, "rollingUpdate", json!({}));
+    if let (Some(ru), Some(defaults)) = (
+        strategy["rollingUpdate"].as_object_mut(),
+        rolling.as_object(),
+    ) {
+        for (k, v) in defaults {
+            if ru.get(k).is_none_or(Value::is_null) {
+                ru.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 fn default_field(obj: &mut Value, key: &str, value: Value) {
     if obj.get(key).is_none_or(Value::is_null) {
         obj[key] = value;
@@ -898,6 +918,51 @@ mod tests {
             uid: "u".into(),
             now: "2026-01-01T00:00:00Z".into(),
             suffix: "abcde".into(),
+        }
+    }
+
+    /// `SetDefaults_Deployment`/`_StatefulSet`/`_DaemonSet` default an update strategy field by
+    /// field: the `strategy: {}` a Go client sends for an unset one gets RollingUpdate and its
+    /// parameters; a Recreate keeps none; a given parameter stays.
+    #[test]
+    fn workload_strategies_default_field_by_field() {
+        let cases = [
+            (
+                "deployments",
+                "strategy",
+                json!({}),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            ),
+            (
+                "deployments",
+                "strategy",
+                json!({"type": "Recreate"}),
+                json!({"type": "Recreate"}),
+            ),
+            (
+                "deployments",
+                "strategy",
+                json!({"rollingUpdate": {"maxSurge": 2}}),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": 2}}),
+            ),
+            (
+                "statefulsets",
+                "updateStrategy",
+                json!({}),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            ),
+            (
+                "daemonsets",
+                "updateStrategy",
+                json!({"type": "OnDelete"}),
+                json!({"type": "OnDelete"}),
+            ),
+        ];
+        for (plural, field, given, want) in cases {
+            let info = crate::resource::by_plural(plural).unwrap();
+            let mut obj = json!({"spec": {field: given}});
+            default_object(info, &mut obj, "2026-01-01T00:00:00Z");
+            assert_eq!(obj["spec"][field], want, "{plural} {given}");
         }
     }
 

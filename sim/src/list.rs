@@ -20,6 +20,7 @@ use std::time::SystemTime;
 
 use crate::encoded::Obj;
 use crate::error::SimError;
+use crate::protobuf::Wire;
 use crate::query::{Rv, RvMatch};
 use crate::resource::ResourceInfo;
 use crate::selector::Selectors;
@@ -101,11 +102,12 @@ pub struct PageSpec<'a> {
     pub continue_token: Option<&'a str>,
 }
 
-/// One page of a list, serialized: the `<Kind>List` JSON document, or a `Table` when `table` is set.
+/// One page of a list, serialized: the `<Kind>List` JSON document (protobuf when `wire` says so
+/// and the kind has a message), or a `Table` when `table` is set.
 /// The page's objects are picked under the store lock (shared, never cloned); the document is
 /// put together from their encoded JSON after the lock is released. Also returns whether this
 /// is the list's last page.
-pub fn render(
+pub(crate) fn render(
     store: &Mutex<Store>,
     info: &'static ResourceInfo,
     namespace: Option<&str>,
@@ -116,6 +118,7 @@ pub fn render(
         continue_token,
     }: PageSpec<'_>,
     table: Option<(TableOpts, SystemTime)>,
+    wire: Wire,
 ) -> Result<(Vec<u8>, bool), SimError> {
     let after = continue_token.map(decode).transpose()?;
     let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
@@ -168,6 +171,11 @@ pub fn render(
         let doc = crate::table::from_items(info, &items, metadata, now, opts);
         let bytes = serde_json::to_vec(&doc).map_err(|e| SimError::Internal(e.to_string()))?;
         return Ok((bytes, page.more.is_none()));
+    }
+    if wire == Wire::Protobuf {
+        if let Some(bytes) = crate::protobuf::list(info, &metadata, &page.items) {
+            return Ok((bytes, page.more.is_none()));
+        }
     }
     let head =
         json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": metadata});
