@@ -121,19 +121,20 @@ where
     if path.starts_with("/_sim/") || path == "/_sim" {
         return Ok(crate::admin::handle(&inner, &parts.method, &path, body).await);
     }
+    let registry = inner.registry();
     if parts.method == Method::GET {
         if path == "/openapi/v3" {
-            return Ok(json_response(200, &crate::openapi::root()));
+            return Ok(json_response(200, &crate::openapi::root(&registry)));
         }
         if let Some(doc) = path
             .strip_prefix("/openapi/v3/")
-            .and_then(crate::openapi::group_version)
+            .and_then(|p| crate::openapi::group_version(&registry, p))
         {
             return Ok(json_response(200, &doc));
         }
     }
     let query = Query::parse(parts.uri.query());
-    let route = match routes::route(&path) {
+    let route = match routes::route(&path, &registry) {
         Ok(r) => r,
         Err(e) => {
             lock(&inner.stats).unrouted += 1;
@@ -150,10 +151,10 @@ where
     Ok(match route {
         Route::Version => get_only(crate::discovery::version()),
         Route::CoreVersions => get_only(crate::discovery::core_versions()),
-        Route::Groups => get_only(crate::discovery::group_list()),
-        Route::Group(g) => get_only(crate::discovery::group(&g)),
+        Route::Groups => get_only(crate::discovery::group_list(&registry)),
+        Route::Group(g) => get_only(crate::discovery::group(&registry, &g)),
         Route::ResourceList { group, version } => {
-            get_only(crate::discovery::resource_list(&group, &version))
+            get_only(crate::discovery::resource_list(&registry, &group, &version))
         }
         Route::Resource(rr) => {
             let content_type = parts
@@ -287,13 +288,13 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let info = rr.info;
+    let info = &rr.info.clone();
     let watch_flag = query.flag("watch");
     let verb = rr.verb(method, watch_flag).map_err(Failure::Status)?;
-    lock(&inner.stats).count_request(verb, info.plural);
+    lock(&inner.stats).count_request(verb, &info.plural);
     let ns = rr.namespace.as_deref();
     let has_continue = query.get("continue").is_some_and(|c| !c.is_empty());
-    let decision = inner.faults.decide(info.plural, verb, ns, has_continue);
+    let decision = inner.faults.decide(&info.plural, verb, ns, has_continue);
     {
         let mut stats = lock(&inner.stats);
         for f in &decision.fired {
@@ -328,7 +329,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let info = rr.info;
+    let info = &rr.info.clone();
     let ns = rr.namespace.as_deref();
     if rr.subresource.as_deref() == Some("scale") {
         return scale_request(
@@ -392,7 +393,7 @@ where
                         table.map(|t| (t, now)),
                     )?;
                     if last {
-                        lock(&inner.stats).count_list_served(info.plural);
+                        lock(&inner.stats).count_list_served(&info.plural);
                     }
                     Ok(bytes_response(200, bytes))
                 }
@@ -514,7 +515,7 @@ where
 #[allow(clippy::too_many_arguments)]
 fn server_side_apply(
     inner: &Arc<Inner>,
-    info: &'static crate::resource::ResourceInfo,
+    info: &crate::resource::Resource,
     ns: Option<&str>,
     name: &str,
     query: &Query,
@@ -597,7 +598,7 @@ fn server_side_apply(
 #[allow(clippy::too_many_arguments)]
 async fn scale_request<B>(
     inner: &Arc<Inner>,
-    info: &'static crate::resource::ResourceInfo,
+    info: &crate::resource::Resource,
     ns: Option<&str>,
     name: &str,
     verb: &str,
@@ -617,7 +618,10 @@ where
         _ => return Err(SimError::MethodNotAllowed),
     };
     if verb == "get" {
-        return Ok(json_response(200, &to_scale(&inner.get(info, ns, name)?)));
+        return Ok(json_response(
+            200,
+            &to_scale(info, &inner.get(info, ns, name)?),
+        ));
     }
     let bytes = read_body(body, inner.config.max_body).await?;
     let patch = if verb == "patch" {
@@ -633,18 +637,18 @@ where
         let current = inner.get(info, ns, name)?;
         let scale = match patch {
             Some(kind) => {
-                let mut s = crate::patch::apply(kind, &to_scale(&current), &bytes)?;
+                let mut s = crate::patch::apply(kind, &to_scale(info, &current), &bytes)?;
                 // A patch is against the Scale read now: it carries that version.
                 s["metadata"]["resourceVersion"] =
-                    to_scale(&current)["metadata"]["resourceVersion"].clone();
+                    to_scale(info, &current)["metadata"]["resourceVersion"].clone();
                 s
             }
             None => serde_json::from_slice(&bytes)
                 .map_err(|e| SimError::BadRequest(format!("error decoding request body: {e}")))?,
         };
-        let wanted = apply_scale(&current, &scale)?;
+        let wanted = apply_scale(info, &current, &scale)?;
         match inner.update(info, ns, name, wanted, UpdateMode::Main, dry_run) {
-            Ok(stored) => return Ok(json_response(200, &to_scale(&stored))),
+            Ok(stored) => return Ok(json_response(200, &to_scale(info, &stored))),
             Err(SimError::Conflict { .. }) if patch.is_some() => continue,
             Err(e) => return Err(e),
         }
@@ -759,7 +763,7 @@ fn with_warnings(mut resp: Response<SimBody>, warnings: &[String]) -> Response<S
 
 fn guaranteed_patch(
     inner: &Inner,
-    info: &'static crate::resource::ResourceInfo,
+    info: &crate::resource::Resource,
     ns: Option<&str>,
     name: &str,
     kind: PatchType,
@@ -789,7 +793,7 @@ fn guaranteed_patch(
         let new = crate::lifecycle::prepare_update(info, &old, patched, mode)?;
         let mut store = lock(&inner.store);
         let current = store
-            .get(info.plural, &key)
+            .get(&info.id, &key)
             .ok_or_else(|| SimError::NotFound {
                 resource: info.qualified(),
                 name: name.to_string(),
@@ -835,7 +839,7 @@ fn start_watch(
     let (start, rx) = {
         let store = lock(&inner.store);
         let snapshot = |store: &crate::store::Store| {
-            let objects = store.objs(rr.info.plural, ns);
+            let objects = store.objs(&rr.info.id, ns);
             (
                 WatchStart::Snapshot {
                     objects,

@@ -16,7 +16,7 @@ use crate::body::BodyError;
 use crate::clock::Clock;
 use crate::encoded::Obj;
 use crate::fault::{CloseMode, CloseWhen, Decision, FaultCell, WatchFaults};
-use crate::resource::ResourceInfo;
+use crate::resource::{Resource, ResourceInfo};
 use crate::selector::Selectors;
 use crate::stats::Stats;
 use crate::store::{restamped, Event, EventType};
@@ -24,7 +24,7 @@ use crate::table::TableOpts;
 
 /// What a watch is scoped to and how it behaves.
 pub struct WatchSpec {
-    pub info: &'static ResourceInfo,
+    pub info: Resource,
     pub namespace: Option<String>,
     pub selectors: Selectors,
     pub bookmarks: bool,
@@ -87,7 +87,7 @@ fn event_line(
     match &spec.table {
         None => shared,
         Some((opts, clock)) => {
-            let t = crate::table::from_object(spec.info, obj.value(), clock.now(), *opts, *first);
+            let t = crate::table::from_object(&spec.info, obj.value(), clock.now(), *opts, *first);
             *first = false;
             line(kind.as_str(), &t)
         }
@@ -154,7 +154,7 @@ pub fn project<'a>(
     namespace: Option<&str>,
     sel: &Selectors,
 ) -> Option<(EventType, Cow<'a, Arc<Obj>>, Bytes)> {
-    if ev.resource != info.plural || namespace.is_some_and(|ns| ns != ev.namespace) {
+    if *ev.resource != *info.id || namespace.is_some_and(|ns| ns != ev.namespace) {
         return None;
     }
     let same = || Some((ev.kind, Cow::Borrowed(&ev.object), ev.line.clone()));
@@ -174,7 +174,7 @@ pub fn project<'a>(
                 }
                 (true, false, Some(old)) => {
                     let kind = EventType::Deleted;
-                    let (obj, line) = restamped(ev.resource, kind.as_str(), old, ev.rv);
+                    let (obj, line) = restamped(&ev.resource, kind.as_str(), old, ev.rv);
                     Some((kind, Cow::Owned(obj), line))
                 }
                 _ => None,
@@ -375,17 +375,17 @@ async fn sleep_opt(at: Option<Instant>) {
 /// Counts one watch in [`Stats::live_watches`] while it lives.
 struct LiveWatch {
     stats: Arc<Mutex<Stats>>,
-    resource: &'static str,
+    resource: String,
 }
 
 impl LiveWatch {
-    fn new(stats: &Arc<Mutex<Stats>>, resource: &'static str) -> Self {
+    fn new(stats: &Arc<Mutex<Stats>>, resource: &str) -> Self {
         if let Ok(mut s) = stats.lock() {
             s.watch_live(resource, true);
         }
         Self {
             stats: stats.clone(),
-            resource,
+            resource: resource.to_string(),
         }
     }
 }
@@ -393,7 +393,7 @@ impl LiveWatch {
 impl Drop for LiveWatch {
     fn drop(&mut self) {
         if let Ok(mut s) = self.stats.lock() {
-            s.watch_live(self.resource, false);
+            s.watch_live(&self.resource, false);
         }
     }
 }
@@ -434,11 +434,11 @@ pub fn stream(
                     break 'run End::Quiet;
                 }
                 WatchStart::Replay { events, from_rv } => {
-                    live = Some(LiveWatch::new(&em.stats, spec.info.plural));
+                    live = Some(LiveWatch::new(&em.stats, &spec.info.plural));
                     last_rv = from_rv;
                     for ev in events {
                         last_rv = last_rv.max(ev.rv);
-                        if let Some((t, obj, shared)) = project(&ev, spec.info, ns, &spec.selectors) {
+                        if let Some((t, obj, shared)) = project(&ev, &spec.info, ns, &spec.selectors) {
                             let close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
                             if close || chunk.full() {
                                 em.flush();
@@ -451,7 +451,7 @@ pub fn stream(
                     if let Some(c) = chunk.take() { yield Ok(c); }
                 }
                 WatchStart::Snapshot { objects, rv } => {
-                    live = Some(LiveWatch::new(&em.stats, spec.info.plural));
+                    live = Some(LiveWatch::new(&em.stats, &spec.info.plural));
                     last_rv = rv;
                     for obj in objects.iter().filter(|o| o.matches(&spec.selectors)) {
                         let close = if spec.table.is_some() {
@@ -470,7 +470,7 @@ pub fn stream(
                     if let Some(c) = chunk.take() { yield Ok(c); }
                     if spec.initial_events_end {
                         em.count(|s| s.bookmarks_sent += 1);
-                        yield Ok(bookmark(spec.info, rv, true));
+                        yield Ok(bookmark(&spec.info, rv, true));
                     }
                 }
             }
@@ -483,7 +483,7 @@ pub fn stream(
                     biased;
                     _ = sleep_opt(close_at) => break 'run End::Closed,
                     _ = sleep_opt(deadline) => break 'run End::Quiet,
-                    d = next_plan(&mut plan_changes, spec.info.plural, ns) => match rearm(d, last_rv) {
+                    d = next_plan(&mut plan_changes, &spec.info.plural, ns) => match rearm(d, last_rv) {
                         Rearm::Error { status, kind } => break 'run End::Error(line("ERROR", &status), kind),
                         Rearm::Stall(d) => break 'run End::Stall(d),
                         Rearm::Arm(faults) => close_at = em.rearm(faults, Instant::now()),
@@ -497,7 +497,7 @@ pub fn stream(
                                 Ok(ev) => {
                                     if ev.rv > last_rv {
                                         last_rv = ev.rv;
-                                        if let Some((t, obj, shared)) = project(&ev, spec.info, ns, &spec.selectors) {
+                                        if let Some((t, obj, shared)) = project(&ev, &spec.info, ns, &spec.selectors) {
                                             close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
                                         }
                                     }
@@ -519,7 +519,7 @@ pub fn stream(
                     },
                     _ = ticker.tick(), if spec.bookmarks => {
                         em.count(|s| s.bookmarks_sent += 1);
-                        yield Ok(bookmark(spec.info, last_rv, false));
+                        yield Ok(bookmark(&spec.info, last_rv, false));
                     }
                 }
             }
