@@ -470,3 +470,119 @@ async fn an_invalid_crd_is_422() {
     let (code, _, _) = common::raw(&sim, "GET", "/apis/example.com/v1", None, "").await;
     assert_eq!(code, 404);
 }
+
+const CRD_YAML: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.shop.example.com
+spec:
+  group: shop.example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wdg]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Color
+      type: string
+      jsonPath: .spec.color
+    - name: Count
+      type: integer
+      jsonPath: .spec.count
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              color: {type: string}
+              count: {type: integer}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const WIDGET_YAML: &str = r#"apiVersion: shop.example.com/v1
+kind: Widget
+metadata:
+  name: w1
+  namespace: default
+spec:
+  color: blue
+  count: 7
+"#;
+
+/// Real kubectl over HTTPS with the written kubeconfig: `apply -f` a CRD, create an object of
+/// it, `get` shows its printer columns (by plural and short name), `api-resources` lists it.
+#[tokio::test]
+async fn kubectl_applies_a_crd_and_gets_its_objects_with_printer_columns() {
+    let sim = Sim::builder().seed(26).build();
+    let mut server = sim.serve_https(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kc).unwrap();
+    let crd = dir.path().join("crd.yaml");
+    std::fs::write(&crd, CRD_YAML).unwrap();
+    let widget = dir.path().join("widget.yaml");
+    std::fs::write(&widget, WIDGET_YAML).unwrap();
+
+    let (ok, out, err) = common::run_kubectl(&kc, &["apply", "-f", crd.to_str().unwrap()]).await;
+    assert!(ok, "{out} {err}");
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/widgets.shop.example.com created"
+        ),
+        "{out}"
+    );
+    let (ok, out, err) =
+        common::run_kubectl(&kc, &["create", "-f", widget.to_str().unwrap()]).await;
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("widget.shop.example.com/w1 created"), "{out}");
+
+    for name in ["widgets", "wdg", "widget.shop.example.com"] {
+        let (ok, out, err) = common::run_kubectl(&kc, &["get", name]).await;
+        assert!(ok, "get {name}: {out} {err}");
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], ["NAME", "COLOR", "COUNT"], "{out}");
+        assert_eq!(lines[1], ["w1", "blue", "7"], "{out}");
+    }
+    let (ok, out, err) =
+        common::run_kubectl(&kc, &["api-resources", "--api-group=shop.example.com"]).await;
+    assert!(ok, "{out} {err}");
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("widgets"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        ["widgets", "wdg", "shop.example.com/v1", "true", "Widget"],
+        "{out}"
+    );
+    // An unknown field under kubectl's default (Strict) is refused by the server.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        WIDGET_YAML
+            .replace("name: w1", "name: w2")
+            .replace("count: 7", "count: 7\n  shape: round"),
+    )
+    .unwrap();
+    let (ok, out, err) = common::run_kubectl(&kc, &["create", "-f", bad.to_str().unwrap()]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains(r#"unknown field "spec.shape""#), "{err}");
+    server.shutdown();
+}
