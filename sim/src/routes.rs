@@ -228,6 +228,19 @@ mod tests {
             panic!()
         };
         assert_eq!(r.info.plural, "leases");
+        // Keyed by group + plural: the two Event resources are two resources.
+        for (path, id) in [
+            ("/api/v1/namespaces/d/events", "events"),
+            (
+                "/apis/events.k8s.io/v1/namespaces/d/events",
+                "events.events.k8s.io",
+            ),
+        ] {
+            let Route::Resource(r) = route(path).unwrap() else {
+                panic!()
+            };
+            assert_eq!(&*r.info.id, id);
+        }
         assert_eq!(route("/api/v1/widgets").unwrap_err().code(), 404);
         let Route::Resource(r) = route("/api/v1/namespaces/a%2Db/pods/p%2e1").unwrap() else {
             panic!()
