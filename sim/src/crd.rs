@@ -138,10 +138,20 @@ pub fn default_and_establish(obj: &mut Value, now: &str) {
         .pointer_mut("/spec/names")
         .and_then(Value::as_object_mut)
     {
-        if names.get("singular").and_then(Value::as_str).unwrap_or("") == "" {
+        if names
+            .get("singular")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             names.insert("singular".into(), json!(kind.to_lowercase()));
         }
-        if names.get("listKind").and_then(Value::as_str).unwrap_or("") == "" {
+        if names
+            .get("listKind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             names.insert("listKind".into(), json!(format!("{kind}List")));
         }
     }
