@@ -4,7 +4,8 @@
 //! - `pkg/apis/apiextensions/validation/validation.go` `ValidateCustomResourceDefinition`: the
 //!   name is `<plural>.<group>`, the group has a dot, names are DNS labels, scope is
 //!   `Namespaced` or `Cluster`, versions are unique DNS-1035 labels with exactly one storage
-//!   version, and every version has an `openAPIV3Schema` whose root is an object.
+//!   version, and every version has an `openAPIV3Schema` whose root is an object (a CRD with no
+//!   served version is stored and serves nothing).
 //! - `pkg/apis/apiextensions/v1/defaults.go`: `singular` defaults to the lowercased kind,
 //!   `listKind` to `<kind>List`, `conversion.strategy` to `None`.
 //! - `pkg/controller/establish` and `pkg/controller/status/naming_controller.go`: with no name
@@ -290,7 +291,6 @@ pub fn validate_crd(obj: &Value) -> Result<(), SimError> {
     }
     let mut seen = Vec::new();
     let mut storage = 0;
-    let mut served = 0;
     for (i, v) in versions.iter().enumerate() {
         let vn = s(v, "/name");
         if !is_dns1035_label(vn) {
@@ -310,9 +310,6 @@ pub fn validate_crd(obj: &Value) -> Result<(), SimError> {
         seen.push(vn);
         if v.get("storage").and_then(Value::as_bool) == Some(true) {
             storage += 1;
-        }
-        if v.get("served").and_then(Value::as_bool) == Some(true) {
-            served += 1;
         }
         match v.pointer("/schema/openAPIV3Schema") {
             None | Some(Value::Null) => c.push(cause(
@@ -337,16 +334,6 @@ pub fn validate_crd(obj: &Value) -> Result<(), SimError> {
             "spec.versions",
             format!(
                 "Invalid value: {}: must have exactly one version marked as storage version",
-                json!(versions)
-            ),
-        ));
-    }
-    if !versions.is_empty() && served == 0 {
-        c.push(cause(
-            "FieldValueInvalid",
-            "spec.versions",
-            format!(
-                "Invalid value: {}: must have at least one version marked as served",
                 json!(versions)
             ),
         ));

@@ -373,6 +373,15 @@ async fn sleep_opt(at: Option<Instant>) {
 }
 
 /// Counts one watch in [`Stats::live_watches`] while it lives.
+/// Whether `ev` is the removal of the CRD that defines `info`: its API is gone, so its watches
+/// end (after the deletions of its objects, committed before it), as the apiextensions
+/// handler's storage for a removed CRD is torn down.
+fn crd_gone(ev: &Event, info: &ResourceInfo) -> bool {
+    info.custom.as_ref().is_some_and(|c| {
+        ev.kind == EventType::Deleted && *ev.resource == *crate::crd::CRD_ID && ev.name == c.crd
+    })
+}
+
 struct LiveWatch {
     stats: Arc<Mutex<Stats>>,
     resource: String,
@@ -491,13 +500,15 @@ pub fn stream(
                     r = rx.recv() => {
                         // This event and whatever else is already waiting (up to a chunk), sent as one chunk.
                         let mut r = r.map_err(|_| ());
-                        let (mut close, mut lagged) = (false, false);
+                        let (mut close, mut lagged, mut gone) = (false, false, false);
                         loop {
                             match r {
                                 Ok(ev) => {
                                     if ev.rv > last_rv {
                                         last_rv = ev.rv;
-                                        if let Some((t, obj, shared)) = project(&ev, &spec.info, ns, &spec.selectors) {
+                                        if crd_gone(&ev, &spec.info) {
+                                            gone = true;
+                                        } else if let Some((t, obj, shared)) = project(&ev, &spec.info, ns, &spec.selectors) {
                                             close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
                                         }
                                     }
@@ -505,7 +516,7 @@ pub fn stream(
                                 // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
                                 Err(_) => lagged = true,
                             }
-                            if close || lagged || chunk.full() { break; }
+                            if close || lagged || gone || chunk.full() { break; }
                             r = match rx.try_recv() {
                                 Ok(ev) => Ok(ev),
                                 Err(TryRecvError::Empty) => break,
@@ -515,7 +526,7 @@ pub fn stream(
                         em.flush();
                         if let Some(c) = chunk.take() { yield Ok(c); }
                         if close { break 'run End::Closed; }
-                        if lagged { break 'run End::Quiet; }
+                        if lagged || gone { break 'run End::Quiet; }
                     },
                     _ = ticker.tick(), if spec.bookmarks => {
                         em.count(|s| s.bookmarks_sent += 1);

@@ -572,6 +572,47 @@ async fn kubectl_applies_a_crd_and_gets_its_objects_with_printer_columns() {
         ["widgets", "wdg", "shop.example.com/v1", "true", "Widget"],
         "{out}"
     );
+    // `kubectl get -w` prints the rows as they change: a second widget created while it
+    // watches shows up with its columns.
+    let mut watch = tokio::process::Command::new(common::kubectl())
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["get", "widgets", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs");
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut made = false;
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no w2 row from kubectl get -w: {seen:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("kubectl get -w ended: {seen:?}"));
+        let cells: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        seen.push(line);
+        if cells.first().map(String::as_str) == Some("w1") && !made {
+            let w2 = WIDGET_YAML
+                .replace("name: w1", "name: w2")
+                .replace("count: 7", "count: 8");
+            sim.create(
+                "widgets",
+                Some("default"),
+                serde_yaml_ng::from_str(&w2).unwrap(),
+            )
+            .unwrap();
+            made = true;
+        }
+        if cells == ["w2", "blue", "8"] {
+            break;
+        }
+    }
+    let _ = watch.kill().await;
+
     // An unknown field under kubectl's default (Strict) is refused by the server.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
@@ -585,4 +626,39 @@ async fn kubectl_applies_a_crd_and_gets_its_objects_with_printer_columns() {
     assert!(!ok, "{out}");
     assert!(err.contains(r#"unknown field "spec.shape""#), "{err}");
     server.shutdown();
+}
+
+/// A watch on a custom resource gets its objects' deletions, then ends cleanly when the CRD
+/// goes (its API is torn down; a re-watch is 404).
+#[tokio::test]
+async fn a_watch_on_a_custom_resource_ends_after_its_crd_goes() {
+    let sim = Sim::builder().seed(27).build();
+    sim.apply(&Step::create_namespace("crd")).unwrap();
+    let client = common::client(&sim);
+    install(&client).await;
+    let foos: Api<Foo> = Api::namespaced(client.clone(), "crd");
+    foos.create(&PostParams::default(), &foo("x", 1))
+        .await
+        .unwrap();
+    let resp = common::send(
+        &sim,
+        "GET",
+        "/apis/example.com/v1/namespaces/crd/foos?watch=true",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let (code, _, body) = common::raw(
+        &sim,
+        "DELETE",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/foos.example.com",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (lines, end) = common::watch_lines(resp.into_body(), Duration::from_secs(5)).await;
+    assert_eq!(common::types(&lines), ["ADDED", "DELETED"], "{lines:?}");
+    assert!(matches!(end, common::WatchEnd::Clean), "{end:?}");
 }
