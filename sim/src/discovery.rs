@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resource::{self, RESOURCES};
+use crate::resource::Registry;
 
 /// `/version`.
 pub fn version() -> Value {
@@ -28,53 +28,55 @@ pub fn core_versions() -> Value {
     })
 }
 
-fn groups() -> Vec<&'static str> {
-    let mut gs: Vec<&'static str> = RESOURCES
+fn group_doc(g: &str, versions: &[String]) -> Value {
+    let gvs: Vec<Value> = versions
         .iter()
-        .map(|r| r.group)
-        .filter(|g| !g.is_empty())
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
         .collect();
-    gs.dedup();
-    gs
-}
-
-fn group_doc(g: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-    json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+    let preferred = gvs.first().cloned().unwrap_or(Value::Null);
+    json!({"name": g, "versions": gvs, "preferredVersion": preferred})
 }
 
 /// `/apis`.
-pub fn group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups().into_iter().map(group_doc).collect::<Vec<_>>()})
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = registry
+        .groups()
+        .iter()
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`, if served.
-pub fn group(g: &str) -> Value {
-    let mut doc = group_doc(g);
+pub fn group(registry: &Registry, g: &str) -> Value {
+    let versions = registry
+        .groups()
+        .into_iter()
+        .find(|(name, _)| name == g)
+        .map(|(_, vs)| vs)
+        .unwrap_or_default();
+    let mut doc = group_doc(g, &versions);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
     doc
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
-pub fn resource_list(group: &str, version: &str) -> Value {
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for r in resource::in_group_version(group, version) {
+    for r in registry.in_group_version(group, version) {
         let mut doc = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": resource::verbs(),
+            "verbs": crate::resource::verbs(),
         });
         if !r.short_names.is_empty() {
             doc["shortNames"] = json!(r.short_names);
         }
-        if r.plural == "pods" {
-            doc["categories"] = json!(["all"]);
-        }
-        if r.plural == "services" {
-            doc["categories"] = json!(["all"]);
+        if !r.categories.is_empty() {
+            doc["categories"] = json!(r.categories);
         }
         resources.push(doc);
         if crate::scale::has_scale(r) {

@@ -70,7 +70,7 @@ pub fn extract_labels(v: &Value) -> Labels {
 
 /// Pure: the selectable fields of an object of `resource` (a missing or non-string field reads as "").
 pub fn extract_fields(resource: &str, v: &Value) -> Fields {
-    let own = crate::resource::by_plural(resource).map_or(&[][..], |i| i.fields);
+    let own = crate::resource::fields_of(resource);
     ["metadata.name", "metadata.namespace"]
         .iter()
         .chain(own)

@@ -94,9 +94,14 @@ fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>
     let Some(map) = obj.as_object() else {
         return Ok((obj.clone(), Vec::new()));
     };
+    if let Some(custom) = &info.custom {
+        // A custom resource's "typed struct" is its structural schema; type errors are the
+        // schema validation's 422, not a decode error.
+        return Ok(crate::crd::prune(custom, obj));
+    }
     if map
         .get("kind")
-        .is_some_and(|k| k.as_str() != Some(info.kind))
+        .is_some_and(|k| k.as_str() != Some(info.kind.as_str()))
     {
         return Ok((obj.clone(), Vec::new()));
     }
@@ -105,12 +110,13 @@ fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>
     body.remove("apiVersion");
     body.remove("kind");
     let body = Value::Object(body);
-    let kind = info.kind;
-    let typed = match kind {
+    let kind = info.kind.as_str();
+    let typed = match info.builtin_kind() {
         "Pod" => round_trip::<Pod>(kind, body),
         "Service" => round_trip::<Service>(kind, body),
         "Secret" => round_trip::<Secret>(kind, body),
         "Event" => round_trip::<Event>(kind, body),
+        "events.k8s.io/Event" => round_trip::<k8s_openapi::api::events::v1::Event>(kind, body),
         "Namespace" => round_trip::<Namespace>(kind, body),
         "Lease" => round_trip::<Lease>(kind, body),
         "ConfigMap" => round_trip::<ConfigMap>(kind, body),
@@ -123,6 +129,9 @@ fn prune_unknown(info: &ResourceInfo, obj: &Value) -> Result<(Value, Vec<String>
         "StatefulSet" => round_trip::<StatefulSet>(kind, body),
         "DaemonSet" => round_trip::<DaemonSet>(kind, body),
         "EndpointSlice" => round_trip::<EndpointSlice>(kind, body),
+        "CustomResourceDefinition" => round_trip::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(kind, body),
         _ => return Ok((obj.clone(), Vec::new())),
     }?;
     let mut unknown = Vec::new();
@@ -455,11 +464,11 @@ pub fn warning_header(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::RESOURCES;
+    use crate::resource::{built_ins, Resource};
     use serde_json::json;
 
-    fn info(kind: &str) -> &'static ResourceInfo {
-        RESOURCES.iter().find(|r| r.kind == kind).unwrap()
+    fn info(kind: &str) -> &'static Resource {
+        built_ins().iter().find(|r| r.kind == kind).unwrap()
     }
 
     /// (kind, body, expected reports, expected stored object or None = the body unchanged).

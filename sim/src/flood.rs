@@ -14,7 +14,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use crate::encoded::{extract_fields, extract_labels, Fields, Labels, Obj, LINE_SUFFIX};
 use crate::error::SimError;
 use crate::lifecycle::{self, UpdateMode};
-use crate::resource::ResourceInfo;
+use crate::resource::Resource;
 use crate::sim::{lock, Sim};
 use crate::store::Key;
 
@@ -266,11 +266,11 @@ impl Template {
 
 /// The templates of the objects floods have churned, kept across floods (lock after the store).
 #[derive(Default)]
-pub(crate) struct Templates(HashMap<(&'static str, Key), Template>);
+pub(crate) struct Templates(HashMap<(Arc<str>, Key), Template>);
 
 /// The objects a flood goes round.
 struct Churner {
-    info: &'static ResourceInfo,
+    info: Resource,
     namespace: Option<String>,
     keys: Vec<Key>,
     /// Set by a stop; read under the store lock, so no event follows a stop that took that lock.
@@ -291,7 +291,7 @@ impl Churner {
     /// Emit one churn event on the `counter % n`-th of the `n` objects; false if there is
     /// nothing to churn or the flood was stopped.
     fn churn(&mut self, sim: &Sim, counter: u64) -> bool {
-        let plural = self.info.plural;
+        let plural: Arc<str> = self.info.id.clone();
         let mut store = lock(&sim.inner.store);
         if self.stop.load(Ordering::Relaxed) {
             return false;
@@ -299,10 +299,10 @@ impl Churner {
         // Go round the objects as they are; re-read them when one has gone or a round is done.
         let mut key = self.pick(counter);
         let mut templates = lock(&sim.inner.flood_templates);
-        if key.as_ref().is_none_or(|k| !store.contains(plural, k))
+        if key.as_ref().is_none_or(|k| !store.contains(&plural, k))
             || counter.is_multiple_of(self.len())
         {
-            self.keys = store.keys(plural, self.namespace.as_deref());
+            self.keys = store.keys(&plural, self.namespace.as_deref());
             key = self.pick(counter);
             // Templates of objects that have gone are dropped with them.
             templates.0.retain(|(r, k), _| store.contains(r, k));
@@ -310,10 +310,10 @@ impl Churner {
         let Some(key) = key else {
             return false;
         };
-        let Some(cur) = store.get_obj(plural, &key).cloned() else {
+        let Some(cur) = store.get_obj(&plural, &key).cloned() else {
             return false;
         };
-        let slot = (plural, key);
+        let slot = (plural.clone(), key);
         if let Some(t) = templates.0.get_mut(&slot) {
             if Arc::ptr_eq(&t.last, &cur) {
                 if t.last_counter == counter {
@@ -321,7 +321,7 @@ impl Churner {
                     return true;
                 }
                 let (obj, line) = t.encode(counter, store.next_rv());
-                store.commit_encoded(plural, slot.1, obj.clone(), line);
+                store.commit_encoded(&plural, slot.1, obj.clone(), line);
                 t.last = obj;
                 t.last_counter = counter;
                 return true;
@@ -329,7 +329,7 @@ impl Churner {
         }
         // First churn of this object here, or someone else changed it: the general path.
         let new = match lifecycle::prepare_update(
-            self.info,
+            &self.info,
             cur.value(),
             churned(cur.to_value(), counter),
             UpdateMode::Whole,
@@ -338,11 +338,11 @@ impl Churner {
             Ok(None) => return true,
             Err(_) => return false,
         };
-        let stored = store.commit(plural, slot.1.clone(), Some(new));
+        let stored = store.commit(&plural, slot.1.clone(), Some(new));
         let made = store
-            .get_obj(plural, &slot.1)
+            .get_obj(&plural, &slot.1)
             .cloned()
-            .and_then(|obj| template(plural, &stored, obj, counter));
+            .and_then(|obj| template(&plural, &stored, obj, counter));
         match made {
             Some(t) => templates.0.insert(slot, t),
             None => templates.0.remove(&slot),

@@ -42,6 +42,7 @@ pub fn propagation(opts: &DeleteOptions) -> Propagation {
 /// One `metadata.ownerReferences` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerRef {
+    pub api_version: String,
     pub kind: String,
     pub name: String,
     pub uid: String,
@@ -61,6 +62,7 @@ pub fn owner_refs(v: &Value) -> Vec<OwnerRef> {
             let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             let uid = s("uid");
             (!uid.is_empty()).then(|| OwnerRef {
+                api_version: s("apiVersion"),
                 kind: s("kind"),
                 name: s("name"),
                 uid,
@@ -81,7 +83,7 @@ pub fn owner_uids(obj: &Obj) -> Vec<String> {
 
 /// A dependent as the collector sees it.
 pub struct Dependent<'a> {
-    pub resource: &'static str,
+    pub resource: std::sync::Arc<str>,
     pub key: Key,
     pub object: &'a Value,
     /// Whether an owner other than the one in question still exists.
@@ -95,13 +97,13 @@ pub struct Dependent<'a> {
 pub enum GcAction {
     /// Delete it as a client would (Foreground when its owner waits for it).
     Delete {
-        resource: &'static str,
+        resource: std::sync::Arc<str>,
         key: Key,
         foreground: bool,
     },
     /// Store `object` (MODIFIED): the dependent with an ownerReference removed.
     Update {
-        resource: &'static str,
+        resource: std::sync::Arc<str>,
         key: Key,
         object: Value,
     },
@@ -140,7 +142,7 @@ pub fn owner_gone(uid: &str, deps: &[Dependent]) -> Vec<GcAction> {
         .filter_map(|d| {
             if d.other_owner_alive {
                 Some(GcAction::Update {
-                    resource: d.resource,
+                    resource: d.resource.clone(),
                     key: d.key.clone(),
                     object: without_owner(d.object, uid),
                 })
@@ -148,7 +150,7 @@ pub fn owner_gone(uid: &str, deps: &[Dependent]) -> Vec<GcAction> {
                 None
             } else {
                 Some(GcAction::Delete {
-                    resource: d.resource,
+                    resource: d.resource.clone(),
                     key: d.key.clone(),
                     foreground: false,
                 })
@@ -161,7 +163,7 @@ pub fn owner_gone(uid: &str, deps: &[Dependent]) -> Vec<GcAction> {
 pub fn orphan(uid: &str, deps: &[Dependent]) -> Vec<GcAction> {
     deps.iter()
         .map(|d| GcAction::Update {
-            resource: d.resource,
+            resource: d.resource.clone(),
             key: d.key.clone(),
             object: without_owner(d.object, uid),
         })
@@ -174,7 +176,7 @@ pub fn foreground(deps: &[Dependent]) -> Vec<GcAction> {
     deps.iter()
         .filter(|d| !being_deleted(d.object))
         .map(|d| GcAction::Delete {
-            resource: d.resource,
+            resource: d.resource.clone(),
             key: d.key.clone(),
             foreground: d.has_dependents,
         })
@@ -233,21 +235,21 @@ mod tests {
         let going = dep("going", &[("o", true)], true);
         let deps = [
             Dependent {
-                resource: "pods",
+                resource: "pods".into(),
                 key: key("only"),
                 object: &only,
                 other_owner_alive: false,
                 has_dependents: true,
             },
             Dependent {
-                resource: "pods",
+                resource: "pods".into(),
                 key: key("shared"),
                 object: &shared,
                 other_owner_alive: true,
                 has_dependents: false,
             },
             Dependent {
-                resource: "pods",
+                resource: "pods".into(),
                 key: key("going"),
                 object: &going,
                 other_owner_alive: false,

@@ -122,13 +122,14 @@ where
     if path.starts_with("/_sim/") || path == "/_sim" {
         return Ok(crate::admin::handle(&inner, &parts.method, &path, body).await);
     }
+    let registry = inner.registry();
     if parts.method == Method::GET {
         if path == "/openapi/v3" {
-            return Ok(json_response(200, &crate::openapi::root()));
+            return Ok(json_response(200, &crate::openapi::root(&registry)));
         }
         if let Some(doc) = path
             .strip_prefix("/openapi/v3/")
-            .and_then(crate::openapi::group_version)
+            .and_then(|p| crate::openapi::group_version(&registry, p))
         {
             return Ok(json_response(200, &doc));
         }
@@ -139,7 +140,7 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let query = Query::parse(parts.uri.query()).with_user_agent(user_agent);
-    let route = match routes::route(&path) {
+    let route = match routes::route(&path, &registry) {
         Ok(r) => r,
         Err(e) => {
             lock(&inner.stats).unrouted += 1;
@@ -156,10 +157,10 @@ where
     Ok(match route {
         Route::Version => get_only(crate::discovery::version()),
         Route::CoreVersions => get_only(crate::discovery::core_versions()),
-        Route::Groups => get_only(crate::discovery::group_list()),
-        Route::Group(g) => get_only(crate::discovery::group(&g)),
+        Route::Groups => get_only(crate::discovery::group_list(&registry)),
+        Route::Group(g) => get_only(crate::discovery::group(&registry, &g)),
         Route::ResourceList { group, version } => {
-            get_only(crate::discovery::resource_list(&group, &version))
+            get_only(crate::discovery::resource_list(&registry, &group, &version))
         }
         Route::Resource(rr) => {
             let content_type = parts
@@ -289,13 +290,13 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let info = rr.info;
+    let info = &rr.info.clone();
     let watch_flag = query.flag("watch");
     let verb = rr.verb(method, watch_flag).map_err(Failure::Status)?;
-    lock(&inner.stats).count_request(verb, info.plural);
+    lock(&inner.stats).count_request(verb, &info.plural);
     let ns = rr.namespace.as_deref();
     let has_continue = query.get("continue").is_some_and(|c| !c.is_empty());
-    let decision = inner.faults.decide(info.plural, verb, ns, has_continue);
+    let decision = inner.faults.decide(&info.plural, verb, ns, has_continue);
     {
         let mut stats = lock(&inner.stats);
         for f in &decision.fired {
@@ -339,7 +340,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let info = rr.info;
+    let info = &rr.info.clone();
     let ns = rr.namespace.as_deref();
     if rr.subresource.as_deref() == Some("scale") {
         return scale_request(
@@ -404,7 +405,7 @@ where
                         wire,
                     )?;
                     if last {
-                        lock(&inner.stats).count_list_served(info.plural);
+                        lock(&inner.stats).count_list_served(&info.plural);
                     }
                     Ok(crate::protobuf::body_response(200, bytes))
                 }
@@ -547,7 +548,7 @@ where
 #[allow(clippy::too_many_arguments)]
 fn server_side_apply(
     inner: &Arc<Inner>,
-    info: &'static crate::resource::ResourceInfo,
+    info: &crate::resource::Resource,
     ns: Option<&str>,
     name: &str,
     query: &Query,
@@ -630,7 +631,7 @@ fn server_side_apply(
 #[allow(clippy::too_many_arguments)]
 async fn scale_request<B>(
     inner: &Arc<Inner>,
-    info: &'static crate::resource::ResourceInfo,
+    info: &crate::resource::Resource,
     ns: Option<&str>,
     name: &str,
     verb: &str,
@@ -650,7 +651,7 @@ where
         _ => return Err(SimError::MethodNotAllowed),
     };
     if verb == "get" {
-        return Ok(wire.object(200, info, &to_scale(&inner.get(info, ns, name)?)));
+        return Ok(wire.object(200, info, &to_scale(info, &inner.get(info, ns, name)?)));
     }
     let bytes = read_body(body, inner.config.max_body).await?;
     let (patch, put) = if verb == "patch" {
@@ -667,15 +668,15 @@ where
         let current = inner.get(info, ns, name)?;
         let scale = match patch {
             Some(kind) => {
-                let mut s = crate::patch::apply(kind, &to_scale(&current), &bytes)?;
+                let mut s = crate::patch::apply(kind, &to_scale(info, &current), &bytes)?;
                 // A patch is against the Scale read now: it carries that version.
                 s["metadata"]["resourceVersion"] =
-                    to_scale(&current)["metadata"]["resourceVersion"].clone();
+                    to_scale(info, &current)["metadata"]["resourceVersion"].clone();
                 s
             }
             None => put.clone().unwrap_or_default(),
         };
-        let wanted = apply_scale(&current, &scale)?;
+        let wanted = apply_scale(info, &current, &scale)?;
         match inner.update(
             info,
             ns,
@@ -685,7 +686,7 @@ where
             dry_run,
             Some(&query.field_manager()?),
         ) {
-            Ok(stored) => return Ok(wire.object(200, info, &to_scale(&stored))),
+            Ok(stored) => return Ok(wire.object(200, info, &to_scale(info, &stored))),
             Err(SimError::Conflict { .. }) if patch.is_some() => continue,
             Err(e) => return Err(e),
         }
@@ -802,7 +803,7 @@ fn with_warnings(mut resp: Response<SimBody>, warnings: &[String]) -> Response<S
 
 fn guaranteed_patch(
     inner: &Inner,
-    info: &'static crate::resource::ResourceInfo,
+    info: &crate::resource::Resource,
     ns: Option<&str>,
     name: &str,
     kind: PatchType,
@@ -838,7 +839,7 @@ fn guaranteed_patch(
         });
         let mut store = lock(&inner.store);
         let current = store
-            .get(info.plural, &key)
+            .get(&info.id, &key)
             .ok_or_else(|| SimError::NotFound {
                 resource: info.qualified(),
                 name: name.to_string(),
@@ -884,7 +885,7 @@ fn start_watch(
     let (start, rx) = {
         let store = lock(&inner.store);
         let snapshot = |store: &crate::store::Store| {
-            let objects = store.objs(rr.info.plural, ns);
+            let objects = store.objs(&rr.info.id, ns);
             (
                 WatchStart::Snapshot {
                     objects,
@@ -932,7 +933,7 @@ fn start_watch(
         }
     };
     let spec = WatchSpec {
-        info: rr.info,
+        info: rr.info.clone(),
         namespace: rr.namespace,
         selectors,
         bookmarks: params.bookmarks,
@@ -946,8 +947,11 @@ fn start_watch(
         plan_changes: Some(watch::PlanChanges::new(inner.faults.clone())),
     };
     let s = watch::stream(spec, start, rx, decision.watch, inner.stats.clone());
-    let mut resp = if table.is_none() && wire.watch_in_protobuf(rr.info) {
-        let mut resp = Response::new(SimBody::stream(crate::protobuf::watch_stream(rr.info, s)));
+    let mut resp = if table.is_none() && wire.watch_in_protobuf(&rr.info) {
+        let mut resp = Response::new(SimBody::stream(crate::protobuf::watch_stream(
+            rr.info.clone(),
+            s,
+        )));
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, crate::protobuf::watch_content_type());
         resp

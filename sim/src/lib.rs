@@ -7,6 +7,7 @@ mod apply; // server-side apply: managedFields, conflicts, removal
 pub mod auth; // optional bearer-token auth, checked first on every request
 pub mod body; // SimBody: full or streamed response bodies
 pub mod clock; // simulated wall clock over tokio time
+mod crd; // CustomResourceDefinitions: validation, served versions, pruning
 pub mod discovery; // /version, /api, /apis discovery documents
 pub mod encoded; // objects encoded once: shared JSON bytes and selector values
 pub mod error; // SimError, mapped to metav1.Status codes

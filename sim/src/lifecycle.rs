@@ -184,6 +184,14 @@ pub fn prepare_create(
         meta.remove("managedFields");
     }
     default_object(info, &mut obj, &new.now);
+    if let Some(custom) = &info.custom {
+        // Every write path (create, apply, the Rust API) stores the pruned object.
+        obj = crate::crd::prune(custom, &obj).0;
+        crate::crd::validate_object(info, custom, &obj)?;
+    }
+    if info.builtin_kind() == "CustomResourceDefinition" {
+        crate::crd::validate_crd(&obj)?;
+    }
     Ok((ns, name, obj))
 }
 
@@ -193,7 +201,7 @@ pub fn prepare_create(
 /// Admission plugins' additions (service account token volume, default tolerations, priority)
 /// are not made: the sim runs no admission chain.
 fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
-    match info.kind {
+    match info.builtin_kind() {
         "Pod" => {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
@@ -241,7 +249,7 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
             if !obj.get("spec").is_some_and(Value::is_object) {
                 obj["spec"] = json!({});
             }
-            let kind = info.kind;
+            let kind = info.builtin_kind();
             let spec = &mut obj["spec"];
             if kind != "DaemonSet" {
                 default_field(spec, "replicas", json!(1));
@@ -287,6 +295,7 @@ fn default_object(info: &ResourceInfo, obj: &mut Value, now: &str) {
                 obj["type"] = json!("Opaque");
             }
         }
+        "CustomResourceDefinition" => crate::crd::default_and_establish(obj, now),
         "Namespace" => {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
@@ -396,10 +405,12 @@ fn pull_policy(image: &str) -> &'static str {
 /// workloads — not Services, Secrets, ConfigMaps, Namespaces, Events, Leases and the other
 /// core kinds, whose strategies never set it.
 fn has_generation(info: &ResourceInfo) -> bool {
-    matches!(
-        info.kind,
-        "Pod" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
-    )
+    // Custom resources too (apiextensions-apiserver `customResourceStrategy`).
+    info.custom.is_some()
+        || matches!(
+            info.builtin_kind(),
+            "Pod" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+        )
 }
 
 /// Secrets: `stringData` is write-only and folded into base64 `data`.
@@ -457,7 +468,7 @@ pub fn prepare_update(
             });
         }
     }
-    if info.kind == "Secret" {
+    if info.builtin_kind() == "Secret" {
         fold_string_data(&mut new);
     }
     new["kind"] = json!(info.kind);
@@ -530,6 +541,13 @@ pub fn prepare_update(
         if let Some(o) = out.as_object_mut() {
             o.remove("status");
         }
+    }
+    if let Some(custom) = &info.custom {
+        out = crate::crd::prune(custom, &out).0;
+        crate::crd::validate_object(info, custom, &out)?;
+    }
+    if info.builtin_kind() == "CustomResourceDefinition" && mode != UpdateMode::Status {
+        crate::crd::validate_crd_update(old, &out)?;
     }
     if &out == old {
         return Ok(None);
@@ -738,7 +756,7 @@ pub fn plan_delete(
     let mut out = obj.clone();
     // The grace BeforeDelete settled on, for a resource that deletes gracefully (pods).
     let mut graceful: Option<i64> = None;
-    if info.kind == "Pod" {
+    if info.builtin_kind() == "Pod" {
         match stamped {
             Some(ts) if stamped_grace > 0 => match requested {
                 // Only a shorter grace may be asked for; the deadline moves back by the difference.

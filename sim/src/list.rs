@@ -22,7 +22,7 @@ use crate::encoded::Obj;
 use crate::error::SimError;
 use crate::protobuf::Wire;
 use crate::query::{Rv, RvMatch};
-use crate::resource::ResourceInfo;
+use crate::resource::Resource;
 use crate::selector::Selectors;
 use crate::store::{Key, Store};
 use crate::table::TableOpts;
@@ -109,7 +109,7 @@ pub struct PageSpec<'a> {
 /// is the list's last page.
 pub(crate) fn render(
     store: &Mutex<Store>,
-    info: &'static ResourceInfo,
+    info: &Resource,
     namespace: Option<&str>,
     sel: &Selectors,
     PageSpec {
@@ -127,7 +127,7 @@ pub(crate) fn render(
         match &after {
             Some((rv, ns, name)) => {
                 let items = store
-                    .state_at_objs(info.plural, namespace, *rv)
+                    .state_at_objs(&info.id, namespace, *rv)
                     .map_err(|_| expired())?;
                 let start = (ns.clone(), name.clone());
                 pick(
@@ -147,13 +147,13 @@ pub(crate) fn render(
                 }
                 Read::Exact(rv) => {
                     let items = store
-                        .state_at_objs(info.plural, namespace, rv)
+                        .state_at_objs(&info.id, namespace, rv)
                         .map_err(|_| too_old())?;
                     pick(rv, items.iter().map(|(k, v)| (k, v)), None, sel, limit)
                 }
                 Read::Latest | Read::NotOlderThan(_) => pick(
                     store.current_rv(),
-                    store.iter_objs(info.plural, namespace),
+                    store.iter_objs(&info.id, namespace),
                     None,
                     sel,
                     limit,

@@ -18,14 +18,14 @@ const LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
 fn fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "Lease" => &["/spec/acquireTime", "/spec/renewTime"],
-        "Event" => &["/eventTime", "/series/lastObservedTime"],
+        "Event" | "events.k8s.io/Event" => &["/eventTime", "/series/lastObservedTime"],
         _ => &[],
     }
 }
 
 /// Check every MicroTime field of `obj` and rewrite it in the form the server stores.
 pub fn normalize(info: &ResourceInfo, obj: &mut Value) -> Result<(), SimError> {
-    for ptr in fields(info.kind) {
+    for ptr in fields(info.builtin_kind()) {
         let Some(v) = obj.pointer_mut(ptr) else {
             continue;
         };

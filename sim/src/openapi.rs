@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::resource::{self, RESOURCES};
+use crate::resource::Registry;
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -13,10 +13,10 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 /// `/openapi/v3`: the discovery root listing one document per group/version.
-pub fn root() -> Value {
+pub fn root(registry: &Registry) -> Value {
     let mut paths = Map::new();
-    for r in RESOURCES {
-        let p = gv_path(r.group, r.version);
+    for r in registry.all() {
+        let p = gv_path(&r.group, &r.version);
         paths.insert(
             p.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=podgrant-sim-1")}),
@@ -26,7 +26,7 @@ pub fn root() -> Value {
 }
 
 /// `/openapi/v3/<api/v1|apis/g/v>`, if served: PATCH operations tagged with the GVK and the `fieldValidation` parameter.
-pub fn group_version(path: &str) -> Option<Value> {
+pub fn group_version(registry: &Registry, path: &str) -> Option<Value> {
     let (group, version) = match path.split('/').collect::<Vec<_>>().as_slice() {
         ["api", v] => (String::new(), v.to_string()),
         ["apis", g, v] => (g.to_string(), v.to_string()),
@@ -34,9 +34,9 @@ pub fn group_version(path: &str) -> Option<Value> {
     };
     let mut paths = Map::new();
     let mut any = false;
-    for r in resource::in_group_version(&group, &version) {
+    for r in registry.in_group_version(&group, &version) {
         any = true;
-        let prefix = format!("/{}", gv_path(r.group, r.version));
+        let prefix = format!("/{}", gv_path(&r.group, &r.version));
         let item = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {

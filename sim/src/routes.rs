@@ -3,7 +3,7 @@
 use http::Method;
 
 use crate::error::SimError;
-use crate::resource::{self, ResourceInfo};
+use crate::resource::{Registry, Resource};
 
 /// A routed request.
 #[derive(Debug, PartialEq)]
@@ -26,7 +26,7 @@ pub enum Route {
 /// A request on a resource.
 #[derive(Debug, PartialEq)]
 pub struct ResourceRequest {
-    pub info: &'static ResourceInfo,
+    pub info: Resource,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
@@ -91,8 +91,8 @@ pub fn decode_segment(seg: &str) -> Result<String, SimError> {
     Ok(s)
 }
 
-/// Route a path (each segment percent-decoded).
-pub fn route(path: &str) -> Result<Route, SimError> {
+/// Route a path (each segment percent-decoded) against the resources `registry` serves.
+pub fn route(path: &str, registry: &Registry) -> Result<Route, SimError> {
     let owned: Vec<String> = path
         .trim_end_matches('/')
         .split('/')
@@ -108,28 +108,34 @@ pub fn route(path: &str) -> Result<Route, SimError> {
             group: String::new(),
             version: "v1".into(),
         }),
-        ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
-        ["apis", g]
-            if resource::RESOURCES
-                .iter()
-                .any(|r| r.group == *g && !g.is_empty()) =>
-        {
+        ["api", "v1", rest @ ..] => resource_route(registry, "", "v1", rest),
+        ["apis", g] if registry.groups().iter().any(|(name, _)| name == g) => {
             Ok(Route::Group(g.to_string()))
         }
-        ["apis", g, v] if resource::in_group_version(g, v).next().is_some() => {
+        ["apis", g, v] if registry.in_group_version(g, v).next().is_some() => {
             Ok(Route::ResourceList {
                 group: g.to_string(),
                 version: v.to_string(),
             })
         }
-        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        ["apis", g, v, rest @ ..] => resource_route(registry, g, v, rest),
         _ => Err(not_found()),
     }
 }
 
-fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, SimError> {
-    let find = |plural: &str| resource::lookup(group, version, plural).ok_or_else(not_found);
-    let req = |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+fn resource_route(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Route, SimError> {
+    let find = |plural: &str| {
+        registry
+            .lookup(group, version, plural)
+            .cloned()
+            .ok_or_else(not_found)
+    };
+    let req = |info: Resource, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
         Route::Resource(ResourceRequest {
             info,
             namespace: namespace.map(str::to_string),
@@ -137,7 +143,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Si
             subresource: sub.map(str::to_string),
         })
     };
-    let checked_sub = |info: &'static ResourceInfo, sub: &str| {
+    let checked_sub = |info: &Resource, sub: &str| {
         if (sub == "status" && info.has_status) || (sub == "scale" && crate::scale::has_scale(info))
         {
             Ok(())
@@ -145,7 +151,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Si
             Err(not_found())
         }
     };
-    let ns_info = resource::by_plural("namespaces");
+    let ns_info = registry.lookup("", "v1", "namespaces").cloned();
     match rest {
         [plural] => Ok(req(find(plural)?, None, None, None)),
         ["namespaces", name] if group.is_empty() => {
@@ -167,7 +173,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Si
         }
         ["namespaces", ns, plural, name, sub] => {
             let info = find(plural)?;
-            checked_sub(info, sub)?;
+            checked_sub(&info, sub)?;
             Ok(req(info, Some(ns), Some(name), Some(sub)))
         }
         [plural, name] => {
@@ -177,6 +183,14 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Si
             }
             Ok(req(info, None, Some(name), None))
         }
+        [plural, name, sub] => {
+            let info = find(plural)?;
+            if info.namespaced {
+                return Err(not_found());
+            }
+            checked_sub(&info, sub)?;
+            Ok(req(info, None, Some(name), Some(sub)))
+        }
         _ => Err(not_found()),
     }
 }
@@ -184,6 +198,10 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Si
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route(path: &str) -> Result<Route, SimError> {
+        super::route(path, &Registry::default())
+    }
 
     #[test]
     fn routes() {
@@ -193,7 +211,7 @@ mod tests {
         };
         assert_eq!(
             (
-                r.info.plural,
+                r.info.plural.as_str(),
                 r.namespace.as_deref(),
                 r.subresource.as_deref()
             ),
@@ -203,13 +221,26 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (r.info.plural, r.name.as_deref()),
+            (r.info.plural.as_str(), r.name.as_deref()),
             ("namespaces", Some("d"))
         );
         let Route::Resource(r) = route("/apis/coordination.k8s.io/v1/leases").unwrap() else {
             panic!()
         };
         assert_eq!(r.info.plural, "leases");
+        // Keyed by group + plural: the two Event resources are two resources.
+        for (path, id) in [
+            ("/api/v1/namespaces/d/events", "events"),
+            (
+                "/apis/events.k8s.io/v1/namespaces/d/events",
+                "events.events.k8s.io",
+            ),
+        ] {
+            let Route::Resource(r) = route(path).unwrap() else {
+                panic!()
+            };
+            assert_eq!(&*r.info.id, id);
+        }
         assert_eq!(route("/api/v1/widgets").unwrap_err().code(), 404);
         let Route::Resource(r) = route("/api/v1/namespaces/a%2Db/pods/p%2e1").unwrap() else {
             panic!()

@@ -12,11 +12,38 @@ use crate::resource::ResourceInfo;
 
 /// Whether `info` has a `scale` subresource (DaemonSets do not, upstream).
 pub fn has_scale(info: &ResourceInfo) -> bool {
-    matches!(info.kind, "Deployment" | "ReplicaSet" | "StatefulSet")
+    info.custom.as_ref().is_some_and(|c| c.scale.is_some())
+        || matches!(
+            info.builtin_kind(),
+            "Deployment" | "ReplicaSet" | "StatefulSet"
+        )
 }
 
-/// Pure: the Scale of a stored workload.
-pub fn to_scale(obj: &Value) -> Value {
+/// Where a resource keeps what a Scale shows: the apps/v1 fields, or a CRD's
+/// `subresources.scale` paths (`customresource_handler.go` `scaleSpec`).
+fn paths(info: &ResourceInfo) -> (&str, &str, Option<&str>) {
+    match info.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        Some(p) => (
+            &p.spec_replicas,
+            &p.status_replicas,
+            p.label_selector.as_deref(),
+        ),
+        None => ("/spec/replicas", "/status/replicas", None),
+    }
+}
+
+/// Pure: the Scale of a stored workload or custom resource.
+pub fn to_scale(info: &ResourceInfo, obj: &Value) -> Value {
+    let (spec_ptr, status_ptr, selector_ptr) = paths(info);
+    let selector = match (&info.custom, selector_ptr) {
+        (Some(_), Some(p)) => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        (Some(_), None) => String::new(),
+        (None, _) => selector_string(obj.pointer("/spec/selector")),
+    };
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
     json!({
@@ -29,10 +56,10 @@ pub fn to_scale(obj: &Value) -> Value {
             "resourceVersion": pick("resourceVersion"),
             "creationTimestamp": pick("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": obj.pointer(spec_ptr).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector_string(obj.pointer("/spec/selector")),
+            "replicas": obj.pointer(status_ptr).cloned().unwrap_or(json!(0)),
+            "selector": selector,
         },
     })
 }
@@ -79,7 +106,7 @@ fn selector_string(sel: Option<&Value>) -> String {
 
 /// Pure: the workload with the replicas a (whole or patched) Scale asks for, carrying the
 /// Scale's resourceVersion as the update's precondition.
-pub fn apply_scale(obj: &Value, scale: &Value) -> Result<Value, SimError> {
+pub fn apply_scale(info: &ResourceInfo, obj: &Value, scale: &Value) -> Result<Value, SimError> {
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -113,7 +140,7 @@ pub fn apply_scale(obj: &Value, scale: &Value) -> Result<Value, SimError> {
         }
     };
     let mut out = obj.clone();
-    out["spec"]["replicas"] = json!(replicas);
+    crate::crd::set_pointer(&mut out, paths(info).0, json!(replicas));
     if let Some(rv) = scale
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -134,7 +161,8 @@ mod tests {
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web", "tier": "fe"},
                 "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]},
                                      {"key": "canary", "operator": "DoesNotExist"}]}}});
-        let s = to_scale(&deploy);
+        let info = crate::resource::by_plural("deployments").unwrap();
+        let s = to_scale(info, &deploy);
         assert_eq!(s["spec"]["replicas"], 2);
         assert_eq!(s["status"]["replicas"], 0);
         assert_eq!(
@@ -142,7 +170,7 @@ mod tests {
             "app=web,tier=fe,env in (dev,prod),!canary"
         );
         assert_eq!(s["metadata"]["resourceVersion"], "7");
-        let out = apply_scale(&deploy, &json!({"spec": {"replicas": 5}})).unwrap();
+        let out = apply_scale(info, &deploy, &json!({"spec": {"replicas": 5}})).unwrap();
         assert_eq!(out["spec"]["replicas"], 5);
         assert_eq!(out["spec"]["selector"], deploy["spec"]["selector"]);
         // (scale, expected code)
@@ -152,7 +180,7 @@ mod tests {
             (json!({"spec": {"replicas": "3"}}), 400),
         ] {
             assert_eq!(
-                apply_scale(&deploy, &scale).unwrap_err().code(),
+                apply_scale(info, &deploy, &scale).unwrap_err().code(),
                 code,
                 "{scale}"
             );

@@ -563,7 +563,7 @@ pub(crate) fn run_step(sim: &Sim, step: &Step) -> Result<Outcome, SimError> {
                 ..Default::default()
             };
             sim.inner
-                .delete(sim.resolve("pods")?, Some(namespace), name, &opts)
+                .delete(&sim.resolve("pods")?, Some(namespace), name, &opts)
                 .map(drop)
         }
         Step::DeletePod {

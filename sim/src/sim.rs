@@ -17,7 +17,7 @@ use crate::flood::{FloodHandle, FloodSpec};
 use crate::gc::{self, Dependent, GcAction, Propagation};
 use crate::ipam::Ipam;
 use crate::lifecycle::{self, DeleteAction, DeleteOptions, NewMeta, UpdateMode};
-use crate::resource::{self, ResourceInfo};
+use crate::resource::{Registry, Resource, ResourceInfo};
 use crate::selector::Selectors;
 use crate::server::SimServer;
 use crate::service::SimService;
@@ -203,15 +203,10 @@ impl std::fmt::Debug for Sim {
     }
 }
 
-fn info_for(resource: &str) -> Result<&'static ResourceInfo, SimError> {
-    resource::RESOURCES
-        .iter()
-        .find(|r| {
-            r.plural == resource
-                || r.singular == resource
-                || r.kind == resource
-                || r.short_names.contains(&resource)
-        })
+fn info_for(registry: &Registry, resource: &str) -> Result<Resource, SimError> {
+    registry
+        .resolve(resource)
+        .cloned()
         .ok_or_else(|| SimError::UnknownResource(resource.to_string()))
 }
 
@@ -331,7 +326,7 @@ impl Sim {
         obj: Value,
     ) -> Result<Value, SimError> {
         self.inner
-            .create(info_for(resource)?, namespace, obj, false, false, None)
+            .create(&self.resolve(resource)?, namespace, obj, false, false, None)
     }
 
     /// Replace an object wholesale, status and deletionTimestamp included (RV precondition honoured if set).
@@ -341,14 +336,14 @@ impl Sim {
         namespace: Option<&str>,
         obj: Value,
     ) -> Result<Value, SimError> {
-        let info = info_for(resource)?;
+        let info = self.resolve(resource)?;
         let name = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
         self.inner
-            .update(info, namespace, &name, obj, UpdateMode::Whole, false, None)
+            .update(&info, namespace, &name, obj, UpdateMode::Whole, false, None)
     }
 
     /// Delete an object at once (no grace, finalizers ignored — what a scenario's delete step means).
@@ -359,7 +354,7 @@ impl Sim {
         name: &str,
     ) -> Result<(), SimError> {
         self.inner
-            .remove(info_for(resource)?, namespace, name)
+            .remove(&self.resolve(resource)?, namespace, name)
             .map(|_| ())
     }
 
@@ -370,14 +365,14 @@ impl Sim {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, SimError> {
-        self.inner.get(info_for(resource)?, namespace, name)
+        self.inner.get(&self.resolve(resource)?, namespace, name)
     }
 
     /// List objects (all namespaces when `namespace` is `None`), sorted by namespace and name.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
-        match info_for(resource) {
+        match self.resolve(resource) {
             Ok(info) => lock(&self.inner.store)
-                .list(info.plural, namespace)
+                .list(&info.id, namespace)
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect(),
@@ -401,8 +396,8 @@ impl Sim {
         lock(&self.inner.stats).count_fault("compact");
     }
 
-    pub(crate) fn resolve(&self, resource: &str) -> Result<&'static ResourceInfo, SimError> {
-        info_for(resource)
+    pub(crate) fn resolve(&self, resource: &str) -> Result<Resource, SimError> {
+        info_for(&self.inner.registry(), resource)
     }
 
     pub(crate) fn ipam(&self) -> MutexGuard<'_, Ipam> {
@@ -456,16 +451,16 @@ fn with_gc_finalizer(obj: &Value, policy: Propagation) -> Value {
 }
 
 /// The owner an ownerReference of an object in `ns` resolves to, if it exists with that uid.
-fn owner_of(store: &Store, ns: &str, r: &gc::OwnerRef) -> Option<(&'static ResourceInfo, Key)> {
-    let info = resource::RESOURCES.iter().find(|i| i.kind == r.kind)?;
+fn owner_of(store: &Store, ns: &str, r: &gc::OwnerRef) -> Option<(Resource, Key)> {
+    let info = store.registry().by_kind(&r.api_version, &r.kind)?.clone();
     let ns = if info.namespaced { ns } else { "" };
     let key = (ns.to_string(), r.name.clone());
-    let live = store.get(info.plural, &key)?;
+    let live = store.get(&info.id, &key)?;
     (uid_of(live) == r.uid).then_some((info, key))
 }
 
 /// A dependent, owned: `(resource, key, object, another owner is alive, owns objects)`.
-type Dep = (&'static str, Key, Value, bool, bool);
+type Dep = (Arc<str>, Key, Value, bool, bool);
 
 /// The objects whose ownerReferences name `uid`: in the owner's namespace, any namespace for
 /// a cluster-scoped owner (the index, not a scan).
@@ -475,7 +470,7 @@ fn dependents(store: &Store, owner_ns: &str, namespaced: bool, uid: &str) -> Vec
         .into_iter()
         .filter(|(_, k)| !namespaced || k.0 == owner_ns)
         .filter_map(|(r, k)| {
-            let v = store.get(r, &k)?.clone();
+            let v = store.get(&r, &k)?.clone();
             let alive = gc::owner_refs(&v)
                 .iter()
                 .any(|o| o.uid != uid && owner_of(store, &k.0, o).is_some());
@@ -488,7 +483,7 @@ fn dependents(store: &Store, owner_ns: &str, namespaced: bool, uid: &str) -> Vec
 fn as_dependents(deps: &[Dep]) -> Vec<Dependent<'_>> {
     deps.iter()
         .map(|(r, k, v, alive, owns)| Dependent {
-            resource: r,
+            resource: r.clone(),
             key: k.clone(),
             object: v,
             other_owner_alive: *alive,
@@ -499,29 +494,58 @@ fn as_dependents(deps: &[Dep]) -> Vec<Dependent<'_>> {
 
 /// Remove `key` (a namespace takes its objects with it); pods whose IP is to be released are
 /// pushed to `released`. Returns the removed object, at the new resourceVersion.
-fn remove_locked(
-    store: &mut Store,
-    info: &'static ResourceInfo,
-    key: Key,
-    released: &mut Vec<Key>,
-) -> Value {
-    if info.plural == "namespaces" {
-        for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
-            for k in store.keys(r.plural, Some(&key.1)) {
-                store.commit(r.plural, k.clone(), None);
-                if r.plural == "pods" {
+fn remove_locked(store: &mut Store, info: &Resource, key: Key, released: &mut Vec<Key>) -> Value {
+    if *info.id == *"namespaces" {
+        for r in store.registry().clone().namespaced() {
+            for k in store.keys(&r.id, Some(&key.1)) {
+                store.commit(&r.id, k.clone(), None);
+                if *r.id == *"pods" {
                     released.push(k);
                 }
             }
         }
     }
-    if info.plural == "pods" {
+    if *info.id == *crate::crd::CRD_ID {
+        // The apiextensions finalizer's work, done at once: the API goes with the objects.
+        if let Some(crd) = store.get(&info.id, &key).cloned() {
+            let id = crd_resource_id(&crd);
+            store.drop_resource(&id);
+            let registry = store.registry().without(&id);
+            store.set_registry(registry);
+        }
+    }
+    if *info.id == *"pods" {
         released.push(key.clone());
     }
-    store.commit(info.plural, key, None)
+    store.commit(&info.id, key, None)
+}
+
+/// The store key of the custom resource a CRD defines.
+fn crd_resource_id(crd: &Value) -> Arc<str> {
+    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or("");
+    crate::resource::id_of(s("/spec/group"), s("/spec/names/plural"))
+}
+
+/// After a CRD is stored: serve what it now declares, in the same critical section (so its
+/// API is there when the create answers, as it is once upstream reports it `Established`).
+fn crd_committed(store: &mut Store, info: &ResourceInfo, stored: &Value) {
+    if *info.id != *crate::crd::CRD_ID {
+        return;
+    }
+    let id = crd_resource_id(stored);
+    if crate::resource::built_in(&id).is_some() {
+        return;
+    }
+    let registry = store.registry().with(&id, crate::crd::served(stored));
+    store.set_registry(registry);
 }
 
 impl Inner {
+    /// The served resources now (a snapshot: a CRD created later is not in it).
+    pub(crate) fn registry(&self) -> Arc<Registry> {
+        lock(&self.store).registry().clone()
+    }
+
     fn new_meta(&self) -> NewMeta {
         let mut rng = lock(&self.rng);
         let b: [u8; 16] = rng.random();
@@ -542,13 +566,13 @@ impl Inner {
 
     pub(crate) fn get(
         &self,
-        info: &'static ResourceInfo,
+        info: &Resource,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, SimError> {
         let key = key_for(info, namespace, name)?;
         lock(&self.store)
-            .get(info.plural, &key)
+            .get(&info.id, &key)
             .cloned()
             .ok_or_else(|| SimError::NotFound {
                 resource: info.qualified(),
@@ -564,7 +588,7 @@ impl Inner {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create(
         &self,
-        info: &'static ResourceInfo,
+        info: &Resource,
         namespace: Option<&str>,
         obj: Value,
         require_namespace: bool,
@@ -582,13 +606,13 @@ impl Inner {
             crate::apply::record_update(None, &mut obj, m, false, &self.clock.now_rfc3339());
         }
         // Encode before taking the lock (a Service still waiting for its cluster IP is encoded at commit).
-        let needs_ip = info.kind == "Service"
+        let needs_ip = info.builtin_kind() == "Service"
             && obj.pointer("/spec/clusterIP").is_none()
             && obj.pointer("/spec/type") != Some(&json!("ExternalName"));
         let pending = if needs_ip {
             None
         } else {
-            crate::encoded::Pending::encode(info.plural, &mut obj)
+            crate::encoded::Pending::encode(&info.id, &mut obj)
         };
         let mut store = lock(&self.store);
         if info.namespaced && require_namespace {
@@ -610,8 +634,14 @@ impl Inner {
                 Some(_) => {}
             }
         }
+        if info.custom.is_some() && !store.registry().serves(info) {
+            // Its CRD went (or changed) after this request was routed.
+            return Err(SimError::UnknownResource(
+                "the server could not find the requested resource".into(),
+            ));
+        }
         let key = (ns, name.clone());
-        if store.contains(info.plural, &key) {
+        if store.contains(&info.id, &key) {
             return Err(SimError::AlreadyExists {
                 resource: info.qualified(),
                 name,
@@ -631,7 +661,9 @@ impl Inner {
             return Ok(obj);
         }
         if let Some(pending) = pending {
-            return Ok(store.commit_pending(info.plural, key, pending, obj));
+            let stored = store.commit_pending(&info.id, key, pending, obj);
+            crd_committed(&mut store, info, &stored);
+            return Ok(stored);
         }
         if needs_ip {
             let n = self.service_ips.fetch_add(1, Ordering::Relaxed);
@@ -639,13 +671,13 @@ impl Inner {
             obj["spec"]["clusterIP"] = json!(ip);
             obj["spec"]["clusterIPs"] = json!([ip]);
         }
-        Ok(store.commit(info.plural, key, Some(obj)))
+        Ok(store.commit(&info.id, key, Some(obj)))
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn update(
         &self,
-        info: &'static ResourceInfo,
+        info: &Resource,
         namespace: Option<&str>,
         name: &str,
         obj: Value,
@@ -663,7 +695,7 @@ impl Inner {
         let key = key_for(info, namespace, name)?;
         let mut store = lock(&self.store);
         let old = store
-            .get(info.plural, &key)
+            .get(&info.id, &key)
             .ok_or_else(|| SimError::NotFound {
                 resource: info.qualified(),
                 name: name.to_string(),
@@ -698,7 +730,7 @@ impl Inner {
     /// A dry run answers what the delete would store or remove, writing nothing.
     pub(crate) fn delete(
         self: &Arc<Self>,
-        info: &'static ResourceInfo,
+        info: &Resource,
         namespace: Option<&str>,
         name: &str,
         opts: &DeleteOptions,
@@ -720,13 +752,13 @@ impl Inner {
     fn dry_delete(
         &self,
         store: &Store,
-        info: &'static ResourceInfo,
+        info: &Resource,
         key: &Key,
         opts: &DeleteOptions,
     ) -> Result<Value, SimError> {
         let now = self.clock.now();
         let stored = store
-            .get(info.plural, key)
+            .get(&info.id, key)
             .ok_or_else(|| not_found(info, &key.1))?;
         let current = with_gc_finalizer(stored, gc::propagation(opts));
         let action = lifecycle::plan_delete(info, &current, opts, now)?;
@@ -747,14 +779,14 @@ impl Inner {
     fn delete_locked(
         &self,
         store: &mut Store,
-        info: &'static ResourceInfo,
+        info: &Resource,
         key: Key,
         opts: &DeleteOptions,
         released: &mut Vec<Key>,
     ) -> Result<Value, SimError> {
         let now = self.clock.now();
         let stored = store
-            .get(info.plural, &key)
+            .get(&info.id, &key)
             .cloned()
             .ok_or_else(|| not_found(info, &key.1))?;
         let policy = gc::propagation(opts);
@@ -776,7 +808,7 @@ impl Inner {
                 object,
                 remove_after,
             } => {
-                let marked = store.commit(info.plural, key.clone(), Some(object));
+                let marked = store.commit(&info.id, key.clone(), Some(object));
                 if let Some(after) = remove_after {
                     self.remove_after_grace(info, key.clone(), stamp_of(&marked), after);
                 }
@@ -811,10 +843,10 @@ impl Inner {
             Some(lifecycle::mark_terminating(stored, now)),
         );
         let ns = key.1.clone();
-        for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
-            for k in store.keys(r.plural, Some(&ns)) {
+        for r in store.registry().clone().namespaced() {
+            for k in store.keys(&r.id, Some(&ns)) {
                 // Already collected or held: the controller's next pass is the removal hook.
-                let _ = self.delete_locked(store, r, k, &DeleteOptions::default(), released);
+                let _ = self.delete_locked(store, &r, k, &DeleteOptions::default(), released);
             }
         }
         let Some(current) = store.get("namespaces", &key).cloned() else {
@@ -822,25 +854,29 @@ impl Inner {
         };
         let mut remaining = Vec::new();
         let mut held = std::collections::BTreeMap::<String, usize>::new();
-        for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
+        for r in store.registry().clone().namespaced() {
             let mut n = 0;
-            for (_, o) in store.iter_objs(r.plural, Some(&ns)) {
+            for (_, o) in store.iter_objs(&r.id, Some(&ns)) {
                 n += 1;
                 for f in lifecycle::finalizers(o.value()) {
                     *held.entry(f.to_string()).or_default() += 1;
                 }
             }
             if n > 0 {
-                remaining.push((r.plural, r.group, n));
+                remaining.push((r.plural.clone(), r.group.clone(), n));
             }
         }
         if remaining.is_empty() {
-            if let Some(info) = resource::by_plural("namespaces") {
+            if let Some(info) = crate::resource::built_in("namespaces") {
                 self.remove_obj(store, info, key, released);
             }
             return marked;
         }
         let mut status = current;
+        let remaining: Vec<(&str, &str, usize)> = remaining
+            .iter()
+            .map(|(p, g, n)| (p.as_ref(), g.as_ref(), *n))
+            .collect();
         status["status"]["conditions"] =
             lifecycle::namespace_conditions(&remaining, &held.into_iter().collect::<Vec<_>>(), now);
         store.commit("namespaces", key, Some(status));
@@ -856,22 +892,22 @@ impl Inner {
                     key,
                     foreground,
                 } => {
-                    let Some(info) = resource::by_plural(resource) else {
+                    let Some(info) = store.registry().by_id(&resource).cloned() else {
                         continue;
                     };
                     let opts = DeleteOptions {
                         propagation_policy: foreground.then(|| "Foreground".to_string()),
                         ..DeleteOptions::default()
                     };
-                    let _ = self.delete_locked(store, info, key, &opts, released);
+                    let _ = self.delete_locked(store, &info, key, &opts, released);
                 }
                 GcAction::Update {
                     resource,
                     key,
                     object,
                 } => {
-                    if store.contains(resource, &key) {
-                        store.commit(resource, key, Some(object));
+                    if store.contains(&resource, &key) {
+                        store.commit(&resource, key, Some(object));
                     }
                 }
             }
@@ -883,11 +919,11 @@ impl Inner {
     fn check_foreground(
         &self,
         store: &mut Store,
-        info: &'static ResourceInfo,
+        info: &Resource,
         key: &Key,
         released: &mut Vec<Key>,
     ) {
-        let Some(owner) = store.get(info.plural, key).cloned() else {
+        let Some(owner) = store.get(&info.id, key).cloned() else {
             return;
         };
         if !lifecycle::finalizers(&owner).contains(&gc::FOREGROUND) {
@@ -901,7 +937,7 @@ impl Inner {
         if lifecycle::removed_by_update(&owner, &new) {
             self.remove_obj(store, info, key.clone(), released);
         } else {
-            store.commit(info.plural, key.clone(), Some(new));
+            store.commit(&info.id, key.clone(), Some(new));
         }
     }
 
@@ -911,7 +947,7 @@ impl Inner {
     fn remove_obj(
         &self,
         store: &mut Store,
-        info: &'static ResourceInfo,
+        info: &Resource,
         key: Key,
         released: &mut Vec<Key>,
     ) -> Value {
@@ -924,7 +960,7 @@ impl Inner {
         }
         for r in gc::owner_refs(&removed) {
             if let Some((owner_info, owner_key)) = owner_of(store, &key.0, &r) {
-                self.check_foreground(store, owner_info, &owner_key, released);
+                self.check_foreground(store, &owner_info, &owner_key, released);
             }
         }
         if info.namespaced {
@@ -943,11 +979,12 @@ impl Inner {
         if !terminating {
             return;
         }
-        let empty = resource::RESOURCES
+        let empty = store
+            .registry()
+            .namespaced()
             .iter()
-            .filter(|r| r.namespaced)
-            .all(|r| store.iter_objs(r.plural, Some(ns)).next().is_none());
-        if let (true, Some(info)) = (empty, resource::by_plural("namespaces")) {
+            .all(|r| store.iter_objs(&r.id, Some(ns)).next().is_none());
+        if let (true, Some(info)) = (empty, crate::resource::built_in("namespaces")) {
             self.remove_obj(store, info, key, released);
         }
     }
@@ -955,7 +992,7 @@ impl Inner {
     /// Remove at once, finalizers and grace notwithstanding (the Rust API's `Sim::delete`).
     pub(crate) fn remove(
         &self,
-        info: &'static ResourceInfo,
+        info: &Resource,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, SimError> {
@@ -963,7 +1000,7 @@ impl Inner {
         let mut released = Vec::new();
         let removed = {
             let mut store = lock(&self.store);
-            if !store.contains(info.plural, &key) {
+            if !store.contains(&info.id, &key) {
                 return Err(SimError::NotFound {
                     resource: info.qualified(),
                     name: name.to_string(),
@@ -980,7 +1017,7 @@ impl Inner {
     pub(crate) fn commit_update(
         &self,
         store: &mut Store,
-        info: &'static ResourceInfo,
+        info: &Resource,
         key: Key,
         mode: UpdateMode,
         new: Value,
@@ -988,12 +1025,14 @@ impl Inner {
         let mut released = Vec::new();
         let removes = mode != UpdateMode::Whole
             && store
-                .get(info.plural, &key)
+                .get(&info.id, &key)
                 .is_some_and(|old| lifecycle::removed_by_update(old, &new));
         let stored = if removes {
             self.remove_obj(store, info, key, &mut released)
         } else {
-            store.commit(info.plural, key, Some(new))
+            let stored = store.commit(&info.id, key, Some(new));
+            crd_committed(store, info, &stored);
+            stored
         };
         (stored, released)
     }
@@ -1012,32 +1051,27 @@ impl Inner {
     /// When `after` has passed on tokio's clock, delete the object with grace 0 — what the
     /// kubelet does once a pod's grace is over — if its deletion stamp is still `stamp` (a
     /// shortened grace has its own timer; a removed or recreated object is left alone).
-    fn remove_after_grace(
-        &self,
-        info: &'static ResourceInfo,
-        key: Key,
-        stamp: Stamp,
-        after: Duration,
-    ) {
+    fn remove_after_grace(&self, info: &Resource, key: Key, stamp: Stamp, after: Duration) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let weak = self.me.clone();
+        let info = info.clone();
         // The deadline is fixed now, not when the task is first polled.
         let due = tokio::time::Instant::now() + after;
         rt.spawn(async move {
             tokio::time::sleep_until(due).await;
             if let Some(inner) = weak.upgrade() {
-                inner.grace_over(info, key, &stamp);
+                inner.grace_over(&info, key, &stamp);
             }
         });
     }
 
-    fn grace_over(&self, info: &'static ResourceInfo, key: Key, stamp: &Stamp) {
+    fn grace_over(&self, info: &Resource, key: Key, stamp: &Stamp) {
         let mut released = Vec::new();
         {
             let mut store = lock(&self.store);
-            let Some(current) = store.get(info.plural, &key) else {
+            let Some(current) = store.get(&info.id, &key) else {
                 return;
             };
             if &stamp_of(current) != stamp {
@@ -1049,7 +1083,7 @@ impl Inner {
                     self.remove_obj(&mut store, info, key, &mut released);
                 }
                 Ok(DeleteAction::Mark { object, .. }) => {
-                    store.commit(info.plural, key, Some(object));
+                    store.commit(&info.id, key, Some(object));
                 }
                 Ok(DeleteAction::Pending) | Err(_) => {}
             }
@@ -1060,12 +1094,12 @@ impl Inner {
     /// Objects matching selectors, for list and deletecollection.
     pub(crate) fn selected(
         &self,
-        info: &'static ResourceInfo,
+        info: &Resource,
         namespace: Option<&str>,
         sel: &Selectors,
     ) -> Vec<Value> {
         let picked = lock(&self.store)
-            .iter_objs(info.plural, namespace)
+            .iter_objs(&info.id, namespace)
             .filter(|(_, o)| o.matches(sel))
             .map(|(_, o)| o.clone())
             .collect::<Vec<_>>();

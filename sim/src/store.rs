@@ -36,7 +36,8 @@ impl EventType {
 #[derive(Debug)]
 pub struct Event {
     pub rv: u64,
-    pub resource: &'static str,
+    /// The store key of the object's resource ([`crate::resource::ResourceInfo::id`]).
+    pub resource: Arc<str>,
     pub namespace: String,
     pub name: String,
     pub kind: EventType,
@@ -73,7 +74,10 @@ type Objects = BTreeMap<Key, Arc<Obj>>;
 /// The in-memory store (callers hold it behind a mutex). Objects are kept encoded ([`Obj`]).
 pub struct Store {
     rv: u64,
-    objects: BTreeMap<&'static str, Objects>,
+    objects: BTreeMap<Arc<str>, Objects>,
+    /// What is served: swapped (never edited) when a CRD comes or goes, under this lock, so
+    /// a CRD's API appears and disappears in the same commit as its objects' changes.
+    registry: Arc<crate::resource::Registry>,
     history: VecDeque<Arc<Event>>,
     window: usize,
     watch_buffer: usize,
@@ -83,7 +87,7 @@ pub struct Store {
     rv_tx: watch::Sender<u64>,
     /// Owner uid → the objects whose `metadata.ownerReferences` name it (the garbage
     /// collector's graph, kept on commit; objects without ownerReferences cost a byte scan).
-    dependents: HashMap<String, BTreeSet<(&'static str, Key)>>,
+    dependents: HashMap<String, BTreeSet<(Arc<str>, Key)>>,
 }
 
 /// How long a read at a resourceVersion the store has not reached waits for it before a 504
@@ -156,6 +160,7 @@ impl Store {
         Self {
             rv: 1,
             objects: BTreeMap::new(),
+            registry: Arc::default(),
             history: VecDeque::new(),
             window: window.max(1),
             watch_buffer,
@@ -164,6 +169,36 @@ impl Store {
             rv_tx: watch::Sender::new(1),
             dependents: HashMap::new(),
         }
+    }
+
+    /// The served resources now.
+    pub fn registry(&self) -> &Arc<crate::resource::Registry> {
+        &self.registry
+    }
+
+    /// Serve `registry` from now on (a CRD established or gone).
+    pub fn set_registry(&mut self, registry: crate::resource::Registry) {
+        self.registry = Arc::new(registry);
+    }
+
+    /// The shared key of `resource`'s objects, made on first use.
+    fn table(&mut self, resource: &str) -> (Arc<str>, &mut Objects) {
+        let id = match self.objects.get_key_value(resource) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(resource),
+        };
+        (id.clone(), self.objects.entry(id).or_default())
+    }
+
+    /// Drop every object of `resource` (its CRD is gone), one `DELETED` event each, as the
+    /// apiextensions finalizer deletes them; returns how many went.
+    pub fn drop_resource(&mut self, resource: &str) -> usize {
+        let keys = self.keys(resource, None);
+        for k in &keys {
+            self.commit(resource, k.clone(), None);
+        }
+        self.objects.remove(resource);
+        keys.len()
     }
 
     /// The latest resourceVersion.
@@ -250,7 +285,7 @@ impl Store {
     /// The objects of a resource as they were at `rv`, sorted, or `Err(compacted_rv)` if `rv` is outside the window.
     pub fn state_at(
         &self,
-        resource: &'static str,
+        resource: &str,
         namespace: Option<&str>,
         rv: u64,
     ) -> Result<Vec<(Key, Value)>, u64> {
@@ -264,7 +299,7 @@ impl Store {
     /// [`Store::state_at`], encoded.
     pub fn state_at_objs(
         &self,
-        resource: &'static str,
+        resource: &str,
         namespace: Option<&str>,
         rv: u64,
     ) -> Result<Vec<(Key, Arc<Obj>)>, u64> {
@@ -280,7 +315,7 @@ impl Store {
         }
         let mut state: Objects = current().collect();
         for ev in self.history.iter().rev().take_while(|e| e.rv > rv) {
-            if ev.resource != resource || namespace.is_some_and(|ns| ns != ev.namespace) {
+            if &*ev.resource != resource || namespace.is_some_and(|ns| ns != ev.namespace) {
                 continue;
             }
             let key = (ev.namespace.clone(), ev.name.clone());
@@ -299,9 +334,9 @@ impl Store {
 
     /// Commit a change: bump the RV, stamp it on the object, encode it once, record and broadcast the event.
     /// `object` is the new state (`None` deletes). Returns the stored (or deleted) object.
-    pub fn commit(&mut self, resource: &'static str, key: Key, object: Option<Value>) -> Value {
+    pub fn commit(&mut self, resource: &str, key: Key, object: Option<Value>) -> Value {
         let rv = self.rv + 1;
-        let map = self.objects.entry(resource).or_default();
+        let (id, map) = self.table(resource);
         match object {
             Some(mut new) => match Pending::encode(resource, &mut new) {
                 Some(pending) => self.commit_pending(resource, key, pending, new),
@@ -328,7 +363,7 @@ impl Store {
                 self.rv = rv;
                 self.publish(Event {
                     rv,
-                    resource,
+                    resource: id,
                     namespace: key.0,
                     name: key.1,
                     kind: EventType::Deleted,
@@ -345,7 +380,7 @@ impl Store {
     /// `value`: the RV is spliced into the bytes and stamped on the returned value.
     pub fn commit_pending(
         &mut self,
-        resource: &'static str,
+        resource: &str,
         key: Key,
         pending: Pending,
         mut value: Value,
@@ -369,20 +404,11 @@ impl Store {
 
     /// Commit an object already encoded with [`Store::next_rv`] stamped in it, and its watch line
     /// (`ADDED` for a new key, `MODIFIED` otherwise). Returns the RV.
-    pub fn commit_encoded(
-        &mut self,
-        resource: &'static str,
-        key: Key,
-        obj: Arc<Obj>,
-        line: Bytes,
-    ) -> u64 {
+    pub fn commit_encoded(&mut self, resource: &str, key: Key, obj: Arc<Obj>, line: Bytes) -> u64 {
         self.rv += 1;
         let rv = self.rv;
-        let old = self
-            .objects
-            .entry(resource)
-            .or_default()
-            .insert(key.clone(), obj.clone());
+        let (id, map) = self.table(resource);
+        let old = map.insert(key.clone(), obj.clone());
         if let Some(old) = &old {
             self.unlink(resource, &key, old);
         }
@@ -390,7 +416,7 @@ impl Store {
             self.dependents
                 .entry(uid)
                 .or_default()
-                .insert((resource, key.clone()));
+                .insert((id.clone(), key.clone()));
         }
         let kind = if old.is_some() {
             EventType::Modified
@@ -399,7 +425,7 @@ impl Store {
         };
         self.publish(Event {
             rv,
-            resource,
+            resource: id,
             namespace: key.0,
             name: key.1,
             kind,
@@ -411,10 +437,10 @@ impl Store {
     }
 
     /// Forget `old`'s ownerReferences in the dependents index.
-    fn unlink(&mut self, resource: &'static str, key: &Key, old: &Obj) {
+    fn unlink(&mut self, resource: &str, key: &Key, old: &Obj) {
         for uid in crate::gc::owner_uids(old) {
             if let Some(set) = self.dependents.get_mut(&uid) {
-                set.remove(&(resource, key.clone()));
+                set.remove(&(Arc::from(resource), key.clone()));
                 if set.is_empty() {
                     self.dependents.remove(&uid);
                 }
@@ -423,7 +449,7 @@ impl Store {
     }
 
     /// The objects whose ownerReferences name `uid`, as `(resource, key)`.
-    pub fn dependents_of(&self, uid: &str) -> Vec<(&'static str, Key)> {
+    pub fn dependents_of(&self, uid: &str) -> Vec<(Arc<str>, Key)> {
         self.dependents
             .get(uid)
             .map(|s| s.iter().cloned().collect())

@@ -41,7 +41,16 @@ fn col(name: &str, priority: u8, format: &str) -> Value {
 
 fn columns(info: &ResourceInfo) -> Vec<Value> {
     let mut c = vec![col("Name", 0, "name")];
-    match info.kind {
+    if let Some(custom) = &info.custom {
+        // tableconvertor.New: Name, then the CRD's additionalPrinterColumns.
+        c[0]["description"] = json!("Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition.");
+        c.extend(custom.printer_columns.iter().map(|pc| {
+            json!({"name": pc.name, "type": pc.type_, "format": pc.format,
+                   "description": pc.description, "priority": pc.priority})
+        }));
+        return c;
+    }
+    match info.builtin_kind() {
         "Pod" => {
             c.extend([
                 col("Ready", 0, ""),
@@ -88,6 +97,23 @@ pub fn age(created: Option<&str>, now: SystemTime) -> String {
     }
 }
 
+/// `tableconvertor` `cellForJSONValue`: a value of the column's type, a date as an age, a
+/// missing or mistyped value as null (kubectl prints `<none>`).
+fn custom_cell(type_: &str, v: Option<&Value>, now: SystemTime) -> Value {
+    let Some(v) = v else {
+        return Value::Null;
+    };
+    match (type_, v) {
+        ("date", Value::String(ts)) => json!(age(Some(ts), now)),
+        ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => v.clone(),
+        ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => v.clone(),
+        ("string", Value::String(_)) => v.clone(),
+        ("string", Value::Number(_) | Value::Bool(_)) => json!(v.to_string()),
+        ("string", other) => json!(other.to_string()),
+        _ => Value::Null,
+    }
+}
+
 fn str_at<'a>(o: &'a Value, ptr: &str) -> &'a str {
     o.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
@@ -99,7 +125,17 @@ fn cells(info: &ResourceInfo, o: &Value, now: SystemTime) -> Vec<Value> {
             .and_then(Value::as_str),
         now,
     );
-    match info.kind {
+    if let Some(custom) = &info.custom {
+        let mut row = vec![json!(name)];
+        row.extend(
+            custom
+                .printer_columns
+                .iter()
+                .map(|pc| custom_cell(&pc.type_, crate::crd::column_value(o, &pc.json_path), now)),
+        );
+        return row;
+    }
+    match info.builtin_kind() {
         "Pod" => {
             let total = o
                 .pointer("/spec/containers")

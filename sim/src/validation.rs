@@ -108,7 +108,7 @@ pub fn label_value(v: &str) -> Vec<String> {
 
 /// Names of these kinds are DNS-1123 labels; every other kind's are subdomains.
 fn name_is_label(info: &ResourceInfo) -> bool {
-    matches!(info.kind, "Namespace" | "Service")
+    matches!(info.builtin_kind(), "Namespace" | "Service")
 }
 
 /// Problems with an object name of this kind.

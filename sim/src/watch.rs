@@ -16,7 +16,7 @@ use crate::body::BodyError;
 use crate::clock::Clock;
 use crate::encoded::Obj;
 use crate::fault::{CloseMode, CloseWhen, Decision, FaultCell, WatchFaults};
-use crate::resource::ResourceInfo;
+use crate::resource::{Resource, ResourceInfo};
 use crate::selector::Selectors;
 use crate::stats::Stats;
 use crate::store::{restamped, Event, EventType};
@@ -24,7 +24,7 @@ use crate::table::TableOpts;
 
 /// What a watch is scoped to and how it behaves.
 pub struct WatchSpec {
-    pub info: &'static ResourceInfo,
+    pub info: Resource,
     pub namespace: Option<String>,
     pub selectors: Selectors,
     pub bookmarks: bool,
@@ -87,7 +87,7 @@ fn event_line(
     match &spec.table {
         None => shared,
         Some((opts, clock)) => {
-            let t = crate::table::from_object(spec.info, obj.value(), clock.now(), *opts, *first);
+            let t = crate::table::from_object(&spec.info, obj.value(), clock.now(), *opts, *first);
             *first = false;
             line(kind.as_str(), &t)
         }
@@ -154,7 +154,7 @@ pub fn project<'a>(
     namespace: Option<&str>,
     sel: &Selectors,
 ) -> Option<(EventType, Cow<'a, Arc<Obj>>, Bytes)> {
-    if ev.resource != info.plural || namespace.is_some_and(|ns| ns != ev.namespace) {
+    if *ev.resource != *info.id || namespace.is_some_and(|ns| ns != ev.namespace) {
         return None;
     }
     let same = || Some((ev.kind, Cow::Borrowed(&ev.object), ev.line.clone()));
@@ -174,7 +174,7 @@ pub fn project<'a>(
                 }
                 (true, false, Some(old)) => {
                     let kind = EventType::Deleted;
-                    let (obj, line) = restamped(ev.resource, kind.as_str(), old, ev.rv);
+                    let (obj, line) = restamped(&ev.resource, kind.as_str(), old, ev.rv);
                     Some((kind, Cow::Owned(obj), line))
                 }
                 _ => None,
@@ -373,19 +373,28 @@ async fn sleep_opt(at: Option<Instant>) {
 }
 
 /// Counts one watch in [`Stats::live_watches`] while it lives.
+/// Whether `ev` is the removal of the CRD that defines `info`: its API is gone, so its watches
+/// end (after the deletions of its objects, committed before it), as the apiextensions
+/// handler's storage for a removed CRD is torn down.
+fn crd_gone(ev: &Event, info: &ResourceInfo) -> bool {
+    info.custom.as_ref().is_some_and(|c| {
+        ev.kind == EventType::Deleted && *ev.resource == *crate::crd::CRD_ID && ev.name == c.crd
+    })
+}
+
 struct LiveWatch {
     stats: Arc<Mutex<Stats>>,
-    resource: &'static str,
+    resource: String,
 }
 
 impl LiveWatch {
-    fn new(stats: &Arc<Mutex<Stats>>, resource: &'static str) -> Self {
+    fn new(stats: &Arc<Mutex<Stats>>, resource: &str) -> Self {
         if let Ok(mut s) = stats.lock() {
             s.watch_live(resource, true);
         }
         Self {
             stats: stats.clone(),
-            resource,
+            resource: resource.to_string(),
         }
     }
 }
@@ -393,7 +402,7 @@ impl LiveWatch {
 impl Drop for LiveWatch {
     fn drop(&mut self) {
         if let Ok(mut s) = self.stats.lock() {
-            s.watch_live(self.resource, false);
+            s.watch_live(&self.resource, false);
         }
     }
 }
@@ -434,11 +443,11 @@ pub fn stream(
                     break 'run End::Quiet;
                 }
                 WatchStart::Replay { events, from_rv } => {
-                    live = Some(LiveWatch::new(&em.stats, spec.info.plural));
+                    live = Some(LiveWatch::new(&em.stats, &spec.info.plural));
                     last_rv = from_rv;
                     for ev in events {
                         last_rv = last_rv.max(ev.rv);
-                        if let Some((t, obj, shared)) = project(&ev, spec.info, ns, &spec.selectors) {
+                        if let Some((t, obj, shared)) = project(&ev, &spec.info, ns, &spec.selectors) {
                             let close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
                             if close || chunk.full() {
                                 em.flush();
@@ -451,7 +460,7 @@ pub fn stream(
                     if let Some(c) = chunk.take() { yield Ok(c); }
                 }
                 WatchStart::Snapshot { objects, rv } => {
-                    live = Some(LiveWatch::new(&em.stats, spec.info.plural));
+                    live = Some(LiveWatch::new(&em.stats, &spec.info.plural));
                     last_rv = rv;
                     for obj in objects.iter().filter(|o| o.matches(&spec.selectors)) {
                         let close = if spec.table.is_some() {
@@ -470,7 +479,7 @@ pub fn stream(
                     if let Some(c) = chunk.take() { yield Ok(c); }
                     if spec.initial_events_end {
                         em.count(|s| s.bookmarks_sent += 1);
-                        yield Ok(bookmark(spec.info, rv, true));
+                        yield Ok(bookmark(&spec.info, rv, true));
                     }
                 }
             }
@@ -483,7 +492,7 @@ pub fn stream(
                     biased;
                     _ = sleep_opt(close_at) => break 'run End::Closed,
                     _ = sleep_opt(deadline) => break 'run End::Quiet,
-                    d = next_plan(&mut plan_changes, spec.info.plural, ns) => match rearm(d, last_rv) {
+                    d = next_plan(&mut plan_changes, &spec.info.plural, ns) => match rearm(d, last_rv) {
                         Rearm::Error { status, kind } => break 'run End::Error(line("ERROR", &status), kind),
                         Rearm::Stall(d) => break 'run End::Stall(d),
                         Rearm::Arm(faults) => close_at = em.rearm(faults, Instant::now()),
@@ -491,13 +500,15 @@ pub fn stream(
                     r = rx.recv() => {
                         // This event and whatever else is already waiting (up to a chunk), sent as one chunk.
                         let mut r = r.map_err(|_| ());
-                        let (mut close, mut lagged) = (false, false);
+                        let (mut close, mut lagged, mut gone) = (false, false, false);
                         loop {
                             match r {
                                 Ok(ev) => {
                                     if ev.rv > last_rv {
                                         last_rv = ev.rv;
-                                        if let Some((t, obj, shared)) = project(&ev, spec.info, ns, &spec.selectors) {
+                                        if crd_gone(&ev, &spec.info) {
+                                            gone = true;
+                                        } else if let Some((t, obj, shared)) = project(&ev, &spec.info, ns, &spec.selectors) {
                                             close = em.event(&mut chunk, event_line(&spec, t, &obj, shared, &mut first));
                                         }
                                     }
@@ -505,7 +516,7 @@ pub fn stream(
                                 // A watcher that fell a whole buffer behind is dropped, as the apiserver's cacher does.
                                 Err(_) => lagged = true,
                             }
-                            if close || lagged || chunk.full() { break; }
+                            if close || lagged || gone || chunk.full() { break; }
                             r = match rx.try_recv() {
                                 Ok(ev) => Ok(ev),
                                 Err(TryRecvError::Empty) => break,
@@ -515,11 +526,11 @@ pub fn stream(
                         em.flush();
                         if let Some(c) = chunk.take() { yield Ok(c); }
                         if close { break 'run End::Closed; }
-                        if lagged { break 'run End::Quiet; }
+                        if lagged || gone { break 'run End::Quiet; }
                     },
                     _ = ticker.tick(), if spec.bookmarks => {
                         em.count(|s| s.bookmarks_sent += 1);
-                        yield Ok(bookmark(spec.info, last_rv, false));
+                        yield Ok(bookmark(&spec.info, last_rv, false));
                     }
                 }
             }

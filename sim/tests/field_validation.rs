@@ -372,7 +372,7 @@ async fn cost_of_a_validated_pod_create() {
                 "restartPolicy": "Always"}})
         .to_string()
     };
-    let info = podgrant_sim::resource::RESOURCES
+    let info = podgrant_sim::resource::built_ins()
         .iter()
         .find(|r| r.kind == "Pod")
         .unwrap();

@@ -123,7 +123,7 @@ pub(crate) fn body_response(code: u16, body: Vec<u8>) -> Response<SimBody> {
 /// Whether the kind of `info` has a protobuf message (built-ins do; custom resources not).
 fn has_message(info: &ResourceInfo) -> bool {
     Schema::get()
-        .for_kind(&info.api_version(), info.kind)
+        .for_kind(&info.api_version(), &info.kind)
         .is_some()
 }
 
@@ -136,7 +136,7 @@ pub(crate) fn decode_body(
     content_type: &str,
     bytes: Bytes,
 ) -> Result<(Value, Bytes), SimError> {
-    decode_typed((&info.api_version(), info.kind), content_type, bytes)
+    decode_typed((&info.api_version(), &info.kind), content_type, bytes)
 }
 
 /// [`decode_body`] for an object of this API version and kind (a subresource's: `Scale`).
@@ -246,7 +246,7 @@ fn encode_object(info: &ResourceInfo, v: &Value) -> Result<Option<Vec<u8>>, Code
         .get("apiVersion")
         .and_then(Value::as_str)
         .map_or_else(|| info.api_version(), str::to_string);
-    let kind = v.get("kind").and_then(Value::as_str).unwrap_or(info.kind);
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or(&info.kind);
     let schema = Schema::get();
     let Some(msg) = schema.for_kind(&api_version, kind) else {
         return Ok(None);
@@ -302,7 +302,7 @@ fn list_inner(
     let list_kind = info.list_kind();
     let (Some(list_msg), Some(item_msg)) = (
         schema.for_kind(&api_version, &list_kind),
-        schema.for_kind(&api_version, info.kind),
+        schema.for_kind(&api_version, &info.kind),
     ) else {
         return Ok(None);
     };
@@ -373,7 +373,7 @@ fn watch_frame(info: &ResourceInfo, line: &[u8]) -> Vec<u8> {
 
 /// A JSON watch stream (newline-terminated events) re-encoded as protobuf frames, chunk for chunk.
 pub(crate) fn watch_stream<S>(
-    info: &'static ResourceInfo,
+    info: std::sync::Arc<ResourceInfo>,
     s: S,
 ) -> impl Stream<Item = Result<Bytes, BodyError>> + Send
 where
@@ -388,7 +388,7 @@ where
             while let Some(nl) = pending[start..].iter().position(|b| *b == b'\n') {
                 let line = &pending[start..start + nl];
                 if !line.is_empty() {
-                    out.extend_from_slice(&watch_frame(info, line));
+                    out.extend_from_slice(&watch_frame(&info, line));
                 }
                 start += nl + 1;
             }

@@ -289,9 +289,7 @@ impl Causes {
             self.namespace(ns);
         }
         let r = spec.resource.as_str();
-        let known = crate::resource::RESOURCES
-            .iter()
-            .any(|i| i.plural == r || i.singular == r || i.kind == r || i.short_names.contains(&r));
+        let known = crate::resource::built_ins().iter().any(|i| i.answers_to(r));
         if !known {
             self.each("resource", r, vec!["not a resource the sim serves".into()]);
         }
