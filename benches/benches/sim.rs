@@ -116,50 +116,171 @@ fn watch_tcp(c: &mut Criterion) {
     // Raw bytes over a plain socket: count event lines.
     let mut conn = rt.block_on(raw_watch(&sim, server.addr()));
     let mut counter = LineCounter::default();
-    // The same raw list as JSON (the default) and as protobuf (`Accept` preferring it, as
-    // client-go's typed clients send). The first protobuf list encodes each pod's message and
-    // keeps it with the stored object (as the JSON is kept from its commit): its time is
-    // printed once, the bench measures the lists after it.
-    let raw_list = |accept: &'static str, min_len: usize| {
-        let addr = server.addr();
-        rt.block_on(async move {
-            let mut conn = tokio::net::TcpStream::connect(addr)
-                .await
-                .expect("connect");
-            let req = format!(
-                "GET /api/v1/pods HTTP/1.1\r\nhost: x\r\naccept: {accept}\r\nconnection: close\r\n\r\n"
-            );
-            conn.write_all(req.as_bytes()).await.expect("write");
-            let mut out = Vec::with_capacity(16 << 20);
-            conn.read_to_end(&mut out).await.expect("read");
-            assert!(
-                out.len() > min_len,
-                "short list response: {} bytes",
-                out.len()
-            );
-            out
-        })
-    };
-    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf, application/json";
-    let cold = Instant::now();
-    let first = raw_list(PROTOBUF, LIST_PODS * 150);
-    eprintln!(
-        "sim/list_10k_pods: first protobuf list (encodes every pod): {:?}, {} bytes; JSON list {} bytes",
-        cold.elapsed(),
-        first.len(),
-        raw_list("application/json", LIST_PODS * 300).len()
-    );
-    assert!(
-        first
-            .windows(35)
-            .any(|w| w == b"application/vnd.kubernetes.protobuf"),
-        "not a protobuf response"
-    );
     g.bench_function("raw_bytes", |b| {
-        b.iter(|| raw_list("application/json", LIST_PODS * 300))
+        b.iter_custom(|iters| {
+            time_bursts(&sim, BURST, iters, || {
+                let upto = counter.lines + BURST;
+                rt.block_on(read_lines(&mut conn, &mut counter, upto));
+            })
+        })
     });
-    g.bench_function("raw_bytes_protobuf", |b| {
-        b.iter(|| raw_list(PROTOBUF, LIST_PODS * 150))
+    g.finish();
+    assert_eq!(
+        sim.sizes().watchers,
+        2,
+        "neither watcher was dropped as too slow"
+    );
+    drop(server);
+}
+
+/// Counts watch events in a chunked HTTP/1.1 response read in pieces: skips the headers,
+/// decodes the chunk framing and counts the newlines inside chunk data (every watch line ends
+/// with one, and compact JSON has no other).
+#[derive(Default)]
+struct LineCounter {
+    lines: u64,
+    body: bool,
+    head: Vec<u8>,
+    state: Chunked,
+}
+
+#[derive(Default)]
+enum Chunked {
+    #[default]
+    Size,
+    Data(usize),
+    Trailer(usize),
+}
+
+impl LineCounter {
+    fn feed(&mut self, mut buf: &[u8]) {
+        if !self.body {
+            self.head.extend_from_slice(buf);
+            let Some(at) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            self.body = true;
+            let rest = self.head.split_off(at + 4);
+            self.head.clear();
+            return self.feed(&rest);
+        }
+        while !buf.is_empty() {
+            match self.state {
+                Chunked::Size => {
+                    let Some(nl) = buf.iter().position(|b| *b == b'\n') else {
+                        self.head.extend_from_slice(buf);
+                        return;
+                    };
+                    self.head.extend_from_slice(&buf[..nl]);
+                    buf = &buf[nl + 1..];
+                    let line = std::str::from_utf8(&self.head).expect("chunk size");
+                    let hex = line.trim().split(';').next().unwrap_or("");
+                    let size = usize::from_str_radix(hex, 16).expect("chunk size");
+                    self.head.clear();
+                    self.state = Chunked::Data(size);
+                }
+                Chunked::Data(n) => {
+                    let take = n.min(buf.len());
+                    self.lines += buf[..take].iter().filter(|b| **b == b'\n').count() as u64;
+                    buf = &buf[take..];
+                    self.state = if take == n {
+                        Chunked::Trailer(2)
+                    } else {
+                        Chunked::Data(n - take)
+                    };
+                }
+                Chunked::Trailer(n) => {
+                    let take = n.min(buf.len());
+                    buf = &buf[take..];
+                    self.state = if take == n {
+                        Chunked::Size
+                    } else {
+                        Chunked::Trailer(n - take)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A raw watch on `bench` pods from the current RV over its own TCP connection.
+async fn raw_watch(sim: &Sim, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET /api/v1/namespaces/bench/pods?watch=true&resourceVersion={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        sim.resource_version()
+    );
+    conn.write_all(req.as_bytes()).await.expect("write");
+    conn
+}
+
+/// Reads until the counter has seen `upto` lines in all.
+async fn read_lines(conn: &mut tokio::net::TcpStream, counter: &mut LineCounter, upto: u64) {
+    let mut buf = vec![0u8; 1 << 16];
+    while counter.lines < upto {
+        let n = conn.read(&mut buf).await.expect("read");
+        assert!(n > 0, "watch ended");
+        counter.feed(&buf[..n]);
+    }
+}
+
+fn watch_fanout(c: &mut Criterion) {
+    let rt = runtime();
+    let sim = Sim::builder().watch_buffer(1 << 16).build();
+    for i in 0..10 {
+        sim.apply(&Step::create_pod("bench", &format!("p{i}")))
+            .expect("pod");
+    }
+    let server = rt
+        .block_on(sim.serve_tcp(([127, 0, 0, 1], 0).into()))
+        .expect("serve");
+    let rv = sim.resource_version().to_string();
+    // One connection per watcher, as 100 separate controllers would have.
+    let mut streams: Vec<_> = (0..FANOUT_WATCHERS)
+        .map(|_| {
+            rt.block_on(async {
+                let pods: Api<Pod> = Api::namespaced(tcp_client(&server.url()), "bench");
+                pods.watch(&WatchParams::default().timeout(290), &rv)
+                    .await
+                    .expect("watch")
+                    .boxed()
+            })
+        })
+        .collect();
+    let mut g = c.benchmark_group("sim/watch_fanout");
+    g.throughput(Throughput::Elements(FANOUT_BURST * FANOUT_WATCHERS as u64));
+    g.sample_size(10);
+    g.bench_function("100_watchers", |b| {
+        b.iter_custom(|iters| {
+            time_bursts(&sim, FANOUT_BURST, iters, || {
+                rt.block_on(futures::future::join_all(
+                    streams
+                        .iter_mut()
+                        .map(|stream| read_modified(stream, FANOUT_BURST)),
+                ));
+            })
+        })
+    });
+    drop(streams);
+    let mut raw: Vec<_> = (0..FANOUT_WATCHERS)
+        .map(|_| {
+            (
+                rt.block_on(raw_watch(&sim, server.addr())),
+                LineCounter::default(),
+            )
+        })
+        .collect();
+    g.bench_function("100_raw_watchers", |b| {
+        b.iter_custom(|iters| {
+            time_bursts(&sim, FANOUT_BURST, iters, || {
+                rt.block_on(futures::future::join_all(raw.iter_mut().map(
+                    |(conn, counter)| {
+                        let upto = counter.lines + FANOUT_BURST;
+                        read_lines(conn, counter, upto)
+                    },
+                )));
+            })
+        })
     });
     g.finish();
     drop(server);
@@ -215,26 +336,50 @@ fn list_10k(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("raw_bytes", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let mut conn = tokio::net::TcpStream::connect(server.addr())
-                    .await
-                    .expect("connect");
-                conn.write_all(
-                    b"GET /api/v1/pods HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-                )
+    // The same raw list as JSON (the default) and as protobuf (`Accept` preferring it, as
+    // client-go's typed clients send). The first protobuf list encodes each pod's message and
+    // keeps it with the stored object (as the JSON is kept from its commit): its time is
+    // printed once, the bench measures the lists after it.
+    let raw_list = |accept: &'static str, min_len: usize| {
+        let addr = server.addr();
+        rt.block_on(async move {
+            let mut conn = tokio::net::TcpStream::connect(addr)
                 .await
-                .expect("write");
-                let mut out = Vec::with_capacity(16 << 20);
-                conn.read_to_end(&mut out).await.expect("read");
-                assert!(
-                    out.len() > LIST_PODS * 300,
-                    "short list response: {} bytes",
-                    out.len()
-                );
-            })
+                .expect("connect");
+            let req = format!(
+                "GET /api/v1/pods HTTP/1.1\r\nhost: x\r\naccept: {accept}\r\nconnection: close\r\n\r\n"
+            );
+            conn.write_all(req.as_bytes()).await.expect("write");
+            let mut out = Vec::with_capacity(16 << 20);
+            conn.read_to_end(&mut out).await.expect("read");
+            assert!(
+                out.len() > min_len,
+                "short list response: {} bytes",
+                out.len()
+            );
+            out
         })
+    };
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf, application/json";
+    let cold = Instant::now();
+    let first = raw_list(PROTOBUF, LIST_PODS * 150);
+    eprintln!(
+        "sim/list_10k_pods: first protobuf list (encodes every pod): {:?}, {} bytes; JSON list {} bytes",
+        cold.elapsed(),
+        first.len(),
+        raw_list("application/json", LIST_PODS * 300).len()
+    );
+    assert!(
+        first
+            .windows(35)
+            .any(|w| w == b"application/vnd.kubernetes.protobuf"),
+        "not a protobuf response"
+    );
+    g.bench_function("raw_bytes", |b| {
+        b.iter(|| raw_list("application/json", LIST_PODS * 300))
+    });
+    g.bench_function("raw_bytes_protobuf", |b| {
+        b.iter(|| raw_list(PROTOBUF, LIST_PODS * 150))
     });
     g.finish();
     drop(server);
