@@ -15,7 +15,8 @@
 #      the devShell carries mariadb, kubectl, valgrind, go, cargo, clippy, rustfmt; the apps
 #      point at podgrant-harness `reproduce busy-loop` and podgrant-sim.
 #   5. crane is pinned to a release tag, and the checks' PODGRANT_REQUIRE is .ci/run's default
-#      minus docker (no Docker daemon in a Nix build sandbox).
+#      minus docker (no Docker daemon in a Nix build sandbox) and node (the npm client needs a
+#      network the sandbox doesn't have).
 #
 # What it does NOT prove:
 #   - that real nixpkgs (nixos-25.11) has these attribute names with the expected contents, or
@@ -90,7 +91,7 @@ done
 nix "${NIX_FLAGS[@]}" eval --no-write-lock-file "${NESTED[@]}" --raw "path:$work/wiring#wiring" 2>&1 |
   grep -v -e '^warning: not writing' -e '^•' -e "^    '" -e '^  → ' >&2
 
-say "5. crane pinned to a release tag; the checks' PODGRANT_REQUIRE = .ci/run's, minus docker"
+say "5. crane pinned to a release tag; the checks' PODGRANT_REQUIRE = .ci/run's, minus docker and node"
 crane_url="$(sed -n 's/^ *crane\.url = "\(.*\)";.*/\1/p' flake.nix)"
 [[ "$crane_url" =~ ^github:ipetkov/crane/v[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
   { say "FAIL: crane.url = ${crane_url:-(none)}: pin a release tag (github:ipetkov/crane/vX.Y.Z)"; exit 1; }
@@ -101,9 +102,9 @@ lock_ref="$(python3 -c 'import json,sys; print(json.load(open("flake.lock"))["no
 ci_require="$(sed -n 's/^export PODGRANT_REQUIRE=\${PODGRANT_REQUIRE:-\(.*\)}$/\1/p' .ci/run)"
 flake_require="$(sed -n 's/^ *PODGRANT_REQUIRE = "\(.*\)";.*/\1/p' flake.nix)"
 # A Nix build sandbox has no Docker daemon: everything else CI requires, the checks require too.
-want_require="$(tr ',' '\n' <<<"$ci_require" | grep -vx docker | paste -sd, -)"
+want_require="$(tr ',' '\n' <<<"$ci_require" | grep -vx -e docker -e node | paste -sd, -)"
 [[ -n "$ci_require" && "$flake_require" == "$want_require" ]] ||
-  { say "FAIL: flake PODGRANT_REQUIRE=${flake_require:-(none)}, .ci/run's (minus docker) is ${want_require:-(none)}"; exit 1; }
+  { say "FAIL: flake PODGRANT_REQUIRE=${flake_require:-(none)}, .ci/run's (minus docker and node) is ${want_require:-(none)}"; exit 1; }
 say "   crane.url = $crane_url (flake.lock: ref $lock_ref); PODGRANT_REQUIRE: .ci/run $ci_require, flake $flake_require"
 
 say "ok: flake evaluated offline against nix/stubs (structure and wiring only; nothing built)"
